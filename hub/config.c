@@ -1,0 +1,405 @@
+/* config.c -- the option table and the four sources that fill struct config.
+ * One table row per option gives its name (flag --name, variable HERALD_NAME, config file
+ * key "name"), its type, its field, its default and bounds, and its --help line. Sources
+ * apply in order default < file < environment < flag, each value parsed and checked by the
+ * same code, so an error names the option and where the bad value came from. Start-up
+ * only: nothing here is thread-safe, and nothing needs to be. */
+#include "config.h"
+
+#include "herald_version.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum opt_type { OPT_ADDR, OPT_UINT, OPT_STRING, OPT_ENUM };
+
+struct option_spec {
+    const char *name;
+    enum opt_type type;
+    size_t offset;
+    const char *def; /* NULL: unset */
+    unsigned long min, max;
+    const char *const *choices; /* OPT_ENUM: index stored as int */
+    const char *help;
+};
+
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_choices[] = {"text", "json", NULL};
+
+#define F(field) offsetof(struct config, field)
+static const struct option_spec options[] = {
+    {"listen", OPT_ADDR, F(listen), "0.0.0.0:8080", 0, 0, NULL,
+     "HOST:PORT of the WebSocket endpoint /ws and the dashboard"},
+    {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
+     "HOST:PORT of the HTTP API (publish, health, ready, stats, metrics)"},
+    {"web-root", OPT_STRING, F(web_root), NULL, 0, 0, NULL,
+     "directory of the dashboard files (default: the installed or source web/)"},
+    {"max-message-bytes", OPT_UINT, F(max_message_bytes), "65536", 64, 16u << 20, NULL,
+     "largest event (publish body) or client frame, in bytes"},
+    {"client-rate", OPT_UINT, F(client_rate), "10", 1, 100000, NULL,
+     "frames per second each connection may send (token bucket rate)"},
+    {"client-burst", OPT_UINT, F(client_burst), "20", 1, 100000, NULL,
+     "frames a connection may send at once (token bucket size)"},
+    {"send-queue-bytes", OPT_UINT, F(send_queue_bytes), "1048576", 1024, 1u << 30, NULL,
+     "bytes queued for one connection before it is closed as a slow consumer (1013)"},
+    {"max-subscriptions", OPT_UINT, F(max_subscriptions), "100", 1, 100000, NULL,
+     "channels one connection may hold"},
+    {"heartbeat", OPT_UINT, F(heartbeat), "25", 1, 3600, NULL,
+     "seconds between pings; a peer silent for twice that is dropped"},
+    {"delivery-threads", OPT_UINT, F(delivery_threads), "0", 0, 64, NULL,
+     "delivery planes sharing --listen (0: one per core)"},
+    {"drain-seconds", OPT_UINT, F(drain_seconds), "10", 0, 3600, NULL,
+     "how long a shutdown may take to close its clients"},
+    {"instance-id", OPT_STRING, F(instance_id), NULL, 0, 0, NULL,
+     "name shown in logs, metrics and welcome (default: hostname-pid)"},
+    {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
+     "debug, info, warn or error"},
+    {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},
+};
+#undef F
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const struct option_spec *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strlen(options[i].name) == len && !memcmp(options[i].name, name, len))
+            return &options[i];
+    return NULL;
+}
+
+static int parse_uint(const char *s, unsigned long *out)
+{
+    char *end;
+
+    if (!isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    *out = strtoul(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT". Returns 0 or -1. */
+static int parse_addr(const char *s, struct config_addr *a)
+{
+    const char *colon;
+    size_t hlen;
+    unsigned long port;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (!close || close[1] != ':')
+            return -1;
+        hlen = (size_t)(close - s - 1);
+        s++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= sizeof(a->host))
+        return -1;
+    if (parse_uint(colon + 1, &port) < 0 || port < 1 || port > 65535)
+        return -1;
+    memcpy(a->host, s, hlen);
+    a->host[hlen] = '\0';
+    a->port = (unsigned)port;
+    return 0;
+}
+
+/* Parses value into its field. source names where it came from, for the error line. */
+static int apply(struct config *cfg, const struct option_spec *o, const char *value,
+                 const char *source, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    unsigned long n;
+
+    switch (o->type) {
+    case OPT_ADDR:
+        if (parse_addr(value, (struct config_addr *)(void *)field) < 0) {
+            set_err(err, errlen, "--%s: '%s' is not HOST:PORT (from %s)", o->name, value, source);
+            return -1;
+        }
+        return 0;
+    case OPT_UINT:
+        if (parse_uint(value, &n) < 0) {
+            set_err(err, errlen, "--%s: '%s' is not a whole number (from %s)", o->name, value,
+                    source);
+            return -1;
+        }
+        if (n < o->min || n > o->max) {
+            set_err(err, errlen, "--%s: %lu is out of range %lu..%lu (from %s)", o->name, n, o->min,
+                    o->max, source);
+            return -1;
+        }
+        *(unsigned *)(void *)field = (unsigned)n;
+        return 0;
+    case OPT_STRING: {
+        char **p = (char **)(void *)field;
+
+        if (!value[0]) {
+            set_err(err, errlen, "--%s: must not be empty (from %s)", o->name, source);
+            return -1;
+        }
+        free(*p);
+        *p = strdup(value);
+        if (!*p) {
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    case OPT_ENUM:
+        for (int i = 0; o->choices[i]; i++) {
+            if (!strcmp(o->choices[i], value)) {
+                *(int *)(void *)field = i;
+                return 0;
+            }
+        }
+        set_err(err, errlen, "--%s: '%s' is not one of the accepted values (from %s)", o->name,
+                value, source);
+        return -1;
+    }
+    return -1;
+}
+
+static void env_name(const struct option_spec *o, char *buf, size_t len)
+{
+    size_t i = (size_t)snprintf(buf, len, "HERALD_");
+
+    for (const char *p = o->name; *p && i + 1 < len; p++)
+        buf[i++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    buf[i] = '\0';
+}
+
+static const char *env_get(char *const envp[], const char *name)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (!strncmp(envp[i], name, len) && envp[i][len] == '=')
+            return envp[i] + len + 1;
+    return NULL;
+}
+
+static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    const char *key;
+    json_t *val;
+    char source[300];
+    int rc = -1;
+
+    if (!root) {
+        set_err(err, errlen, "--config: %s: %s (line %d)", path, jerr.text, jerr.line);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        set_err(err, errlen, "--config: %s: the file must hold one JSON object", path);
+        goto out;
+    }
+    snprintf(source, sizeof(source), "config file %s", path);
+    json_object_foreach(root, key, val)
+    {
+        const struct option_spec *o = find_option(key, strlen(key));
+        char num[32];
+        const char *s;
+
+        if (!o) {
+            set_err(err, errlen, "--config: %s: unknown option \"%s\"", path, key);
+            goto out;
+        }
+        if (json_is_string(val)) {
+            s = json_string_value(val);
+        } else if (json_is_integer(val) && o->type == OPT_UINT) {
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+            s = num;
+        } else {
+            set_err(err, errlen, "--%s: the value in %s must be a %s", o->name, path,
+                    o->type == OPT_UINT ? "whole number" : "string");
+            goto out;
+        }
+        if (apply(cfg, o, s, source, err, errlen) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "usage: herald [OPTION VALUE]...\n\n"
+                 "Herald " HERALD_VERSION " -- a WebSocket notification hub.\n"
+                 "Each option is also read from HERALD_<NAME> and from the JSON object of\n"
+                 "--config FILE; a flag wins over the environment, which wins over the file.\n\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option_spec *o = &options[i];
+        char envbuf[64];
+
+        env_name(o, envbuf, sizeof(envbuf));
+        fprintf(out, "  --%-20s %s\n  %-22s [%s%s%s]\n", o->name, o->help, "", envbuf,
+                o->def ? ", default " : "", o->def ? o->def : "");
+    }
+    fprintf(out, "  --%-20s %s\n", "config FILE", "JSON file of options (also HERALD_CONFIG)");
+    fprintf(out, "  --%-20s %s\n", "help", "print this and exit");
+    fprintf(out, "  --%-20s %s\n", "version", "print the version and exit");
+}
+
+enum config_result config_load(struct config *cfg, int argc, char *const argv[], char *const envp[],
+                               FILE *out, char *err, size_t errlen)
+{
+    const char *config_file = env_get(envp, "HERALD_CONFIG");
+    char source[80];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].def && apply(cfg, &options[i], options[i].def, "default", err, errlen))
+            return CONFIG_ERROR;
+
+    /* First pass over argv: --help, --version, --config and the shape of every flag. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq;
+        size_t len;
+
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            config_usage(out);
+            return CONFIG_EXIT;
+        }
+        if (!strcmp(a, "--version")) {
+            fprintf(out, "herald " HERALD_VERSION "\n");
+            return CONFIG_EXIT;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            set_err(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return CONFIG_ERROR;
+        }
+        eq = strchr(a + 2, '=');
+        len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (!(len == 6 && !memcmp(a + 2, "config", 6)) && !find_option(a + 2, len)) {
+            set_err(err, errlen, "unknown option '%.*s' (see --help)", (int)len + 2, a);
+            return CONFIG_ERROR;
+        }
+        if (!eq && i + 1 >= argc) {
+            set_err(err, errlen, "%s needs a value", a);
+            return CONFIG_ERROR;
+        }
+        if (len == 6 && !memcmp(a + 2, "config", 6))
+            config_file = eq ? eq + 1 : argv[i + 1];
+        if (!eq)
+            i++;
+    }
+
+    if (config_file && load_file(cfg, config_file, err, errlen) < 0)
+        return CONFIG_ERROR;
+
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v;
+
+        env_name(&options[i], source, sizeof(source));
+        v = env_get(envp, source);
+        if (v && apply(cfg, &options[i], v, source, err, errlen) < 0)
+            return CONFIG_ERROR;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i] + 2;
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const char *v = eq ? eq + 1 : argv[i + 1];
+        const struct option_spec *o = find_option(a, len);
+
+        if (!eq)
+            i++;
+        if (!o)
+            continue; /* --config, already read */
+        snprintf(source, sizeof(source), "the command line");
+        if (apply(cfg, o, v, source, err, errlen) < 0)
+            return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int config_resolve(struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->instance_id) {
+        char host[HOST_NAME_MAX + 1] = "herald";
+        char buf[HOST_NAME_MAX + 32];
+
+        gethostname(host, sizeof(host));
+        host[sizeof(host) - 1] = '\0';
+        snprintf(buf, sizeof(buf), "%s-%ld", host, (long)getpid());
+        cfg->instance_id = strdup(buf);
+    }
+    if (strlen(cfg->instance_id) > 100) {
+        set_err(err, errlen, "--instance-id: longer than 100 characters");
+        return -1;
+    }
+    for (const char *p = cfg->instance_id; *p; p++) {
+        if ((unsigned char)*p < 0x21 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e) {
+            set_err(err, errlen, "--instance-id: only printable ASCII without quotes or spaces");
+            return -1;
+        }
+    }
+    if (cfg->delivery_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        cfg->delivery_threads = n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+    }
+    if (!cfg->web_root) {
+        const char *dir =
+            is_dir(HERALD_WEB_INSTALL_DIR) ? HERALD_WEB_INSTALL_DIR : HERALD_WEB_SOURCE_DIR;
+        cfg->web_root = strdup(dir);
+    }
+    if (!is_dir(cfg->web_root)) {
+        set_err(err, errlen, "--web-root: '%s' is not a directory", cfg->web_root);
+        return -1;
+    }
+    if (cfg->client_burst < 1)
+        cfg->client_burst = 1;
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->web_root);
+    free(cfg->instance_id);
+    cfg->web_root = NULL;
+    cfg->instance_id = NULL;
+}

@@ -1,0 +1,206 @@
+/* hub.c -- start and stop order, and the control plane's own timers.
+ * Start: broker, delivery planes (each binds --listen), API, then the planes' threads.
+ * Events the broker hands back are posted to every plane's mailbox; the $stats snapshot is
+ * posted the same way once a second (it is this instance's own, so it never crosses the
+ * broker). Drain: /ready and publishes turn 503, every plane closes its clients with 1001,
+ * and the loop exits when all planes report done or --drain-seconds (plus a second) passes.
+ * Stop: planes joined, then broker, API, and the rest freed in reverse order. */
+#include "hub.h"
+
+#include "api.h"
+#include "broker.h"
+#include "config.h"
+#include "herald_version.h"
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
+#include "ws.h"
+#include "xalloc.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t hub_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool hub_is_ready(const struct hub *h)
+{
+    return !h->is_draining && h->broker && broker_is_ready(h->broker);
+}
+
+void hub_metrics_context(const struct hub *h, struct metrics_context *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->instance = h->cfg->instance_id;
+    ctx->broker = h->broker ? h->broker->ops->name : "none";
+    ctx->started_ms = h->started_ms;
+    ctx->now_ms = hub_wall_ms();
+    ctx->planes = h->n_planes;
+    for (unsigned i = 0; i < h->n_planes; i++)
+        ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
+    ctx->is_ready = hub_is_ready(h);
+    ctx->is_draining = h->is_draining;
+}
+
+/* Hands one event to every plane. */
+static void post_all(struct hub *h, struct message *msg)
+{
+    metrics_add(&metrics.events_received, 1);
+    for (unsigned i = 0; i < h->n_planes; i++) {
+        if (plane_post(h->planes[i], msg) < 0) {
+            metrics_add(&metrics.dropped[DROP_MAILBOX_FULL], 1);
+            log_warn("hub", "plane %u is not keeping up: event %s dropped for its clients", i,
+                     msg->id);
+        }
+    }
+}
+
+static void on_broker_deliver(struct message *msg, void *arg)
+{
+    post_all(arg, msg);
+}
+
+static void on_stats_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+    struct metrics_context ctx;
+    struct message *msg;
+    char *json;
+
+    (void)fd;
+    (void)what;
+    hub_metrics_context(h, &ctx);
+    json = metrics_render_json(&ctx);
+    msg = event_build_raw("$stats", "stats", json, ctx.now_ms, &h->ids);
+    free(json);
+    if (msg) {
+        post_all(h, msg);
+        message_unref(&msg);
+    }
+}
+
+/* Planes' threads: a drain finished. */
+static void on_plane_done(struct plane *p, void *arg)
+{
+    struct hub *h = arg;
+
+    (void)p;
+    atomic_fetch_add(&h->planes_done, 1);
+    event_active(h->ev_plane_done, 0, 0);
+}
+
+static void on_plane_done_main(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+
+    (void)fd;
+    (void)what;
+    /* activations from two planes may merge into one call: count with the atomic */
+    if (atomic_load(&h->planes_done) >= h->n_planes) {
+        log_info("hub", "drain complete");
+        event_base_loopbreak(h->base);
+    }
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+
+    (void)fd;
+    (void)what;
+    log_warn("hub", "drain time is over: closing what is left");
+    event_base_loopbreak(h->base);
+}
+
+void hub_drain(struct hub *h)
+{
+    struct timeval tv = {.tv_sec = (time_t)h->cfg->drain_seconds + 1};
+
+    if (h->is_draining)
+        return;
+    h->is_draining = true;
+    log_info("hub", "draining: /ready is 503, closing %u planes' clients with 1001 within %u s",
+             h->n_planes, h->cfg->drain_seconds);
+    for (unsigned i = 0; i < h->n_planes; i++)
+        plane_drain(h->planes[i]);
+    evtimer_add(h->ev_drain_deadline, &tv);
+}
+
+int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, char *err,
+              size_t errlen)
+{
+    struct timeval second = {.tv_sec = 1};
+    uint64_t seed = 0;
+
+    memset(h, 0, sizeof(*h));
+    h->cfg = cfg;
+    h->base = base;
+    h->started_ms = hub_wall_ms();
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)h->started_ms ^ (uint64_t)getpid();
+    event_ids_init(&h->ids, seed);
+
+    h->ev_plane_done = event_new(base, -1, 0, on_plane_done_main, h);
+    h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
+    h->ev_stats = event_new(base, -1, EV_PERSIST, on_stats_tick, h);
+
+    h->broker = broker_memory_new(base, on_broker_deliver, h);
+
+    h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
+    for (unsigned i = 0; i < cfg->delivery_threads; i++) {
+        h->planes[i] = plane_new(cfg, i, on_plane_done, h, err, errlen);
+        if (!h->planes[i])
+            goto fail;
+        h->n_planes++;
+    }
+    h->api = api_new(h, err, errlen);
+    if (!h->api)
+        goto fail;
+    for (unsigned i = 0; i < h->n_planes; i++) {
+        if (plane_start(h->planes[i]) < 0) {
+            snprintf(err, errlen, "cannot start delivery thread %u", i);
+            goto fail;
+        }
+    }
+    event_add(h->ev_stats, &second);
+    log_info("hub",
+             "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
+             "threads), API on %s:%u, %s broker",
+             cfg->listen.host, cfg->listen.port, h->n_planes, cfg->api_listen.host,
+             cfg->api_listen.port, h->broker->ops->name);
+    return 0;
+fail:
+    hub_stop(h);
+    return -1;
+}
+
+void hub_stop(struct hub *h)
+{
+    for (unsigned i = 0; i < h->n_planes; i++)
+        plane_stop(h->planes[i]);
+    for (unsigned i = 0; i < h->n_planes; i++)
+        plane_free(h->planes[i]);
+    free(h->planes);
+    h->planes = NULL;
+    h->n_planes = 0;
+    broker_free(h->broker); /* pending publishes are answered 503 before the API goes */
+    h->broker = NULL;
+    api_free(h->api);
+    h->api = NULL;
+    if (h->ev_stats)
+        event_free(h->ev_stats);
+    if (h->ev_plane_done)
+        event_free(h->ev_plane_done);
+    if (h->ev_drain_deadline)
+        event_free(h->ev_drain_deadline);
+    h->ev_stats = h->ev_plane_done = h->ev_drain_deadline = NULL;
+}

@@ -1,0 +1,53 @@
+/* hub.h -- the running hub as the control plane sees it: config, broker, delivery planes,
+ * drain state. Control thread only, unless a field says otherwise. */
+#ifndef HERALD_HUB_H
+#define HERALD_HUB_H
+
+#include "event.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct api;
+struct broker;
+struct config;
+struct event;
+struct event_base;
+struct metrics_context;
+struct plane;
+
+struct hub {
+    const struct config *cfg;
+    struct event_base *base;
+    struct broker *broker;
+    struct api *api;
+    struct plane **planes;
+    unsigned n_planes;
+    atomic_uint planes_done; /* drains finished: counted by the planes' threads */
+    struct event_ids ids;
+    bool is_draining;
+    int exit_code;
+    int64_t started_ms;
+    struct event *ev_stats;      /* $stats, once a second */
+    struct event *ev_plane_done; /* activated from the planes' threads */
+    struct event *ev_drain_deadline;
+};
+
+/* Builds every part in start order (broker, planes, API) and starts the planes. Returns 0,
+ * or -1 with err set (the caller exits 1) after freeing what it built. */
+int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, char *err,
+              size_t errlen);
+/* Begins the drain (SIGTERM/SIGINT): /ready 503, publishes 503, clients closed with 1001;
+ * the event loop exits when every plane is done or the drain time has passed. */
+void hub_drain(struct hub *h);
+/* Stops the planes and frees every part, in reverse order. */
+void hub_stop(struct hub *h);
+
+/* Readiness: accepting clients and the broker is up. */
+bool hub_is_ready(const struct hub *h);
+void hub_metrics_context(const struct hub *h, struct metrics_context *ctx);
+/* Unix time in milliseconds. */
+int64_t hub_wall_ms(void);
+
+#endif

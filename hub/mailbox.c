@@ -1,0 +1,108 @@
+/* mailbox.c -- a mutex-guarded queue of mails from the control plane to one delivery plane.
+ * Two arrays swap roles: posters append to `in` under the lock; the drainer swaps `in` with
+ * its empty `out` under the lock and walks `out` without it, so the lock is held for an
+ * append or a pointer swap, never for delivery, and steady state allocates nothing. Only the
+ * post that finds the queue empty wakes the consumer: wakes coalesce, and one drain takes
+ * everything. */
+#include "mailbox.h"
+
+#include "message.h"
+#include "xalloc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct mail_array {
+    struct mail *v;
+    size_t n, cap;
+};
+
+struct mailbox {
+    pthread_mutex_t lock;
+    struct mail_array in;  /* {lock}: appended by posters, swapped out by the drainer */
+    struct mail_array out; /* drainer only */
+    size_t max_mails;
+    atomic_size_t depth;
+    mailbox_wake_fn *wake;
+    void *wake_arg;
+};
+
+struct mailbox *mailbox_new(size_t max_mails, mailbox_wake_fn *wake, void *wake_arg)
+{
+    struct mailbox *mb = xcalloc(1, sizeof(*mb));
+
+    pthread_mutex_init(&mb->lock, NULL);
+    mb->max_mails = max_mails;
+    mb->wake = wake;
+    mb->wake_arg = wake_arg;
+    atomic_init(&mb->depth, 0);
+    return mb;
+}
+
+static void drop_all(struct mail_array *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        message_unref(&a->v[i].msg);
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+void mailbox_free(struct mailbox *mb)
+{
+    if (!mb)
+        return;
+    drop_all(&mb->in);
+    drop_all(&mb->out);
+    pthread_mutex_destroy(&mb->lock);
+    free(mb);
+}
+
+int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+{
+    int was_empty;
+
+    pthread_mutex_lock(&mb->lock);
+    if (mb->in.n >= mb->max_mails && kind == MAIL_EVENT) {
+        pthread_mutex_unlock(&mb->lock);
+        return -1;
+    }
+    if (mb->in.n == mb->in.cap) {
+        mb->in.cap = mb->in.cap ? mb->in.cap * 2 : 64;
+        mb->in.v = xrealloc(mb->in.v, mb->in.cap * sizeof(*mb->in.v));
+    }
+    mb->in.v[mb->in.n++] = (struct mail){.kind = kind, .msg = msg ? message_ref(msg) : NULL};
+    was_empty = mb->in.n == 1;
+    atomic_store_explicit(&mb->depth, mb->in.n, memory_order_relaxed);
+    pthread_mutex_unlock(&mb->lock);
+    if (was_empty)
+        mb->wake(mb->wake_arg);
+    return 0;
+}
+
+size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)
+{
+    struct mail_array tmp;
+    size_t n;
+
+    pthread_mutex_lock(&mb->lock);
+    tmp = mb->in;
+    mb->in = mb->out;
+    mb->out = tmp;
+    atomic_store_explicit(&mb->depth, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&mb->lock);
+
+    n = mb->out.n;
+    for (size_t i = 0; i < n; i++) {
+        fn(&mb->out.v[i], arg);
+        mb->out.v[i].msg = NULL;
+    }
+    mb->out.n = 0;
+    return n;
+}
+
+size_t mailbox_depth(const struct mailbox *mb)
+{
+    return atomic_load_explicit(&mb->depth, memory_order_relaxed);
+}

@@ -1,0 +1,77 @@
+/* main.c -- herald: options, logging, signals, and the control loop.
+ * Exit status: 0 after a drain (SIGTERM, SIGINT), 1 when start-up fails (a port in use),
+ * 2 for a bad option value. */
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern char **environ;
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct hub *h = arg;
+
+    (void)what;
+    log_info("main", "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    hub_drain(h);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    struct hub hub;
+    struct event_base *base = NULL;
+    struct event *sigs[2] = {NULL, NULL};
+    char err[512];
+    int rc = 1;
+
+    switch (config_load(&cfg, argc, argv, environ, stdout, err, sizeof(err))) {
+    case CONFIG_EXIT: config_free(&cfg); return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "herald: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    case CONFIG_OK: break;
+    }
+    if (config_resolve(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "herald: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    log_setup(cfg.log_level, cfg.log_format, cfg.instance_id);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (evthread_use_pthreads() < 0 || !(base = event_base_new())) {
+        log_error("main", "cannot create the event loop");
+        goto out;
+    }
+    if (hub_start(&hub, &cfg, base, err, sizeof(err)) < 0) {
+        log_error("main", "%s", err);
+        fprintf(stderr, "herald: %s\n", err);
+        goto out;
+    }
+    sigs[0] = evsignal_new(base, SIGTERM, on_signal, &hub);
+    sigs[1] = evsignal_new(base, SIGINT, on_signal, &hub);
+    event_add(sigs[0], NULL);
+    event_add(sigs[1], NULL);
+
+    event_base_dispatch(base);
+    hub_stop(&hub);
+    log_info("main", "stopped");
+    rc = 0;
+out:
+    for (int i = 0; i < 2; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    if (base)
+        event_base_free(base);
+    config_free(&cfg);
+    libevent_global_shutdown();
+    return rc;
+}

@@ -1,0 +1,69 @@
+/* metrics.h -- the hub's counters and gauges (C11 atomics, any thread), rendered as
+ * Prometheus text for /metrics and as the JSON snapshot of /stats and $stats. */
+#ifndef HERALD_METRICS_H
+#define HERALD_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum drop_reason {
+    DROP_SLOW_CONSUMER, /* queued for a connection cut as a slow consumer */
+    DROP_MAILBOX_FULL,  /* a delivery plane's mailbox was full */
+    DROP_CLOSING,       /* arrived for a connection already closing */
+    DROP_REASONS
+};
+
+enum close_reason {
+    CLOSE_NORMAL,        /* the client closed or went away */
+    CLOSE_SLOW_CONSUMER, /* 1013 */
+    CLOSE_RATE_LIMIT,    /* 1008 */
+    CLOSE_BAD_FRAME,     /* 1003, 1007, 1009 */
+    CLOSE_DRAIN,         /* 1001 */
+    CLOSE_TIMEOUT,       /* heartbeat or a stuck socket */
+    CLOSE_REASONS
+};
+
+struct metrics {
+    atomic_llong connections;   /* gauge */
+    atomic_llong subscriptions; /* gauge */
+    atomic_ullong connections_accepted;
+    atomic_ullong events_published; /* taken by the broker from the API */
+    atomic_ullong events_received;  /* handed to the delivery planes */
+    atomic_ullong events_delivered; /* event frames written to clients */
+    atomic_ullong frames_received;  /* client frames */
+    atomic_ullong publish_requests;
+    atomic_ullong publish_errors; /* answered 4xx/5xx */
+    atomic_ullong dropped[DROP_REASONS];
+    atomic_ullong closed[CLOSE_REASONS];
+};
+
+extern struct metrics metrics;
+
+static inline void metrics_add(atomic_ullong *c, unsigned long long n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+static inline void metrics_gauge_add(atomic_llong *g, long long n)
+{
+    atomic_fetch_add_explicit(g, n, memory_order_relaxed);
+}
+
+/* What the renderers need beyond the counters. */
+struct metrics_context {
+    const char *instance;
+    const char *broker; /* "memory" or "redis" */
+    int64_t started_ms; /* process start, Unix ms */
+    int64_t now_ms;
+    size_t mailbox_depth; /* summed over the planes */
+    unsigned planes;
+    int is_ready;
+    int is_draining;
+};
+
+/* Prometheus text format; returns a malloc'd string. */
+char *metrics_render_prometheus(const struct metrics_context *ctx);
+/* The /stats and $stats snapshot as compact JSON; returns a malloc'd string. */
+char *metrics_render_json(const struct metrics_context *ctx);
+
+#endif

@@ -1,0 +1,30 @@
+/* protocol.h -- the client side of /ws: parsing client frames, building replies. */
+#ifndef HERALD_PROTOCOL_H
+#define HERALD_PROTOCOL_H
+
+#include <stddef.h>
+
+struct message;
+
+enum proto_type { PROTO_SUBSCRIBE, PROTO_UNSUBSCRIBE, PROTO_PING };
+
+struct proto_cmd {
+    enum proto_type type;
+    char channel[129]; /* subscribe, unsubscribe: a valid name */
+    size_t channel_len;
+    char *ref; /* the frame's "ref" serialized as JSON, or NULL; owned */
+};
+
+/* Parses one client text frame. Returns 0, or -1 with err set (an error frame with code
+ * bad_request answers it); cmd->ref is set whenever the frame was an object with a "ref",
+ * so the error can echo it. Release with proto_cmd_clear() in both cases. */
+int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err, size_t errlen);
+void proto_cmd_clear(struct proto_cmd *cmd);
+
+/* Replies, each a new message with one reference. ref may be NULL. */
+struct message *proto_welcome(const char *connection, const char *instance, unsigned heartbeat);
+/* {"type":type[,"channel":channel][,"ref":ref]}; channel may be NULL */
+struct message *proto_reply(const char *type, const char *channel, const char *ref);
+struct message *proto_error(const char *code, const char *text, const char *ref);
+
+#endif

@@ -1,0 +1,693 @@
+/* ws.c -- a delivery plane: the lws side of the hub.
+ * Each plane is one thread servicing one lws context bound to --listen (planes share the
+ * port through SO_REUSEPORT, so the kernel spreads connections over them). The lws callback
+ * only dispatches: sessions (session.c) hold each connection's state, the channel index
+ * (channel.c) finds subscribers, protocol.c reads client frames. Events arrive through the
+ * plane's mailbox, drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED after lws_cancel_service().
+ *
+ * Frames leave as prebuilt bytes (message.c writes the WebSocket header once per event):
+ * lws_write(..., LWS_WRITE_HTTP) on a ws connection sends them as they are, so a shared
+ * message is never written to. Several queued frames leave in one write through the
+ * plane's scratch buffer; a frame larger than it goes out alone, straight from the message.
+ * Only this file includes libwebsockets. */
+#include "ws.h"
+
+#include "channel.h"
+#include "config.h"
+#include "log.h"
+#include "mailbox.h"
+#include "message.h"
+#include "metrics.h"
+#include "protocol.h"
+#include "session.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+_Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
+
+#define SCRATCH_BYTES (64 * 1024) /* one coalesced write */
+#define MAILBOX_MAX_MAILS 65536   /* events waiting for one plane before it drops */
+#define CUT_GRACE_SECS 3          /* a cut client's socket gets this long to take its close */
+#define RATE_GRACE_MS 3000        /* over the frame rate this long: close 1008 */
+#define TICK_US (100 * LWS_US_PER_MS)
+#define ACCEPT_BATCH 64 /* connections taken per wake of the listen socket */
+#define LISTEN_BACKLOG 4096
+
+struct ws_conn;
+
+struct plane {
+    const struct config *cfg;
+    unsigned index;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    int listen_fd; /* owned by lws once adopted */
+    int spare_fd;  /* kept free for accept-and-close when out of descriptors */
+    struct mailbox *mb;
+    struct channel_index *idx; /* delivery thread */
+    struct session_limits lim;
+    struct ws_conn *conns; /* delivery thread: every open session, for the drain */
+    size_t n_conns;
+    pthread_t thread;
+    bool is_started;
+    atomic_bool stop;
+    bool is_draining; /* delivery thread */
+    bool is_done;     /* delivery thread: done has fired */
+    int64_t drain_deadline_ms;
+    lws_sorted_usec_list_t sul_drain;
+    plane_done_fn *done;
+    void *done_arg;
+    unsigned char *scratch; /* LWS_PRE + SCRATCH_BYTES */
+    struct lws_protocols protocols[3];
+    struct lws_http_mount mount;
+    lws_retry_bo_t retry;
+};
+
+/* lws per-session data: the link between a wsi and its session. */
+struct ws_conn {
+    struct session *s;
+    struct lws *wsi;
+    struct ws_conn *prev, *next;
+    enum close_reason why; /* what ended it, for metrics */
+};
+
+static atomic_ullong next_conn_id = 1;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct plane *plane_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Queues a reply (or event) for c and asks for WRITEABLE when the queue was empty: a non-empty
+ * queue always has a WRITEABLE pending. Takes nothing: msg keeps the caller's reference. */
+static int send_msg(struct ws_conn *c, struct message *msg)
+{
+    int was_empty = session_front(c->s) == NULL;
+
+    if (session_enqueue(c->s, msg) < 0)
+        return -1;
+    if (was_empty)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* Sends a reply made for c alone; consumes msg. */
+static void reply(struct plane *p, struct ws_conn *c, struct message *msg);
+
+/* Ends c from outside its own callback (or inside it): marks it closing with code, drops its
+ * queue (unless keep_queue: a drain lets it flush), and asks for WRITEABLE, where the close
+ * frame leaves. A socket that cannot take even that is killed after grace_secs. */
+static void cut(struct ws_conn *c, uint16_t code, const char *reason, enum close_reason why,
+                bool keep_queue, int grace_secs)
+{
+    size_t dropped;
+
+    if (session_is_closing(c->s))
+        return;
+    c->why = why;
+    if (keep_queue) {
+        c->s->close_code = code;
+        snprintf(c->s->close_reason, sizeof(c->s->close_reason), "%s", reason);
+        dropped = 0;
+    } else {
+        dropped = session_close(c->s, code, reason);
+    }
+    if (why == CLOSE_SLOW_CONSUMER)
+        metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], dropped);
+    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, grace_secs);
+}
+
+static void reply(struct plane *p, struct ws_conn *c, struct message *msg)
+{
+    (void)p;
+    if (!session_is_closing(c->s) && send_msg(c, msg) < 0) {
+        log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
+                 (unsigned long long)c->s->id, c->s->q_bytes);
+        cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, CUT_GRACE_SECS);
+    }
+    message_unref(&msg);
+}
+
+/* Fan-out of one event to this plane's subscribers of its channel. */
+static void deliver(struct plane *p, struct message *msg)
+{
+    uint32_t n;
+    const struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
+
+    for (uint32_t i = 0; i < n; i++) {
+        struct ws_conn *c = m[i].member;
+
+        if (session_is_closing(c->s)) {
+            metrics_add(&metrics.dropped[DROP_CLOSING], 1);
+            continue;
+        }
+        if (send_msg(c, msg) < 0) {
+            metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
+            log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
+                     (unsigned long long)c->s->id, c->s->q_bytes);
+            cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, CUT_GRACE_SECS);
+        }
+    }
+}
+
+static void finish_drain(struct plane *p)
+{
+    if (p->is_done)
+        return;
+    p->is_done = true;
+    lws_sul_cancel(&p->sul_drain);
+    log_info("ws", "plane %u: drained, %zu clients left", p->index, p->n_conns);
+    p->done(p, p->done_arg);
+}
+
+static void on_drain_tick(lws_sorted_usec_list_t *sul)
+{
+    struct plane *p = lws_container_of(sul, struct plane, sul_drain);
+
+    if (p->n_conns == 0 || now_ms() >= p->drain_deadline_ms)
+        finish_drain(p);
+    else
+        lws_sul_schedule(p->ctx, 0, &p->sul_drain, on_drain_tick, TICK_US);
+}
+
+static void start_drain(struct plane *p)
+{
+    if (p->is_draining)
+        return;
+    p->is_draining = true;
+    p->drain_deadline_ms = now_ms() + (int64_t)p->cfg->drain_seconds * 1000;
+    log_info("ws", "plane %u: draining %zu clients", p->index, p->n_conns);
+    for (struct ws_conn *c = p->conns; c; c = c->next)
+        cut(c, 1001, "going away", CLOSE_DRAIN, true,
+            p->cfg->drain_seconds ? (int)p->cfg->drain_seconds : 1);
+    on_drain_tick(&p->sul_drain);
+}
+
+static void on_mail(struct mail *mail, void *arg)
+{
+    struct plane *p = arg;
+
+    switch (mail->kind) {
+    case MAIL_EVENT:
+        deliver(p, mail->msg);
+        message_unref(&mail->msg);
+        break;
+    case MAIL_DRAIN: start_drain(p); break;
+    }
+}
+
+/* --- one connection ------------------------------------------------------------------------ */
+
+static int on_filter(struct plane *p, struct lws *wsi)
+{
+    char uri[256];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+    if (p->is_draining)
+        return 1;
+    if (n <= 0 || strcmp(uri, "/ws") != 0) {
+        log_debug("ws", "refused a WebSocket upgrade on %s", n > 0 ? uri : "(no uri)");
+        return 1;
+    }
+    return 0;
+}
+
+static void join(struct plane *p, struct ws_conn *c, const char *name, size_t len, const char *ref)
+{
+    char text[96];
+
+    if (!channel_name_is_valid(name, len)) {
+        snprintf(text, sizeof(text), "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)");
+        reply(p, c, proto_error("bad_request", text, ref));
+        return;
+    }
+    switch (channel_join(p->idx, &c->s->subs, c, name, len, p->lim.max_subscriptions)) {
+    case CHANNEL_JOINED: metrics_gauge_add(&metrics.subscriptions, 1); /* fallthrough */
+    case CHANNEL_ALREADY: {
+        char chan[CHANNEL_NAME_MAX + 1];
+
+        memcpy(chan, name, len);
+        chan[len] = '\0';
+        reply(p, c, proto_reply("subscribed", chan, ref));
+        break;
+    }
+    case CHANNEL_LIMIT:
+        snprintf(text, sizeof(text), "at most %u subscriptions per connection",
+                 p->lim.max_subscriptions);
+        reply(p, c, proto_error("forbidden", text, ref));
+        break;
+    }
+}
+
+static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
+{
+    char conn_id[32];
+    char arg[2048];
+
+    memset(c, 0, sizeof(*c));
+    c->wsi = wsi;
+    c->s = session_new(&p->lim, atomic_fetch_add(&next_conn_id, 1), now_ms());
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->n_conns++;
+    metrics_gauge_add(&metrics.connections, 1);
+    metrics_add(&metrics.connections_accepted, 1);
+
+    snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)c->s->id);
+    reply(p, c, proto_welcome(conn_id, p->cfg->instance_id, p->cfg->heartbeat));
+    log_debug("ws", "conn %llu: open on plane %u", (unsigned long long)c->s->id, p->index);
+
+    const char *list = lws_get_urlarg_by_name(wsi, "channels=", arg, (int)sizeof(arg));
+
+    if (list) {
+        while (*list) {
+            const char *end = strchr(list, ',');
+            size_t len = end ? (size_t)(end - list) : strlen(list);
+
+            if (len)
+                join(p, c, list, len, NULL);
+            if (!end)
+                break;
+            list = end + 1;
+        }
+    }
+    return 0;
+}
+
+static void on_command(struct plane *p, struct ws_conn *c)
+{
+    struct proto_cmd cmd;
+    char err[160];
+
+    if (proto_parse(c->s->rx, c->s->rx_len, &cmd, err, sizeof(err)) < 0) {
+        reply(p, c, proto_error("bad_request", err, cmd.ref));
+        proto_cmd_clear(&cmd);
+        return;
+    }
+    switch (cmd.type) {
+    case PROTO_PING: reply(p, c, proto_reply("pong", NULL, cmd.ref)); break;
+    case PROTO_SUBSCRIBE: join(p, c, cmd.channel, cmd.channel_len, cmd.ref); break;
+    case PROTO_UNSUBSCRIBE:
+        if (channel_leave(p->idx, &c->s->subs, cmd.channel, cmd.channel_len) < 0) {
+            reply(p, c, proto_error("not_found", "not subscribed to that channel", cmd.ref));
+        } else {
+            metrics_gauge_add(&metrics.subscriptions, -1);
+            reply(p, c, proto_reply("unsubscribed", cmd.channel, cmd.ref));
+        }
+        break;
+    }
+    proto_cmd_clear(&cmd);
+}
+
+/* Closes c from inside its own callback: the caller returns -1. */
+static int close_now(struct ws_conn *c, enum lws_close_status code, const char *reason,
+                     enum close_reason why)
+{
+    c->why = why;
+    session_close(c->s, (uint16_t)code, reason);
+    lws_close_reason(c->wsi, code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+static int on_receive(struct plane *p, struct ws_conn *c, const void *in, size_t len)
+{
+    if (session_is_closing(c->s))
+        return 0;
+    if (lws_frame_is_binary(c->wsi))
+        return close_now(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames are not accepted",
+                         CLOSE_BAD_FRAME);
+    if (session_rx_append(c->s, in, len) < 0)
+        return close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large",
+                         CLOSE_BAD_FRAME);
+    if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
+        return 0;
+
+    metrics_add(&metrics.frames_received, 1);
+    switch (session_rate_check(c->s, now_ms())) {
+    case SESSION_RATE_OK: on_command(p, c); break;
+    case SESSION_RATE_LIMITED:
+        reply(p, c, proto_error("rate_limited", "too many frames: slow down", NULL));
+        break;
+    case SESSION_RATE_CLOSE:
+        session_rx_reset(c->s);
+        log_info("ws", "conn %llu: over the frame rate for %d ms, closing 1008",
+                 (unsigned long long)c->s->id, RATE_GRACE_MS);
+        return close_now(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded",
+                         CLOSE_RATE_LIMIT);
+    }
+    session_rx_reset(c->s);
+    return 0;
+}
+
+static int on_writeable(struct plane *p, struct ws_conn *c)
+{
+    struct session *s = c->s;
+    unsigned char *out = p->scratch + LWS_PRE;
+    size_t used = 0;
+    unsigned long long events = 0;
+    struct message *m;
+
+    while ((m = session_front(s))) {
+        size_t len = message_wire_len(m);
+
+        if (used + len > SCRATCH_BYTES) {
+            if (used)
+                break;
+            /* larger than the scratch: alone, straight from the message (lws copies what
+             * the socket does not take) */
+            if (lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len)
+                return -1;
+            events += m->channel_len > 0;
+            session_pop(s);
+            goto sent;
+        }
+        memcpy(out + used, message_wire(m), len);
+        used += len;
+        events += m->channel_len > 0;
+        session_pop(s);
+    }
+    if (used && lws_write(c->wsi, out, used, LWS_WRITE_HTTP) < (int)used)
+        return -1;
+sent:
+    if (events)
+        metrics_add(&metrics.events_delivered, events);
+    if (session_front(s)) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (session_is_closing(s)) {
+        lws_close_reason(c->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_closed(struct plane *p, struct ws_conn *c)
+{
+    if (!c->s)
+        return;
+    metrics_gauge_add(&metrics.subscriptions, -(long long)c->s->subs.n);
+    channel_leave_all(p->idx, &c->s->subs);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    p->n_conns--;
+    metrics_gauge_add(&metrics.connections, -1);
+    metrics_add(&metrics.closed[c->why], 1);
+    log_debug("ws", "conn %llu: closed", (unsigned long long)c->s->id);
+    session_free(c->s);
+    c->s = NULL;
+    if (p->is_draining && p->n_conns == 0)
+        finish_drain(p);
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    struct plane *p = plane_of(wsi);
+    struct ws_conn *c = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: return p->is_draining ? 1 : 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(p, wsi);
+    case LWS_CALLBACK_ESTABLISHED: return on_established(p, c, wsi);
+    case LWS_CALLBACK_RECEIVE: return c->s ? on_receive(p, c, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE: return c->s ? on_writeable(p, c) : -1;
+    case LWS_CALLBACK_CLOSED: on_closed(p, c); return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: mailbox_drain(p->mb, on_mail, p); return 0;
+    default: return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* --- accepting --------------------------------------------------------------------------------
+ * Debian's lws 4.1.6 has LWS_MAX_SMP 1, so it never sets SO_REUSEPORT on its own listen socket
+ * (server.c sets it only for count_threads > 1). Each plane therefore opens its own listen
+ * socket with SO_REUSEPORT, hands it to lws as a raw file descriptor, and adopts each
+ * accepted connection into its vhost, where lws serves HTTP and the upgrade as usual. */
+
+/* Out of descriptors: accept with the spare one and close at once, so the backlog does not
+ * keep the listen socket readable forever (a busy loop). */
+static void shed_one(struct plane *p)
+{
+    int fd;
+
+    if (p->spare_fd < 0)
+        return;
+    close(p->spare_fd);
+    fd = accept(p->listen_fd, NULL, NULL);
+    if (fd >= 0)
+        close(fd);
+    p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static int accept_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
+{
+    struct plane *p = plane_of(wsi);
+    int one = 1;
+
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("ws", "plane %u: out of file descriptors: refusing a connection",
+                         p->index);
+                shed_one(p);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                       errno != ECONNABORTED) {
+                log_error_errno("ws", "plane %u: accept", p->index);
+            }
+            break;
+        }
+        if (p->is_draining) {
+            close(fd);
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!lws_adopt_socket_vhost(p->vh, fd)) /* lws closed fd */
+            log_warn("ws", "plane %u: could not adopt a connection", p->index);
+    }
+    return 0;
+}
+
+/* A non-blocking listen socket on addr with SO_REUSEPORT, or -1 with err set. */
+static int listen_socket(const struct config_addr *addr, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    char port[8];
+    int fd = -1, one = 1, rc;
+
+    snprintf(port, sizeof(port), "%u", addr->port);
+    rc = getaddrinfo(addr->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "--listen: '%s' is not a numeric address: %s", addr->host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", addr->host, addr->port,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* --- the plane ----------------------------------------------------------------------------- */
+
+static void wake(void *arg)
+{
+    struct plane *p = arg;
+
+    lws_cancel_service(p->ctx);
+}
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_write(level == LLL_ERR    ? LOG_ERROR
+              : level == LLL_WARN ? LOG_WARN
+                                  : LOG_DEBUG,
+              "lws", "%.*s", (int)n, line);
+}
+
+struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn *done,
+                        void *done_arg, char *err, size_t errlen)
+{
+    struct plane *p = xcalloc(1, sizeof(*p));
+    struct lws_context_creation_info info;
+    static const uint32_t retry_table[] = {1000};
+
+    p->cfg = cfg;
+    p->index = index;
+    p->done = done;
+    p->done_arg = done_arg;
+    atomic_init(&p->stop, false);
+    p->lim = (struct session_limits){
+        .send_queue_bytes = cfg->send_queue_bytes,
+        .max_message_bytes = cfg->max_message_bytes,
+        .max_subscriptions = cfg->max_subscriptions,
+        .rate = {.per_sec = cfg->client_rate, .burst = cfg->client_burst},
+        .rate_grace_ms = RATE_GRACE_MS,
+    };
+    p->listen_fd = -1;
+    p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    p->idx = channel_index_new();
+    p->mb = mailbox_new(MAILBOX_MAX_MAILS, wake, p);
+    p->scratch = xmalloc(LWS_PRE + SCRATCH_BYTES);
+
+    p->protocols[0] = (struct lws_protocols){
+        .name = "herald",
+        .callback = ws_callback,
+        .per_session_data_size = sizeof(struct ws_conn),
+        .rx_buffer_size = 4096,
+        .tx_packet_size = cfg->max_message_bytes + 1024,
+    };
+    p->protocols[1] = (struct lws_protocols){.name = "herald-accept", .callback = accept_callback};
+    p->mount = (struct lws_http_mount){
+        .mountpoint = "/",
+        .mountpoint_len = 1,
+        .origin = cfg->web_root,
+        .def = "index.html",
+        .origin_protocol = LWSMPRO_FILE,
+    };
+    p->retry = (lws_retry_bo_t){
+        .retry_ms_table = retry_table,
+        .retry_ms_table_count = 1,
+        .secs_since_valid_ping = (uint16_t)cfg->heartbeat,
+        .secs_since_valid_hangup = (uint16_t)(cfg->heartbeat * 2),
+    };
+
+    lws_set_log_level(log_enabled(LOG_DEBUG) ? LLL_ERR | LLL_WARN : LLL_ERR, lws_log);
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen ourselves: see accept_callback */
+    info.protocols = p->protocols;
+    info.mounts = &p->mount;
+    info.vhost_name = "herald";
+    info.user = p;
+    info.retry_and_idle_policy = &p->retry;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    info.count_threads = 1;
+    info.timeout_secs = 10;
+
+    p->ctx = lws_create_context(&info);
+    if (!p->ctx) {
+        snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
+        goto fail;
+    }
+    p->vh = lws_get_vhost_by_name(p->ctx, "herald");
+    p->listen_fd = listen_socket(&cfg->listen, err, errlen);
+    if (p->listen_fd < 0)
+        goto fail;
+    if (!lws_adopt_descriptor_vhost(p->vh, LWS_ADOPT_RAW_FILE_DESC,
+                                    (lws_sock_file_fd_type){.filefd = p->listen_fd},
+                                    "herald-accept", NULL)) {
+        p->listen_fd = -1; /* lws closed it */
+        snprintf(err, errlen, "--listen: lws would not take the listen socket");
+        goto fail;
+    }
+    return p;
+fail:
+    plane_free(p);
+    return NULL;
+}
+
+static void *plane_main(void *arg)
+{
+    struct plane *p = arg;
+
+    while (!atomic_load(&p->stop))
+        if (lws_service(p->ctx, 0) < 0)
+            break;
+    return NULL;
+}
+
+int plane_start(struct plane *p)
+{
+    if (pthread_create(&p->thread, NULL, plane_main, p) != 0)
+        return -1;
+    p->is_started = true;
+    return 0;
+}
+
+int plane_post(struct plane *p, struct message *msg)
+{
+    return mailbox_post(p->mb, MAIL_EVENT, msg);
+}
+
+void plane_drain(struct plane *p)
+{
+    mailbox_post(p->mb, MAIL_DRAIN, NULL);
+}
+
+void plane_stop(struct plane *p)
+{
+    if (!p->is_started)
+        return;
+    atomic_store(&p->stop, true);
+    lws_cancel_service(p->ctx);
+    pthread_join(p->thread, NULL);
+    p->is_started = false;
+}
+
+void plane_free(struct plane *p)
+{
+    if (!p)
+        return;
+    if (p->ctx)
+        lws_context_destroy(p->ctx); /* closes the adopted listen socket too */
+    if (p->spare_fd >= 0)
+        close(p->spare_fd);
+    channel_index_free(p->idx);
+    mailbox_free(p->mb);
+    free(p->scratch);
+    free(p);
+}
+
+size_t plane_mailbox_depth(const struct plane *p)
+{
+    return mailbox_depth(p->mb);
+}

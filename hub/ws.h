@@ -1,0 +1,35 @@
+/* ws.h -- a delivery plane: one thread running one lws context on --listen (/ws and the
+ * dashboard files), its sessions and its channel index, fed through its own mailbox. */
+#ifndef HERALD_WS_H
+#define HERALD_WS_H
+
+#include <stddef.h>
+
+struct config;
+struct message;
+struct plane;
+
+/* A drain finished on plane (every client closed, or the drain time ran out). Fires once,
+ * on the plane's own thread: it must be thread-safe (main.c uses event_active). */
+typedef void plane_done_fn(struct plane *p, void *arg);
+
+/* Creates the plane's lws context and binds --listen (every plane shares the port). Does not
+ * start the thread. Returns NULL with err set when the context cannot be made. Main thread. */
+struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn *done,
+                        void *done_arg, char *err, size_t errlen);
+/* Starts the plane's thread. Returns 0 or -1. */
+int plane_start(struct plane *p);
+/* Hands an event to the plane. Takes a reference on success. Returns 0, or -1 when the
+ * plane's mailbox is full (the event is dropped for this plane's clients). Any thread. */
+int plane_post(struct plane *p, struct message *msg);
+/* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
+ * done fires when it has. Any thread. */
+void plane_drain(struct plane *p);
+/* Stops the thread and joins it. Main thread. */
+void plane_stop(struct plane *p);
+/* Destroys the context (closing what is left) and frees. Main thread, after plane_stop.
+ * NULL is a no-op. */
+void plane_free(struct plane *p);
+size_t plane_mailbox_depth(const struct plane *p);
+
+#endif
