@@ -8,6 +8,7 @@
 
 #include "herald_version.h"
 #include "log.h"
+#include "redis_url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -41,6 +42,10 @@ static const struct option_spec options[] = {
      "HOST:PORT of the WebSocket endpoint /ws and the dashboard"},
     {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
      "HOST:PORT of the HTTP API (publish, health, ready, stats, metrics)"},
+    {"redis-url", OPT_STRING, F(redis_url), NULL, 0, 0, NULL,
+     "redis://[[user]:password@]host[:port][/db]: share events with other hubs (default: alone)"},
+    {"redis-channel", OPT_STRING, F(redis_channel), "herald:events", 0, 0, NULL,
+     "the Redis pub/sub channel the hubs share"},
     {"web-root", OPT_STRING, F(web_root), NULL, 0, 0, NULL,
      "directory of the dashboard files (default: the installed or source web/)"},
     {"max-message-bytes", OPT_UINT, F(max_message_bytes), "65536", 64, 16u << 20, NULL,
@@ -391,6 +396,19 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         set_err(err, errlen, "--web-root: '%s' is not a directory", cfg->web_root);
         return -1;
     }
+    if (cfg->redis_url) {
+        struct redis_url u;
+        char why[160];
+
+        if (redis_url_parse(cfg->redis_url, &u, why, sizeof(why)) < 0) {
+            set_err(err, errlen, "--redis-url: %s", why);
+            return -1;
+        }
+    }
+    if (strlen(cfg->redis_channel) > 256) {
+        set_err(err, errlen, "--redis-channel: longer than 256 characters");
+        return -1;
+    }
     if (cfg->client_burst < 1)
         cfg->client_burst = 1;
     return 0;
@@ -398,6 +416,9 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 
 void config_free(struct config *cfg)
 {
+    free(cfg->redis_url);
+    free(cfg->redis_channel);
+    cfg->redis_url = cfg->redis_channel = NULL;
     free(cfg->web_root);
     free(cfg->instance_id);
     cfg->web_root = NULL;

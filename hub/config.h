@@ -17,6 +17,8 @@ struct config {
     struct config_addr listen;     /* --listen */
     struct config_addr api_listen; /* --api-listen */
     char *web_root;                /* --web-root; NULL: the installed or source web/ */
+    char *redis_url;               /* NULL: the in-process broker */
+    char *redis_channel;
     unsigned max_message_bytes;
     unsigned client_rate;
     unsigned client_burst;

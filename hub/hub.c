@@ -153,7 +153,14 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
     h->ev_stats = event_new(base, -1, EV_PERSIST, on_stats_tick, h);
 
-    h->broker = broker_memory_new(base, on_broker_deliver, h);
+    if (cfg->redis_url) {
+        h->broker = broker_redis_new(base, cfg->redis_url, cfg->redis_channel, cfg->instance_id,
+                                     on_broker_deliver, h, err, errlen);
+        if (!h->broker)
+            goto fail;
+    } else {
+        h->broker = broker_memory_new(base, on_broker_deliver, h);
+    }
 
     h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
     for (unsigned i = 0; i < cfg->delivery_threads; i++) {

@@ -149,6 +149,31 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
         "# HELP herald_delivery_planes Delivery threads.\n"
         "# TYPE herald_delivery_planes gauge\nherald_delivery_planes %u\n",
         ctx->planes);
+    if (!strcmp(ctx->broker, "redis")) {
+        put(&b,
+            "# HELP herald_redis_connected 1 when both Redis links are up.\n"
+            "# TYPE herald_redis_connected gauge\nherald_redis_connected %d\n",
+            atomic_load_explicit(&metrics.redis_connected, memory_order_relaxed));
+        put(&b,
+            "# HELP herald_redis_reconnects_total Attempts to reconnect a Redis link.\n"
+            "# TYPE herald_redis_reconnects_total counter\nherald_redis_reconnects_total %llu\n",
+            LOAD(metrics.redis_reconnects));
+        put(&b,
+            "# HELP herald_redis_publish_errors_total PUBLISHes that failed.\n"
+            "# TYPE herald_redis_publish_errors_total counter\n"
+            "herald_redis_publish_errors_total %llu\n",
+            LOAD(metrics.redis_publish_errors));
+        put(&b,
+            "# HELP herald_redis_skipped_payloads_total Payloads or records not understood.\n"
+            "# TYPE herald_redis_skipped_payloads_total counter\n"
+            "herald_redis_skipped_payloads_total %llu\n",
+            LOAD(metrics.redis_unknown_payloads));
+        put(&b,
+            "# HELP herald_redis_heartbeat_lag_seconds Publish to receipt of our last heartbeat.\n"
+            "# TYPE herald_redis_heartbeat_lag_seconds gauge\n"
+            "herald_redis_heartbeat_lag_seconds %.3f\n",
+            (double)LOAD(metrics.redis_heartbeat_lag_ms) / 1000.0);
+    }
     put(&b,
         "# HELP herald_process_resident_memory_bytes Resident set size.\n"
         "# TYPE herald_process_resident_memory_bytes gauge\n"

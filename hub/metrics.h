@@ -36,6 +36,12 @@ struct metrics {
     atomic_ullong publish_errors; /* answered 4xx/5xx */
     atomic_ullong dropped[DROP_REASONS];
     atomic_ullong closed[CLOSE_REASONS];
+    /* Redis broker */
+    atomic_int redis_connected; /* both links up */
+    atomic_ullong redis_reconnects;
+    atomic_ullong redis_publish_errors;
+    atomic_ullong redis_unknown_payloads;
+    atomic_llong redis_heartbeat_lag_ms; /* publish to receipt of our own last heartbeat */
 };
 
 extern struct metrics metrics;
