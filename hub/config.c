@@ -6,14 +6,18 @@
  * only: nothing here is thread-safe, and nothing needs to be. */
 #include "config.h"
 
+#include "apikeys.h"
 #include "herald_version.h"
+#include "jwt.h"
 #include "log.h"
+#include "netaddr.h"
 #include "redis_url.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -66,6 +70,22 @@ static const struct option_spec options[] = {
      "how long a shutdown may take to close its clients"},
     {"instance-id", OPT_STRING, F(instance_id), NULL, 0, 0, NULL,
      "name shown in logs, metrics and welcome (default: hostname-pid)"},
+    {"api-key", OPT_STRING, F(api_key), NULL, 0, 0, NULL,
+     "a key POST /publish must present as Authorization: Bearer KEY"},
+    {"api-keys-file", OPT_STRING, F(api_keys_file), NULL, 0, 0, NULL,
+     "file of such keys, one a line"},
+    {"jwt-secret-file", OPT_STRING, F(jwt_secret_file), NULL, 0, 0, NULL,
+     "HS256 secret (32+ bytes): /ws then needs a token granting its channels"},
+    {"allowed-origins", OPT_STRING, F(allowed_origins), NULL, 0, 0, NULL,
+     "comma list of Origins accepted on /ws (default: any)"},
+    {"max-connections", OPT_UINT, F(max_connections), "0", 0, 100000000, NULL,
+     "WebSocket connections per instance; over it the handshake gets 503 (0: no limit)"},
+    {"max-connections-per-ip", OPT_UINT, F(max_connections_per_ip), "0", 0, 100000000, NULL,
+     "WebSocket connections per client address per instance (0: no limit)"},
+    {"trusted-proxies", OPT_STRING, F(trusted_proxies), NULL, 0, 0, NULL,
+     "addresses or CIDR blocks whose X-Forwarded-For is believed"},
+    {"publish-rate", OPT_UINT, F(publish_rate), "0", 0, 10000000, NULL,
+     "publishes per second per API key (or per IP without keys), cluster-wide with Redis"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},
@@ -354,6 +374,42 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
     return CONFIG_OK;
 }
 
+/* --allowed-origins: "scheme://host[:port]" entries, compared exactly (case-insensitively). */
+static int parse_origins(struct config *cfg, char *err, size_t errlen)
+{
+    size_t n = 1;
+    const char *p = cfg->allowed_origins;
+
+    for (const char *q = p; *q; q++)
+        n += *q == ',';
+    cfg->origins = calloc(n + 1, sizeof(char *));
+    if (!cfg->origins)
+        return -1;
+    n = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len) {
+            char *o = strndup(p, len);
+
+            if (!o)
+                return -1;
+            cfg->origins[n++] = o;
+            if ((strncmp(o, "http://", 7) && strncmp(o, "https://", 8)) || o[len - 1] == '/') {
+                set_err(err, errlen,
+                        "--allowed-origins: '%s' is not scheme://host[:port] (no path)", o);
+                return -1;
+            }
+        }
+        p += strcspn(p, ",");
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
 static bool is_dir(const char *path)
 {
     struct stat st;
@@ -409,6 +465,31 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         set_err(err, errlen, "--redis-channel: longer than 256 characters");
         return -1;
     }
+    if (cfg->api_key || cfg->api_keys_file) {
+        cfg->keys = apikeys_load(cfg->api_key, cfg->api_keys_file, err, errlen);
+        if (!cfg->keys)
+            return -1;
+    }
+    if (cfg->jwt_secret_file) {
+        char why[300];
+
+        if (jwt_read_secret(cfg->jwt_secret_file, &cfg->jwt_secret, &cfg->jwt_secret_len, why,
+                            sizeof(why)) < 0) {
+            set_err(err, errlen, "--jwt-secret-file: %s", why);
+            return -1;
+        }
+    }
+    {
+        char why[200];
+
+        cfg->trusted = netaddr_list_parse(cfg->trusted_proxies, why, sizeof(why));
+        if (!cfg->trusted) {
+            set_err(err, errlen, "--trusted-proxies: %s", why);
+            return -1;
+        }
+    }
+    if (cfg->allowed_origins && parse_origins(cfg, err, errlen) < 0)
+        return -1;
     if (cfg->client_burst < 1)
         cfg->client_burst = 1;
     return 0;
@@ -421,6 +502,25 @@ void config_free(struct config *cfg)
     cfg->redis_url = cfg->redis_channel = NULL;
     free(cfg->web_root);
     free(cfg->instance_id);
+    free(cfg->api_key);
+    free(cfg->api_keys_file);
+    free(cfg->jwt_secret_file);
+    free(cfg->allowed_origins);
+    free(cfg->trusted_proxies);
+    apikeys_free(cfg->keys);
+    if (cfg->jwt_secret)
+        OPENSSL_cleanse(cfg->jwt_secret, cfg->jwt_secret_len);
+    free(cfg->jwt_secret);
+    netaddr_list_free(cfg->trusted);
+    for (size_t i = 0; cfg->origins && cfg->origins[i]; i++)
+        free(cfg->origins[i]);
+    free(cfg->origins);
+    cfg->api_key = cfg->api_keys_file = cfg->jwt_secret_file = NULL;
+    cfg->allowed_origins = cfg->trusted_proxies = NULL;
+    cfg->keys = NULL;
+    cfg->jwt_secret = NULL;
+    cfg->trusted = NULL;
+    cfg->origins = NULL;
     cfg->web_root = NULL;
     cfg->instance_id = NULL;
 }

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
+struct apikeys;
+struct netaddr_list;
+
 #define CONFIG_HOST_MAX 256
 
 struct config_addr {
@@ -28,8 +31,22 @@ struct config {
     unsigned delivery_threads; /* 0: one per core */
     unsigned drain_seconds;
     char *instance_id; /* NULL: hostname-pid */
-    int log_level;     /* enum log_level */
-    int log_format;    /* enum log_format */
+    char *api_key;
+    char *api_keys_file;
+    char *jwt_secret_file;
+    char *allowed_origins;           /* comma list; NULL: any */
+    char *trusted_proxies;           /* comma list of addresses and CIDR blocks */
+    unsigned max_connections;        /* 0: no limit */
+    unsigned max_connections_per_ip; /* 0: no limit */
+    unsigned publish_rate;           /* per second per key (or IP); 0: no limit */
+    /* resolved by config_resolve() from the above */
+    struct apikeys *keys;      /* NULL: POST /publish is open */
+    unsigned char *jwt_secret; /* NULL: /ws is open */
+    size_t jwt_secret_len;
+    struct netaddr_list *trusted; /* never NULL after config_resolve */
+    char **origins;               /* NULL: any origin; else NULL-terminated */
+    int log_level;                /* enum log_level */
+    int log_format;               /* enum log_format */
 };
 
 enum config_result {

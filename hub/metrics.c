@@ -15,8 +15,9 @@
 struct metrics metrics;
 
 static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "mailbox_full", "closing"};
-static const char *const close_names[CLOSE_REASONS] = {"normal",    "slow_consumer", "rate_limit",
-                                                       "bad_frame", "drain",         "timeout"};
+static const char *const close_names[CLOSE_REASONS] = {
+    "normal", "slow_consumer", "rate_limit", "bad_frame", "drain", "timeout", "auth", "origin"};
+static const char *const refuse_names[REFUSE_REASONS] = {"capacity", "per_ip", "draining", "path"};
 
 struct buf {
     char *p;
@@ -97,6 +98,12 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
         "# TYPE herald_connections_accepted_total counter\n"
         "herald_connections_accepted_total %llu\n",
         LOAD(metrics.connections_accepted));
+    put(&b,
+        "# HELP herald_connections_refused_total Upgrades refused before a session, by reason.\n"
+        "# TYPE herald_connections_refused_total counter\n");
+    for (int i = 0; i < REFUSE_REASONS; i++)
+        put(&b, "herald_connections_refused_total{reason=\"%s\"} %llu\n", refuse_names[i],
+            LOAD(metrics.refused[i]));
     put(&b, "# HELP herald_disconnects_total Connections ended, by reason.\n"
             "# TYPE herald_disconnects_total counter\n");
     for (int i = 0; i < CLOSE_REASONS; i++)

@@ -21,7 +21,17 @@ enum close_reason {
     CLOSE_BAD_FRAME,     /* 1003, 1007, 1009 */
     CLOSE_DRAIN,         /* 1001 */
     CLOSE_TIMEOUT,       /* heartbeat or a stuck socket */
+    CLOSE_AUTH,          /* 1008: no or bad token, token expired */
+    CLOSE_ORIGIN,        /* 1008: Origin not allowed */
     CLOSE_REASONS
+};
+
+enum refuse_reason {
+    REFUSE_CAPACITY, /* --max-connections: HTTP 503 */
+    REFUSE_PER_IP,   /* --max-connections-per-ip: HTTP 429 */
+    REFUSE_DRAINING, /* shutting down */
+    REFUSE_PATH,     /* an upgrade on another path than /ws */
+    REFUSE_REASONS
 };
 
 struct metrics {
@@ -36,6 +46,7 @@ struct metrics {
     atomic_ullong publish_errors; /* answered 4xx/5xx */
     atomic_ullong dropped[DROP_REASONS];
     atomic_ullong closed[CLOSE_REASONS];
+    atomic_ullong refused[REFUSE_REASONS];
     /* Redis broker */
     atomic_int redis_connected; /* both links up */
     atomic_ullong redis_reconnects;

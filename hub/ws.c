@@ -14,14 +14,17 @@
 
 #include "channel.h"
 #include "config.h"
+#include "jwt.h"
 #include "log.h"
 #include "mailbox.h"
 #include "message.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "protocol.h"
 #include "session.h"
 #include "xalloc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libwebsockets.h>
@@ -32,6 +35,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,7 +84,15 @@ struct ws_conn {
     struct session *s;
     struct lws *wsi;
     struct ws_conn *prev, *next;
-    enum close_reason why; /* what ended it, for metrics */
+    enum close_reason why;   /* what ended it, for metrics */
+    char ip[NETADDR_STRLEN]; /* the client, through trusted proxies */
+    bool is_ip_counted;
+    uint16_t refuse_code; /* set at the handshake: close with it before any welcome */
+    const char *refuse_reason;
+    enum close_reason refuse_why;
+    bool has_claims;
+    struct jwt_claims claims;
+    lws_sorted_usec_list_t sul_exp; /* token expiry */
 };
 
 static atomic_ullong next_conn_id = 1;
@@ -219,18 +231,135 @@ static void on_mail(struct mail *mail, void *arg)
 
 /* --- one connection ------------------------------------------------------------------------ */
 
-static int on_filter(struct plane *p, struct lws *wsi)
+/* Answers the upgrade request with an HTTP error and refuses it (the caller returns 1). */
+static int refuse_http(struct lws *wsi, unsigned status, const char *code, const char *text,
+                       enum refuse_reason why)
+{
+    unsigned char buf[LWS_PRE + 512];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    char body[200];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, text);
+
+    metrics_add(&metrics.refused[why], 1);
+    if (lws_add_http_header_status(wsi, status, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"content-type:",
+                                    (const unsigned char *)"application/json", 16, &p, end) ||
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"retry-after:", (const unsigned char *)"5", 1, &p, end) ||
+        lws_add_http_header_content_length(wsi, (lws_filepos_t)n, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return 1;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+        return 1;
+    lws_write(wsi, (unsigned char *)body, (size_t)n, LWS_WRITE_HTTP_FINAL);
+    return 1;
+}
+
+/* The client's address: the peer, or what trusted proxies say it is. */
+static void client_ip(struct plane *p, struct lws *wsi, char out[NETADDR_STRLEN])
+{
+    char peer[NETADDR_STRLEN] = "unknown";
+    char xff[512];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = lws_get_socket_fd(wsi);
+
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        char raw[NETADDR_STRLEN] = "";
+
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, raw, sizeof(raw));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, raw, sizeof(raw));
+        if (netaddr_normalize(raw, strlen(raw), peer) < 0)
+            snprintf(peer, sizeof(peer), "%s", raw);
+    }
+    if (lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) > 0)
+        netaddr_client(p->cfg->trusted, peer, xff, out);
+    else
+        snprintf(out, NETADDR_STRLEN, "%s", peer);
+}
+
+static bool origin_allowed(const struct plane *p, struct lws *wsi)
+{
+    char origin[256];
+
+    if (!p->cfg->origins)
+        return true;
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return true; /* not a browser: Origin protects browsers from other sites' pages */
+    for (size_t i = 0; p->cfg->origins[i]; i++)
+        if (!strcasecmp(p->cfg->origins[i], origin))
+            return true;
+    return false;
+}
+
+/* The token from ?token= or Authorization: Bearer, verified into c->claims. */
+static bool authenticate(struct plane *p, struct ws_conn *c, struct lws *wsi)
+{
+    char buf[JWT_MAX_BYTES + 16];
+    const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
+    char err[128];
+    struct timespec ts;
+
+    if (!tok && lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+        !strncasecmp(buf, "Bearer ", 7))
+        tok = buf + 7;
+    if (!tok) {
+        log_info("ws", "%s: no token: closing 1008", c->ip);
+        return false;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (jwt_verify(tok, strlen(tok), p->cfg->jwt_secret, p->cfg->jwt_secret_len, ts.tv_sec,
+                   &c->claims, err, sizeof(err)) < 0) {
+        log_info("ws", "%s: token refused (%s): closing 1008", c->ip, err);
+        return false;
+    }
+    c->has_claims = true;
+    return true;
+}
+
+/* The upgrade request, before the 101: refusals that a client should back off from get an
+ * HTTP status; auth and origin refusals complete the handshake and close with 1008, which a
+ * browser can read (it cannot read a refused handshake's status). */
+static int on_filter(struct plane *p, struct ws_conn *c, struct lws *wsi)
 {
     char uri[256];
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    const struct config *cfg = p->cfg;
 
-    if (p->is_draining)
-        return 1;
     if (n <= 0 || strcmp(uri, "/ws") != 0) {
         log_debug("ws", "refused a WebSocket upgrade on %s", n > 0 ? uri : "(no uri)");
-        return 1;
+        return refuse_http(wsi, 404, "not_found", "WebSockets are served on /ws", REFUSE_PATH);
+    }
+    if (p->is_draining)
+        return refuse_http(wsi, 503, "unavailable", "the hub is shutting down", REFUSE_DRAINING);
+    client_ip(p, wsi, c->ip);
+    if (cfg->max_connections && atomic_load_explicit(&metrics.connections, memory_order_relaxed) >=
+                                    (long long)cfg->max_connections)
+        return refuse_http(wsi, 503, "unavailable", "the hub is at its connection limit",
+                           REFUSE_CAPACITY);
+    if (cfg->max_connections_per_ip && netaddr_count_get(c->ip) >= cfg->max_connections_per_ip)
+        return refuse_http(wsi, 429, "rate_limited", "too many connections from this address",
+                           REFUSE_PER_IP);
+    if (!origin_allowed(p, wsi)) {
+        c->refuse_code = 1008;
+        c->refuse_reason = "origin not allowed";
+        c->refuse_why = CLOSE_ORIGIN;
+    } else if (cfg->jwt_secret && !authenticate(p, c, wsi)) {
+        c->refuse_code = 1008;
+        c->refuse_reason = "unauthorized";
+        c->refuse_why = CLOSE_AUTH;
     }
     return 0;
+}
+
+static void on_token_expired(lws_sorted_usec_list_t *sul)
+{
+    struct ws_conn *c = lws_container_of(sul, struct ws_conn, sul_exp);
+
+    log_info("ws", "conn %llu: token expired, closing 1008", (unsigned long long)c->s->id);
+    cut(c, 1008, "token expired", CLOSE_AUTH, false, CUT_GRACE_SECS);
 }
 
 static void join(struct plane *p, struct ws_conn *c, const char *name, size_t len, const char *ref)
@@ -240,6 +369,10 @@ static void join(struct plane *p, struct ws_conn *c, const char *name, size_t le
     if (!channel_name_is_valid(name, len)) {
         snprintf(text, sizeof(text), "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)");
         reply(p, c, proto_error("bad_request", text, ref));
+        return;
+    }
+    if (c->has_claims && !jwt_grants(&c->claims, name, len)) {
+        reply(p, c, proto_error("forbidden", "the token does not grant this channel", ref));
         return;
     }
     switch (channel_join(p->idx, &c->s->subs, c, name, len, p->lim.max_subscriptions)) {
@@ -265,7 +398,7 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
     char conn_id[32];
     char arg[2048];
 
-    memset(c, 0, sizeof(*c));
+    /* c was zeroed by lws and filled by on_filter */
     c->wsi = wsi;
     c->s = session_new(&p->lim, atomic_fetch_add(&next_conn_id, 1), now_ms());
     c->next = p->conns;
@@ -275,7 +408,21 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
     p->n_conns++;
     metrics_gauge_add(&metrics.connections, 1);
     metrics_add(&metrics.connections_accepted, 1);
+    netaddr_count_add(c->ip, 1);
+    c->is_ip_counted = true;
 
+    if (c->refuse_code) {
+        cut(c, c->refuse_code, c->refuse_reason, c->refuse_why, false, CUT_GRACE_SECS);
+        return 0;
+    }
+    if (c->has_claims) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        lws_sul_schedule(p->ctx, 0, &c->sul_exp, on_token_expired,
+                         (lws_usec_t)(c->claims.exp - ts.tv_sec) * LWS_US_PER_SEC -
+                             ts.tv_nsec / 1000);
+    }
     snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)c->s->id);
     reply(p, c, proto_welcome(conn_id, p->cfg->instance_id, p->cfg->heartbeat));
     log_debug("ws", "conn %llu: open on plane %u", (unsigned long long)c->s->id, p->index);
@@ -348,9 +495,15 @@ static int on_receive(struct plane *p, struct ws_conn *c, const void *in, size_t
     metrics_add(&metrics.frames_received, 1);
     switch (session_rate_check(c->s, now_ms())) {
     case SESSION_RATE_OK: on_command(p, c); break;
-    case SESSION_RATE_LIMITED:
-        reply(p, c, proto_error("rate_limited", "too many frames: slow down", NULL));
+    case SESSION_RATE_LIMITED: {
+        struct proto_cmd cmd;
+        char err[160];
+
+        proto_parse(c->s->rx, c->s->rx_len, &cmd, err, sizeof(err)); /* only for its ref */
+        reply(p, c, proto_error("rate_limited", "too many frames: slow down", cmd.ref));
+        proto_cmd_clear(&cmd);
         break;
+    }
     case SESSION_RATE_CLOSE:
         session_rx_reset(c->s);
         log_info("ws", "conn %llu: over the frame rate for %d ms, closing 1008",
@@ -408,6 +561,15 @@ sent:
 
 static void on_closed(struct plane *p, struct ws_conn *c)
 {
+    if (c->has_claims) {
+        lws_sul_cancel(&c->sul_exp);
+        jwt_claims_free(&c->claims);
+        c->has_claims = false;
+    }
+    if (c->is_ip_counted) {
+        netaddr_count_add(c->ip, -1);
+        c->is_ip_counted = false;
+    }
     if (!c->s)
         return;
     metrics_gauge_add(&metrics.subscriptions, -(long long)c->s->subs.n);
@@ -436,7 +598,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: return p->is_draining ? 1 : 0;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(p, wsi);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(p, c, wsi);
     case LWS_CALLBACK_ESTABLISHED: return on_established(p, c, wsi);
     case LWS_CALLBACK_RECEIVE: return c->s ? on_receive(p, c, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE: return c->s ? on_writeable(p, c) : -1;
