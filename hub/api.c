@@ -6,6 +6,7 @@
  * Every error answer is {"error":code,"message":text} with SPEC.md's status. */
 #include "api.h"
 
+#include "apikeys.h"
 #include "broker.h"
 #include "config.h"
 #include "event.h"
@@ -13,6 +14,8 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
+#include "netaddr.h"
+#include "ratelimit.h"
 #include "xalloc.h"
 
 #include <event2/buffer.h>
@@ -24,18 +27,69 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uthash.h>
+
+#define RATE_TABLE_MAX 65536 /* identities tracked by the in-process publish limiter */
+
+struct rate_entry {
+    char who[NETADDR_STRLEN + 8];
+    struct ratelimit bucket;
+    UT_hash_handle hh;
+};
 
 struct api {
     struct hub *hub;
     struct evhttp *http;
+    struct rate_entry *rates; /* --publish-rate without Redis */
 };
 
 struct publish_req {
+    struct api *api;
     struct evhttp_request *req; /* NULL once the client is gone */
     struct message **msgs;
     size_t n;
     bool is_batch;
 };
+
+/* Drops identities whose bucket is full again (idle a second or more); if none is, all. */
+static void sweep_rates(struct api *api, int64_t now, const struct ratelimit_cfg *cfg)
+{
+    struct rate_entry *e, *tmp;
+    size_t before = HASH_COUNT(api->rates);
+
+    HASH_ITER(hh, api->rates, e, tmp)
+    {
+        if (ratelimit_wait_ms(&e->bucket, cfg, now, cfg->burst) == 0) {
+            HASH_DEL(api->rates, e);
+            free(e);
+        }
+    }
+    if (HASH_COUNT(api->rates) == before) {
+        HASH_ITER(hh, api->rates, e, tmp)
+        {
+            HASH_DEL(api->rates, e);
+            free(e);
+        }
+    }
+}
+
+/* libevent 2.1 knows no phrase for 429 ("Client Error"): name every status we send. */
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return NULL;
+    }
+}
 
 static void send_json(struct evhttp_request *req, int status, const char *body)
 {
@@ -44,7 +98,7 @@ static void send_json(struct evhttp_request *req, int status, const char *body)
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evbuffer_add(out, body, strlen(body));
     evbuffer_add(out, "\n", 1);
-    evhttp_send_reply(req, status, NULL, out);
+    evhttp_send_reply(req, status, reason_phrase(status), out);
     evbuffer_free(out);
 }
 
@@ -126,6 +180,109 @@ static void on_published(const char *err, void *arg)
     publish_req_free(pr);
 }
 
+/* Hands a checked publish to the broker; the answer comes from on_published. */
+static void forward(struct api *api, struct publish_req *pr)
+{
+    struct evhttp_request *req = pr->req;
+
+    if (broker_publish(api->hub->broker, pr->msgs, pr->n, on_published, pr) < 0) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        publish_req_free(pr);
+        publish_refused(req, 503, "unavailable", "the broker is not connected");
+    }
+}
+
+static void refuse_rate(struct evhttp_request *req, long long retry_after_s)
+{
+    char v[24];
+
+    snprintf(v, sizeof(v), "%lld", retry_after_s < 1 ? 1 : retry_after_s);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", v);
+    metrics_add(&metrics.publish_rate_limited, 1);
+    publish_refused(req, 429, "rate_limited", "over the publish rate: retry later");
+}
+
+/* Cluster-wide count for this second came back from the broker. */
+static void on_counted(long long count, void *arg)
+{
+    struct publish_req *pr = arg;
+    struct api *api = pr->api;
+
+    if (!pr->req) {
+        publish_req_free(pr);
+        return;
+    }
+    if (count < 0) {
+        metrics_add(&metrics.publish_rate_fail_open, 1);
+        log_warn("api", "publish rate unknown (Redis did not answer): letting it through");
+    } else if (count > (long long)api->hub->cfg->publish_rate) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(pr->req), NULL, NULL);
+        refuse_rate(pr->req, 1);
+        publish_req_free(pr);
+        return;
+    }
+    forward(api, pr);
+}
+
+/* --publish-rate in this process: a token bucket per identity (rate per second, burst of one
+ * second's worth). Returns 0, or the seconds to wait. */
+static long long local_rate(struct api *api, const char *who)
+{
+    struct rate_entry *e;
+    const struct ratelimit_cfg cfg = {.per_sec = api->hub->cfg->publish_rate,
+                                      .burst = api->hub->cfg->publish_rate};
+    int64_t now = hub_mono_ms();
+
+    HASH_FIND_STR(api->rates, who, e);
+    if (!e) {
+        if (HASH_COUNT(api->rates) >= RATE_TABLE_MAX)
+            sweep_rates(api, now, &cfg);
+        e = xcalloc(1, sizeof(*e));
+        snprintf(e->who, sizeof(e->who), "%s", who);
+        ratelimit_init(&e->bucket, &cfg, now);
+        HASH_ADD_STR(api->rates, who, e);
+    }
+    if (ratelimit_take(&e->bucket, &cfg, now, 1) == 0)
+        return 0;
+    return (ratelimit_wait_ms(&e->bucket, &cfg, now, 1) + 999) / 1000;
+}
+
+/* Who a publish counts against: its API key, or its client address without keys. */
+static void identity(struct api *api, struct evhttp_request *req, int key, char *out, size_t len)
+{
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    char norm[NETADDR_STRLEN], client[NETADDR_STRLEN];
+    const char *xff = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For");
+
+    if (key >= 0) {
+        char id[17];
+
+        apikeys_id(api->hub->cfg->keys, key, id);
+        snprintf(out, len, "key:%s", id);
+        return;
+    }
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
+    if (!peer || netaddr_normalize(peer, strlen(peer), norm) < 0)
+        snprintf(norm, sizeof(norm), "%s", peer ? peer : "unknown");
+    netaddr_client(api->hub->cfg->trusted, norm, xff, client);
+    snprintf(out, len, "ip:%s", client);
+}
+
+/* The API key of Authorization: Bearer KEY: its index, -1 when keys are off, -2 when refused. */
+static int check_key(struct api *api, struct evhttp_request *req)
+{
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    int key;
+
+    if (!apikeys_count(api->hub->cfg->keys))
+        return -1;
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return -2;
+    key = apikeys_find(api->hub->cfg->keys, auth + 7, strlen(auth + 7));
+    return key >= 0 ? key : -2;
+}
+
 static void on_publish(struct api *api, struct evhttp_request *req)
 {
     struct hub *h = api->hub;
@@ -133,12 +290,21 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     size_t len = evbuffer_get_length(body);
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     struct publish_req *pr;
-    char err[256];
+    char err[256], who[NETADDR_STRLEN + 8];
     const char *text;
+    int key;
 
     metrics_add(&metrics.publish_requests, 1);
     if (h->is_draining) {
         publish_refused(req, 503, "unavailable", "the hub is shutting down");
+        return;
+    }
+    key = check_key(api, req);
+    if (key == -2) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"herald\"");
+        publish_refused(req, 401, "unauthorized",
+                        "a valid API key is required (Authorization: Bearer KEY)");
         return;
     }
     if (!broker_is_ready(h->broker)) {
@@ -166,12 +332,24 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     }
     pr->is_batch = len > 0 && text[strspn(text, " \t\r\n")] == '[';
     pr->req = req;
-    if (broker_publish(h->broker, pr->msgs, pr->n, on_published, pr) < 0) {
-        publish_req_free(pr);
-        publish_refused(req, 503, "unavailable", "the broker is not connected");
-        return;
-    }
+    pr->api = api;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_gone, pr);
+    if (h->cfg->publish_rate) {
+        long long wait;
+
+        identity(api, req, key, who, sizeof(who));
+        if (h->broker->ops->count) {
+            if (h->broker->ops->count(h->broker, who, on_counted, pr) == 0)
+                return; /* on_counted goes on */
+            metrics_add(&metrics.publish_rate_fail_open, 1);
+        } else if ((wait = local_rate(api, who)) > 0) {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+            publish_req_free(pr);
+            refuse_rate(req, wait);
+            return;
+        }
+    }
+    forward(api, pr);
 }
 
 static void on_ready(struct api *api, struct evhttp_request *req)
@@ -292,8 +470,15 @@ fail:
 
 void api_free(struct api *api)
 {
+    struct rate_entry *e, *tmp;
+
     if (!api)
         return;
+    HASH_ITER(hh, api->rates, e, tmp)
+    {
+        HASH_DEL(api->rates, e);
+        free(e);
+    }
     if (api->http)
         evhttp_free(api->http);
     free(api);

@@ -96,3 +96,9 @@ int apikeys_find(const struct apikeys *k, const char *presented, size_t len)
     }
     return found;
 }
+
+void apikeys_id(const struct apikeys *k, int idx, char out[17])
+{
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", k->digest[idx][SHA256_DIGEST_LENGTH - 1 - i]);
+}

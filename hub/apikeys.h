@@ -16,4 +16,8 @@ size_t apikeys_count(const struct apikeys *k);
  * and whatever the lengths (keys are compared as SHA-256 digests with CRYPTO_memcmp). */
 int apikeys_find(const struct apikeys *k, const char *presented, size_t len);
 
+/* A stable name for key idx that does not reveal it (16 hex digits of its digest), the same on
+ * every hub that has the key: the publish limiter's identity. out holds 17 bytes. */
+void apikeys_id(const struct apikeys *k, int idx, char out[17]);
+
 #endif

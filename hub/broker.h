@@ -17,6 +17,10 @@ typedef void broker_deliver_fn(struct message *msg, void *arg);
  * on the control thread, never from inside publish() itself. */
 typedef void broker_done_fn(const char *err, void *arg);
 
+/* A cluster-wide count came back: count is this identity's publishes in the current second
+ * including this one, or -1 when the broker could not tell (the caller lets it through). */
+typedef void broker_count_fn(long long count, void *arg);
+
 struct broker;
 
 struct broker_ops {
@@ -27,6 +31,10 @@ struct broker_ops {
                    void *arg);
     /* True while publishes can succeed and deliveries arrive (readiness). */
     bool (*is_ready)(const struct broker *b);
+    /* Optional (NULL: the caller limits in-process): counts one publish for who in the
+     * current second across the cluster in one atomic round trip. Returns 0 (cb will fire,
+     * never inside count()), or -1 when it cannot ask (cb will not fire). */
+    int (*count)(struct broker *b, const char *who, broker_count_fn *cb, void *arg);
     /* Drops pending work; done callbacks of pending publishes fire with an error first. */
     void (*free)(struct broker *b);
 };

@@ -446,6 +446,46 @@ static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
     update_ready(r);
 }
 
+struct count_req {
+    broker_count_fn *cb;
+    void *arg;
+};
+
+static void on_count_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct count_req *req = privdata;
+
+    (void)ac;
+    req->cb(reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1, req->arg);
+    free(req);
+}
+
+/* INCR and PEXPIRE in one script: a key never outlives its window even if a hub dies between
+ * the two (the INCR-then-EXPIRE pair can leave a key without expiry). */
+static const char count_script[] = "local n = redis.call('INCR', KEYS[1]) "
+                                   "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+                                   "return n";
+
+static int redis_count(struct broker *b, const char *who, broker_count_fn *cb, void *arg)
+{
+    struct broker_redis *r = (struct broker_redis *)b;
+    struct count_req *req;
+    char key[512];
+
+    if (r->pub.state != LINK_UP)
+        return -1;
+    snprintf(key, sizeof(key), "%s:rate:%s:%lld", r->channel, who, (long long)(wall_ms() / 1000));
+    req = xmalloc(sizeof(*req));
+    *req = (struct count_req){.cb = cb, .arg = arg};
+    if (redisAsyncCommand(r->pub.ac, on_count_reply, req, "EVAL %s 1 %s 2000", count_script, key) !=
+        REDIS_OK) {
+        free(req);
+        return -1;
+    }
+    return 0;
+}
+
 static bool redis_is_ready(const struct broker *b)
 {
     return compute_ready((const struct broker_redis *)b);
@@ -484,6 +524,7 @@ static const struct broker_ops redis_ops = {
     .name = "redis",
     .publish = redis_publish,
     .is_ready = redis_is_ready,
+    .count = redis_count,
     .free = redis_free,
 };
 

@@ -32,6 +32,14 @@ int64_t hub_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t hub_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 bool hub_is_ready(const struct hub *h)
 {
     return !h->is_draining && h->broker && broker_is_ready(h->broker);

@@ -49,5 +49,7 @@ bool hub_is_ready(const struct hub *h);
 void hub_metrics_context(const struct hub *h, struct metrics_context *ctx);
 /* Unix time in milliseconds. */
 int64_t hub_wall_ms(void);
+/* A monotonic clock in milliseconds. */
+int64_t hub_mono_ms(void);
 
 #endif

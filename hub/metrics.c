@@ -126,6 +126,17 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
         "# TYPE herald_publish_errors_total counter\nherald_publish_errors_total %llu\n",
         LOAD(metrics.publish_errors));
     put(&b,
+        "# HELP herald_publish_rate_limited_total Publishes refused with 429.\n"
+        "# TYPE herald_publish_rate_limited_total counter\n"
+        "herald_publish_rate_limited_total %llu\n",
+        LOAD(metrics.publish_rate_limited));
+    put(&b,
+        "# HELP herald_publish_rate_fail_open_total Publishes let through because the "
+        "cluster-wide count could not be read.\n"
+        "# TYPE herald_publish_rate_fail_open_total counter\n"
+        "herald_publish_rate_fail_open_total %llu\n",
+        LOAD(metrics.publish_rate_fail_open));
+    put(&b,
         "# HELP herald_events_published_total Events the broker took from this hub's API.\n"
         "# TYPE herald_events_published_total counter\n"
         "herald_events_published_total %llu\n",

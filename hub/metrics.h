@@ -43,7 +43,9 @@ struct metrics {
     atomic_ullong events_delivered; /* event frames written to clients */
     atomic_ullong frames_received;  /* client frames */
     atomic_ullong publish_requests;
-    atomic_ullong publish_errors; /* answered 4xx/5xx */
+    atomic_ullong publish_errors;         /* answered 4xx/5xx */
+    atomic_ullong publish_rate_limited;   /* answered 429 */
+    atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
     atomic_ullong dropped[DROP_REASONS];
     atomic_ullong closed[CLOSE_REASONS];
     atomic_ullong refused[REFUSE_REASONS];
