@@ -43,8 +43,10 @@ int64_t ratelimit_wait_ms(const struct ratelimit *b, const struct ratelimit_cfg 
     struct ratelimit copy = *b;
     uint64_t need = (uint64_t)n * 1000;
 
+    int64_t behind = now_ms < b->last_ms ? b->last_ms - now_ms : 0; /* clock stepped back */
+
     refill(&copy, cfg, now_ms);
     if (copy.milli_tokens >= need)
         return 0;
-    return (int64_t)((need - copy.milli_tokens + cfg->per_sec - 1) / cfg->per_sec);
+    return behind + (int64_t)((need - copy.milli_tokens + cfg->per_sec - 1) / cfg->per_sec);
 }

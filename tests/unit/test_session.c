@@ -1,0 +1,453 @@
+/* test_session.c -- hub/session.c: the send queue and its byte budget, fragment
+ * reassembly, the frame rate with its grace period, and closing. */
+#include "message.h"
+#include "session.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define T0 INT64_C(1700000000000)
+
+static struct session_limits limits(size_t queue_bytes)
+{
+    return (struct session_limits){
+        .send_queue_bytes = queue_bytes,
+        .max_message_bytes = 100,
+        .max_subscriptions = 10,
+        .rate = {.per_sec = 10, .burst = 20},
+        .rate_grace_ms = 5000,
+    };
+}
+
+static unsigned refs(struct message *m)
+{
+    return atomic_load(&m->refs);
+}
+
+/* A message whose JSON is json_len bytes: wire length json_len + 2 below 126. */
+static struct message *msg_of(size_t json_len)
+{
+    char buf[70000];
+
+    assert_true(json_len < sizeof(buf));
+    memset(buf, 'x', json_len);
+    return message_new(NULL, 0, buf, json_len);
+}
+
+static void enqueue_up_to_budget(void **state)
+{
+    struct session_limits lim = limits(30);
+    struct session *s = session_new(&lim, 7, T0);
+    struct message *m = msg_of(8); /* 10 wire bytes */
+
+    (void)state;
+    assert_int_equal(s->id, 7);
+    assert_int_equal(message_wire_len(m), 10);
+    assert_null(session_front(s));
+    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(session_enqueue(s, m), 0);
+    /* the budget equal to the queued bytes is still within it */
+    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(s->q_bytes, 30);
+    assert_int_equal(refs(m), 4);
+    /* one byte over: refused, nothing taken */
+    assert_int_equal(session_enqueue(s, m), -1);
+    assert_int_equal(refs(m), 4);
+    assert_int_equal(s->q_len, 3);
+    assert_int_equal(s->q_bytes, 30);
+    /* a pop makes room again */
+    session_pop(s);
+    assert_int_equal(s->q_bytes, 20);
+    assert_int_equal(refs(m), 3);
+    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(session_enqueue(s, m), -1);
+    session_free(s);
+    assert_int_equal(refs(m), 1); /* session_free released the queue */
+    message_unref(&m);
+}
+
+static void enqueue_exact_boundary_with_mixed_sizes(void **state)
+{
+    struct message *a = msg_of(125);   /* 127 */
+    struct message *b = msg_of(126);   /* 130 */
+    struct message *c = msg_of(65536); /* 65546 */
+    size_t total = message_wire_len(a) + message_wire_len(b) + message_wire_len(c);
+    struct session_limits lim = limits(total);
+    struct session *s = session_new(&lim, 1, T0);
+    struct message *one = msg_of(0); /* 2 */
+
+    (void)state;
+    assert_int_equal(total, 127 + 130 + 65546);
+    assert_int_equal(session_enqueue(s, c), 0);
+    assert_int_equal(session_enqueue(s, b), 0);
+    assert_int_equal(s->q_bytes, 65546 + 130);
+    assert_int_equal(session_enqueue(s, a), 0);
+    assert_int_equal(s->q_bytes, total);
+    assert_int_equal(session_enqueue(s, one), -1);
+    session_pop(s);
+    assert_int_equal(s->q_bytes, 127 + 130);
+    assert_ptr_equal(session_front(s), b);
+    session_pop(s);
+    session_pop(s);
+    assert_int_equal(s->q_bytes, 0);
+    assert_null(session_front(s));
+    session_pop(s); /* empty: nothing */
+    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(s->q_len, 0);
+    session_free(s);
+    message_unref(&a);
+    message_unref(&b);
+    message_unref(&c);
+    message_unref(&one);
+}
+
+static void message_larger_than_budget(void **state)
+{
+    struct session_limits lim = limits(1024);
+    struct session *s = session_new(&lim, 1, T0);
+    struct message *big = msg_of(1023); /* 1027 wire bytes */
+
+    (void)state;
+    assert_int_equal(session_enqueue(s, big), -1);
+    assert_int_equal(refs(big), 1);
+    assert_int_equal(s->q_len, 0);
+    assert_int_equal(s->q_bytes, 0);
+    session_free(s);
+    message_unref(&big);
+}
+
+static void fifo_across_ring_growth(void **state)
+{
+    struct session_limits lim = limits(1u << 30);
+    struct session *s = session_new(&lim, 1, T0);
+    struct message *msgs[120];
+    size_t bytes = 0;
+    int next_out = 0, next_in = 0;
+
+    (void)state;
+    for (int i = 0; i < 120; i++) {
+        char json[32];
+        int n = snprintf(json, sizeof(json), "{\"i\":%d}", i);
+
+        msgs[i] = message_new(NULL, 0, json, (size_t)n);
+    }
+    /* wrap the ring before it first grows: head moves to the middle */
+    for (; next_in < 6; next_in++) {
+        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+        bytes += message_wire_len(msgs[next_in]);
+    }
+    for (; next_out < 4; next_out++) {
+        assert_ptr_equal(session_front(s), msgs[next_out]);
+        session_pop(s);
+        bytes -= message_wire_len(msgs[next_out]);
+    }
+    /* fill past the first capacity while wrapped, then on to 100 queued */
+    for (; next_in < 104; next_in++) {
+        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+        bytes += message_wire_len(msgs[next_in]);
+        assert_int_equal(s->q_bytes, bytes);
+        assert_ptr_equal(session_front(s), msgs[next_out]);
+    }
+    assert_int_equal(s->q_len, 100);
+    /* drain half, add the rest, drain everything: strict FIFO */
+    for (; next_out < 54; next_out++) {
+        assert_ptr_equal(session_front(s), msgs[next_out]);
+        session_pop(s);
+        bytes -= message_wire_len(msgs[next_out]);
+        assert_int_equal(s->q_bytes, bytes);
+    }
+    for (; next_in < 120; next_in++)
+        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+    for (; next_out < 120; next_out++) {
+        struct message *f = session_front(s);
+
+        assert_ptr_equal(f, msgs[next_out]);
+        assert_int_equal(refs(f), 2);
+        session_pop(s);
+        assert_int_equal(refs(msgs[next_out]), 1);
+    }
+    assert_null(session_front(s));
+    assert_int_equal(s->q_len, 0);
+    assert_int_equal(s->q_bytes, 0);
+    session_free(s);
+    for (int i = 0; i < 120; i++)
+        message_unref(&msgs[i]);
+}
+
+static void drop_queue(void **state)
+{
+    struct session_limits lim = limits(1u << 20);
+    struct session *s = session_new(&lim, 1, T0);
+    struct message *m = msg_of(10);
+
+    (void)state;
+    assert_int_equal(session_drop_queue(s), 0);
+    for (int i = 0; i < 37; i++)
+        assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(refs(m), 38);
+    assert_int_equal(session_drop_queue(s), 37);
+    assert_int_equal(refs(m), 1);
+    assert_int_equal(s->q_len, 0);
+    assert_int_equal(s->q_bytes, 0);
+    assert_null(session_front(s));
+    assert_int_equal(session_drop_queue(s), 0);
+    /* still usable */
+    assert_int_equal(session_enqueue(s, m), 0);
+    assert_ptr_equal(session_front(s), m);
+    session_free(s);
+    assert_int_equal(refs(m), 1);
+    message_unref(&m);
+    session_free(NULL);
+}
+
+static void closing_session_takes_nothing(void **state)
+{
+    struct session_limits lim = limits(1u << 20);
+    struct session *s = session_new(&lim, 1, T0);
+    struct message *m = msg_of(10);
+    char longer[200];
+
+    (void)state;
+    assert_false(session_is_closing(s));
+    session_enqueue(s, m);
+    session_enqueue(s, m);
+    assert_int_equal(session_close(s, 1013, "slow consumer"), 2);
+    assert_true(session_is_closing(s));
+    assert_int_equal(s->close_code, 1013);
+    assert_string_equal(s->close_reason, "slow consumer");
+    assert_int_equal(refs(m), 1);
+    /* 0, as if queued, but nothing is kept */
+    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(refs(m), 1);
+    assert_int_equal(s->q_len, 0);
+    assert_int_equal(s->q_bytes, 0);
+    assert_null(session_front(s));
+    /* the first close wins */
+    assert_int_equal(session_close(s, 1008, "other"), 0);
+    assert_int_equal(s->close_code, 1013);
+    assert_string_equal(s->close_reason, "slow consumer");
+    session_free(s);
+
+    /* a long reason is cut to fit, a NULL one is empty */
+    s = session_new(&lim, 2, T0);
+    memset(longer, 'r', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    session_close(s, 1001, longer);
+    assert_int_equal(strlen(s->close_reason), sizeof(s->close_reason) - 1);
+    session_free(s);
+    s = session_new(&lim, 3, T0);
+    session_close(s, 1000, NULL);
+    assert_string_equal(s->close_reason, "");
+    assert_true(session_is_closing(s));
+    session_free(s);
+    message_unref(&m);
+}
+
+static void rx_append_limit(void **state)
+{
+    struct session_limits lim = limits(1024); /* max_message_bytes 100 */
+    struct session *s = session_new(&lim, 1, T0);
+    char data[200], want[200];
+
+    (void)state;
+    for (int i = 0; i < 200; i++)
+        data[i] = (char)('A' + i % 26);
+    /* exactly the limit in one piece */
+    assert_int_equal(session_rx_append(s, data, 100), 0);
+    assert_int_equal(s->rx_len, 100);
+    assert_memory_equal(s->rx, data, 100);
+    assert_int_equal(session_rx_append(s, data, 0), 0);
+    assert_int_equal(session_rx_append(s, data, 1), -1);
+    assert_int_equal(s->rx_len, 100);
+    assert_memory_equal(s->rx, data, 100);
+    session_rx_reset(s);
+    assert_int_equal(s->rx_len, 0);
+    /* one over in one piece */
+    assert_int_equal(session_rx_append(s, data, 101), -1);
+    assert_int_equal(s->rx_len, 0);
+    /* the limit over several fragments */
+    assert_int_equal(session_rx_append(s, data, 40), 0);
+    assert_int_equal(session_rx_append(s, data + 40, 40), 0);
+    assert_int_equal(session_rx_append(s, data + 80, 19), 0);
+    assert_int_equal(session_rx_append(s, data + 99, 2), -1); /* would be 101 */
+    assert_int_equal(s->rx_len, 99);
+    assert_int_equal(session_rx_append(s, data + 99, 1), 0);
+    assert_int_equal(s->rx_len, 100);
+    assert_memory_equal(s->rx, data, 100);
+    assert_int_equal(session_rx_append(s, data, 1), -1);
+    session_rx_reset(s);
+    /* after a reset the whole budget is back */
+    memcpy(want, data + 50, 100);
+    assert_int_equal(session_rx_append(s, data + 50, 60), 0);
+    assert_int_equal(session_rx_append(s, data + 110, 40), 0);
+    assert_memory_equal(s->rx, want, 100);
+    session_free(s);
+}
+
+static void rx_append_grows_and_keeps_bytes(void **state)
+{
+    struct session_limits lim = limits(1024);
+    struct session *s;
+    char *data = malloc(70000);
+
+    (void)state;
+    assert_non_null(data);
+    lim.max_message_bytes = 65536;
+    s = session_new(&lim, 1, T0);
+    for (int i = 0; i < 70000; i++)
+        data[i] = (char)(i * 7 + i / 251);
+    /* fragments of uneven sizes across many buffer growths */
+    for (size_t off = 0, step = 1; off < 65536; step = step * 3 % 1000 + 1) {
+        size_t n = off + step > 65536 ? 65536 - off : step;
+
+        assert_int_equal(session_rx_append(s, data + off, n), 0);
+        off += n;
+        assert_int_equal(s->rx_len, off);
+    }
+    assert_memory_equal(s->rx, data, 65536);
+    assert_int_equal(session_rx_append(s, data, 1), -1);
+    /* a big buffer reset, then reused */
+    session_rx_reset(s);
+    assert_int_equal(s->rx_len, 0);
+    assert_int_equal(session_rx_append(s, data + 5, 300), 0);
+    assert_memory_equal(s->rx, data + 5, 300);
+    session_free(s);
+    free(data);
+}
+
+/* Sends a frame every step ms from *t until the session says CLOSE or until stop (exclusive);
+ * reports the first refusal and the OK frames seen after it. */
+struct flood {
+    int64_t first_limited; /* -1: none */
+    int64_t close_at;      /* -1: none */
+    int64_t last_refused;
+    int ok_after_limited;
+    int ok;
+};
+
+static void flood(struct session *s, int64_t *t, int64_t stop, int64_t step, struct flood *f)
+{
+    for (; *t < stop; *t += step) {
+        enum session_rate r = session_rate_check(s, *t);
+
+        if (r == SESSION_RATE_OK) {
+            f->ok++;
+            if (f->first_limited >= 0)
+                f->ok_after_limited++;
+            continue;
+        }
+        if (f->first_limited < 0)
+            f->first_limited = *t;
+        f->last_refused = *t;
+        if (r == SESSION_RATE_CLOSE) {
+            f->close_at = *t;
+            return;
+        }
+        assert_int_equal(r, SESSION_RATE_LIMITED);
+    }
+}
+
+static void rate_at_the_limit_is_fine(void **state)
+{
+    struct session_limits lim = limits(1024);
+    struct session *s = session_new(&lim, 1, T0);
+    struct flood f = {.first_limited = -1, .close_at = -1};
+    int64_t t = T0;
+
+    (void)state;
+    /* ten a second for a minute, after the burst at start */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(session_rate_check(s, T0), SESSION_RATE_OK);
+    assert_int_equal(session_rate_check(s, T0), SESSION_RATE_LIMITED);
+    t = T0 + 100;
+    flood(s, &t, T0 + 60000, 100, &f);
+    assert_int_equal(f.first_limited, -1);
+    assert_int_equal(f.ok, 599);
+    session_free(s);
+}
+
+static void steady_flood_closes_after_grace(void **state)
+{
+    struct session_limits lim = limits(1024); /* 10/s, burst 20, grace 5000 ms */
+    struct session *s = session_new(&lim, 1, T0);
+    struct flood f = {.first_limited = -1, .close_at = -1};
+    int64_t t = T0;
+
+    (void)state;
+    /* 100 frames a second: the refill lets one in every 100 ms, and the run goes on */
+    flood(s, &t, T0 + 60000, 10, &f);
+    /* 20 + 2.2 tokens are there at 220 ms: the 23rd frame is the first refused */
+    assert_int_equal(f.first_limited, T0 + 220);
+    assert_true(f.close_at >= f.first_limited + lim.rate_grace_ms);
+    assert_true(f.close_at < f.first_limited + lim.rate_grace_ms + 100);
+    assert_in_range(f.ok_after_limited, 45, 55);
+    session_free(s);
+}
+
+static void pause_over_a_second_resets_the_run(void **state)
+{
+    struct session_limits lim = limits(1024);
+    struct session *s = session_new(&lim, 1, T0);
+    struct flood f = {.first_limited = -1, .close_at = -1};
+    struct flood g = {.first_limited = -1, .close_at = -1};
+    int64_t t = T0;
+
+    (void)state;
+    flood(s, &t, T0 + 3000, 10, &f);
+    assert_int_equal(f.close_at, -1);
+    assert_true(f.first_limited > 0);
+    /* silence for 1.5 s, then the flood again: a new run with a whole grace period */
+    t = f.last_refused + 1500;
+    flood(s, &t, T0 + 60000, 10, &g);
+    assert_true(g.first_limited > f.last_refused + 1500);
+    assert_true(g.close_at >= g.first_limited + lim.rate_grace_ms);
+    assert_true(g.close_at < g.first_limited + lim.rate_grace_ms + 100);
+    assert_true(g.close_at > f.first_limited + lim.rate_grace_ms + 1000);
+    session_free(s);
+}
+
+static void pause_under_a_second_keeps_the_run(void **state)
+{
+    struct session_limits lim = limits(1024);
+    struct session *s = session_new(&lim, 1, T0);
+    struct flood f = {.first_limited = -1, .close_at = -1};
+    struct flood g = {.first_limited = -1, .close_at = -1};
+    int64_t t = T0;
+
+    (void)state;
+    flood(s, &t, T0 + 3000, 10, &f);
+    assert_int_equal(f.close_at, -1);
+    /* 500 ms of silence: the refill lets 5 frames in, then the same run goes on */
+    t = f.last_refused + 500;
+    flood(s, &t, T0 + 60000, 10, &g);
+    assert_true(g.close_at >= f.first_limited + lim.rate_grace_ms);
+    assert_true(g.close_at < f.first_limited + lim.rate_grace_ms + 100);
+    session_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(enqueue_up_to_budget),
+        cmocka_unit_test(enqueue_exact_boundary_with_mixed_sizes),
+        cmocka_unit_test(message_larger_than_budget),
+        cmocka_unit_test(fifo_across_ring_growth),
+        cmocka_unit_test(drop_queue),
+        cmocka_unit_test(closing_session_takes_nothing),
+        cmocka_unit_test(rx_append_limit),
+        cmocka_unit_test(rx_append_grows_and_keeps_bytes),
+        cmocka_unit_test(rate_at_the_limit_is_fine),
+        cmocka_unit_test(steady_flood_closes_after_grace),
+        cmocka_unit_test(pause_over_a_second_resets_the_run),
+        cmocka_unit_test(pause_under_a_second_keeps_the_run),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
