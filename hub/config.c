@@ -297,6 +297,79 @@ void config_usage(FILE *out)
     fprintf(out, "  --%-20s %s\n", "config FILE", "JSON file of options (also HERALD_CONFIG)");
     fprintf(out, "  --%-20s %s\n", "help", "print this and exit");
     fprintf(out, "  --%-20s %s\n", "version", "print the version and exit");
+    fprintf(out, "  --%-20s %s\n", "man", "print the manual page (roff) and exit");
+}
+
+/* Escapes text for roff: backslashes and leading dots/quotes. */
+static void roff_text(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+void config_man(FILE *out)
+{
+    fprintf(out, ".TH HERALD 1 \"\" \"herald " HERALD_VERSION "\" \"User Commands\"\n"
+                 ".SH NAME\nherald \\- real\\-time notification hub (WebSocket fan\\-out of "
+                 "published JSON events)\n"
+                 ".SH SYNOPSIS\n.B herald\n[\\fIOPTION VALUE\\fR]...\n"
+                 ".SH DESCRIPTION\n"
+                 "Backends POST JSON events to the HTTP API on \\fB\\-\\-api\\-listen\\fR; every "
+                 "WebSocket client subscribed to the event's channel on \\fB\\-\\-listen\\fR (path "
+                 "\\fI/ws\\fR) receives it. Alone, a hub uses its in\\-process broker; with "
+                 "\\fB\\-\\-redis\\-url\\fR, hubs share events through one Redis pub/sub channel "
+                 "and can run behind a load balancer.\n"
+                 ".PP\nEach option is also read from the environment variable "
+                 "\\fBHERALD_\\fINAME\\fR (upper case, dashes as underscores) and from the "
+                 "JSON object of \\fB\\-\\-config\\fR \\fIFILE\\fR (or \\fBHERALD_CONFIG\\fR). "
+                 "A flag wins over the environment, which wins over the file. A bad value "
+                 "stops start\\-up with one line naming the option, and exit status 2.\n"
+                 ".SH OPTIONS\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option_spec *o = &options[i];
+        char envbuf[64];
+
+        env_name(o, envbuf, sizeof(envbuf));
+        fputs(".TP\n.BR \"\\-\\-", out);
+        roff_text(out, o->name);
+        fputs("\" \" \\fIVALUE\\fR\"\n", out);
+        roff_text(out, o->help);
+        fprintf(out, ". Environment: \\fB");
+        roff_text(out, envbuf);
+        fputs("\\fR", out);
+        if (o->def) {
+            fputs("; default: ", out);
+            roff_text(out, o->def);
+        }
+        fputs(".\n", out);
+    }
+    fputs(".TP\n.BR \\-\\-config \" \\fIFILE\\fR\"\nA JSON object of the options above.\n"
+          ".TP\n.B \\-\\-help\nPrint the options and exit.\n"
+          ".TP\n.B \\-\\-version\nPrint the version and exit.\n"
+          ".TP\n.B \\-\\-man\nPrint this manual page (roff) and exit.\n"
+          ".SH SIGNALS\n"
+          "SIGTERM or SIGINT drains: \\fI/ready\\fR answers 503, publishes answer 503, every "
+          "client is closed with 1001 within \\fB\\-\\-drain\\-seconds\\fR, and the hub "
+          "exits 0.\n"
+          ".SH EXIT STATUS\n0 after a drain; 1 when start\\-up fails (a port in use); 2 for a "
+          "bad option.\n"
+          ".SH HTTP API\n"
+          "\\fBPOST /publish\\fR (202 once the broker took the event), \\fBGET /health\\fR, "
+          "\\fBGET /ready\\fR (503 while draining or while Redis is down), "
+          "\\fBGET /stats\\fR, \\fBGET /metrics\\fR (Prometheus).\n"
+          ".SH FILES\n/etc/herald/herald.json, /etc/herald/\\fIINSTANCE\\fR.json and .env "
+          "(systemd units herald.service and herald@.service).\n"
+          ".SH SEE ALSO\n\\fBherald\\-sub\\fR(1), \\fBherald\\-token\\fR(1), "
+          "\\fBsystemd.exec\\fR(5)\n",
+          out);
 }
 
 enum config_result config_load(struct config *cfg, int argc, char *const argv[], char *const envp[],
@@ -318,6 +391,10 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
 
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             config_usage(out);
+            return CONFIG_EXIT;
+        }
+        if (!strcmp(a, "--man")) {
+            config_man(out);
             return CONFIG_EXIT;
         }
         if (!strcmp(a, "--version")) {

@@ -66,5 +66,7 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
 int config_resolve(struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 void config_usage(FILE *out);
+/* The manual page, in roff, from the same option table. */
+void config_man(FILE *out);
 
 #endif

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
+#include "notify.h"
 #include "ws.h"
 #include "xalloc.h"
 
@@ -129,6 +130,42 @@ static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(h->base);
 }
 
+/* Every 250 ms: READY=1 once (both planes running, broker connected), STATUS= when readiness
+ * changes, and WATCHDOG=1 only while the control loop (this timer) and every delivery loop
+ * (its alive stamp) are turning. */
+static void on_systemd_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+    bool ready = hub_is_ready(h);
+
+    (void)fd;
+    (void)what;
+    if (ready != h->was_ready && !h->is_draining) {
+        char status[160];
+
+        snprintf(status, sizeof(status), "%s; %s broker %s", ready ? "ready" : "not ready",
+                 h->broker->ops->name, ready ? "connected" : "not connected");
+        if (ready && !h->sent_ready)
+            notify_ready(status);
+        else
+            notify_status(status);
+        h->sent_ready |= ready;
+        h->was_ready = ready;
+    }
+    if (h->watchdog_usec) {
+        int64_t now = plane_clock_ms(), limit = (int64_t)(h->watchdog_usec / 2000);
+
+        for (unsigned i = 0; i < h->n_planes; i++) {
+            if (now - plane_alive_ms(h->planes[i]) > limit) {
+                log_error("hub", "delivery plane %u has not turned for %lld ms: no watchdog ping",
+                          i, (long long)(now - plane_alive_ms(h->planes[i])));
+                return;
+            }
+        }
+        notify_watchdog();
+    }
+}
+
 void hub_drain(struct hub *h)
 {
     struct timeval tv = {.tv_sec = (time_t)h->cfg->drain_seconds + 1};
@@ -136,6 +173,7 @@ void hub_drain(struct hub *h)
     if (h->is_draining)
         return;
     h->is_draining = true;
+    notify_stopping("draining: closing clients with 1001");
     log_info("hub", "draining: /ready is 503, closing %u planes' clients with 1001 within %u s",
              h->n_planes, h->cfg->drain_seconds);
     for (unsigned i = 0; i < h->n_planes; i++)
@@ -160,6 +198,8 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     h->ev_plane_done = event_new(base, -1, 0, on_plane_done_main, h);
     h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
     h->ev_stats = event_new(base, -1, EV_PERSIST, on_stats_tick, h);
+    h->ev_systemd = event_new(base, -1, EV_PERSIST, on_systemd_tick, h);
+    h->watchdog_usec = notify_watchdog_usec();
 
     if (cfg->redis_url) {
         h->broker = broker_redis_new(base, cfg->redis_url, cfg->redis_channel, cfg->instance_id,
@@ -187,6 +227,12 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
         }
     }
     event_add(h->ev_stats, &second);
+    {
+        struct timeval quarter = {.tv_usec = 250000};
+
+        event_add(h->ev_systemd, &quarter);
+        on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
+    }
     log_info("hub",
              "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
              "threads), API on %s:%u, %s broker",
@@ -213,6 +259,9 @@ void hub_stop(struct hub *h)
     h->api = NULL;
     if (h->ev_stats)
         event_free(h->ev_stats);
+    if (h->ev_systemd)
+        event_free(h->ev_systemd);
+    h->ev_systemd = NULL;
     if (h->ev_plane_done)
         event_free(h->ev_plane_done);
     if (h->ev_drain_deadline)

@@ -32,6 +32,9 @@ struct hub {
     struct event *ev_stats;      /* $stats, once a second */
     struct event *ev_plane_done; /* activated from the planes' threads */
     struct event *ev_drain_deadline;
+    struct event *ev_systemd; /* READY=1, STATUS=, WATCHDOG=1 */
+    uint64_t watchdog_usec;
+    bool sent_ready, was_ready;
 };
 
 /* Builds every part in start order (broker, planes, API) and starts the planes. Returns 0,

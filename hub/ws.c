@@ -47,6 +47,7 @@ _Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
 #define CUT_GRACE_SECS 3          /* a cut client's socket gets this long to take its close */
 #define RATE_GRACE_MS 3000        /* over the frame rate this long: close 1008 */
 #define TICK_US (100 * LWS_US_PER_MS)
+#define ALIVE_US (500 * LWS_US_PER_MS)
 #define ACCEPT_BATCH 64 /* connections taken per wake of the listen socket */
 #define LISTEN_BACKLOG 4096
 
@@ -71,6 +72,8 @@ struct plane {
     bool is_done;     /* delivery thread: done has fired */
     int64_t drain_deadline_ms;
     lws_sorted_usec_list_t sul_drain;
+    lws_sorted_usec_list_t sul_alive;
+    atomic_llong alive_ms; /* written by the plane's thread every ALIVE_US: the watchdog reads it */
     plane_done_fn *done;
     void *done_arg;
     unsigned char *scratch; /* LWS_PRE + SCRATCH_BYTES */
@@ -727,6 +730,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
     p->done = done;
     p->done_arg = done_arg;
     atomic_init(&p->stop, false);
+    atomic_init(&p->alive_ms, now_ms());
     p->lim = (struct session_limits){
         .send_queue_bytes = cfg->send_queue_bytes,
         .max_message_bytes = cfg->max_message_bytes,
@@ -797,10 +801,19 @@ fail:
     return NULL;
 }
 
+static void on_alive_tick(lws_sorted_usec_list_t *sul)
+{
+    struct plane *p = lws_container_of(sul, struct plane, sul_alive);
+
+    atomic_store_explicit(&p->alive_ms, now_ms(), memory_order_relaxed);
+    lws_sul_schedule(p->ctx, 0, &p->sul_alive, on_alive_tick, ALIVE_US);
+}
+
 static void *plane_main(void *arg)
 {
     struct plane *p = arg;
 
+    on_alive_tick(&p->sul_alive);
     while (!atomic_load(&p->stop))
         if (lws_service(p->ctx, 0) < 0)
             break;
@@ -847,6 +860,16 @@ void plane_free(struct plane *p)
     mailbox_free(p->mb);
     free(p->scratch);
     free(p);
+}
+
+int64_t plane_alive_ms(const struct plane *p)
+{
+    return atomic_load_explicit(&p->alive_ms, memory_order_relaxed);
+}
+
+int64_t plane_clock_ms(void)
+{
+    return now_ms();
 }
 
 size_t plane_mailbox_depth(const struct plane *p)

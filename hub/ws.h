@@ -4,6 +4,7 @@
 #define HERALD_WS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct message;
@@ -31,5 +32,8 @@ void plane_stop(struct plane *p);
  * NULL is a no-op. */
 void plane_free(struct plane *p);
 size_t plane_mailbox_depth(const struct plane *p);
+/* When the plane's loop last turned (plane_clock_ms() time), for the watchdog. Any thread. */
+int64_t plane_alive_ms(const struct plane *p);
+int64_t plane_clock_ms(void); /* the monotonic clock plane_alive_ms uses */
 
 #endif
