@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <uthash.h>
 
 #define RATE_TABLE_MAX 65536 /* identities tracked by the in-process publish limiter */
@@ -45,6 +46,7 @@ struct api {
 
 struct publish_req {
     struct api *api;
+    int64_t started_us;         /* monotonic, for the publish latency histogram */
     struct evhttp_request *req; /* NULL once the client is gone */
     struct message **msgs;
     size_t n;
@@ -89,6 +91,14 @@ static const char *reason_phrase(int status)
     case 503: return "Service Unavailable";
     default: return NULL;
     }
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void send_json(struct evhttp_request *req, int status, const char *body)
@@ -152,6 +162,7 @@ static void on_published(const char *err, void *arg)
 
     if (!err)
         metrics_add(&metrics.events_published, pr->n);
+    histogram_observe(&publish_latency, (uint64_t)(mono_us() - pr->started_us));
     if (req) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         if (err) {
@@ -333,6 +344,7 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     pr->is_batch = len > 0 && text[strspn(text, " \t\r\n")] == '[';
     pr->req = req;
     pr->api = api;
+    pr->started_us = mono_us();
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_gone, pr);
     if (h->cfg->publish_rate) {
         long long wait;

@@ -54,8 +54,10 @@ void hub_metrics_context(const struct hub *h, struct metrics_context *ctx)
     ctx->started_ms = h->started_ms;
     ctx->now_ms = hub_wall_ms();
     ctx->planes = h->n_planes;
-    for (unsigned i = 0; i < h->n_planes; i++)
+    for (unsigned i = 0; i < h->n_planes; i++) {
         ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
+        ctx->delivery[i] = plane_delivery_latency(h->planes[i]);
+    }
     ctx->is_ready = hub_is_ready(h);
     ctx->is_draining = h->is_draining;
 }

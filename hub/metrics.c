@@ -13,6 +13,26 @@
 #include <unistd.h>
 
 struct metrics metrics;
+struct histogram publish_latency;
+
+const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1] = {
+    250,   500,    1000,   2000,   5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
+
+void histogram_observe(struct histogram *h, uint64_t us)
+{
+    size_t i = 0;
+
+    while (i < HISTOGRAM_BUCKETS - 1 && us > histogram_bounds_us[i])
+        i++;
+#define BUMP(x, n)                                                                                 \
+    atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),            \
+                          memory_order_relaxed)
+    BUMP(h->bucket[i], 1);
+    BUMP(h->count, 1);
+    BUMP(h->sum_us, us);
+#undef BUMP
+}
 
 static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "mailbox_full", "closing"};
 static const char *const close_names[CLOSE_REASONS] = {
@@ -70,8 +90,31 @@ static unsigned long long rss_bytes(void)
     return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+/* Sums n one-writer histograms into one Prometheus histogram (cumulative buckets). */
+static void put_histogram(struct buf *b, const char *name, const char *help,
+                          const struct histogram *const *parts, size_t n)
+{
+    unsigned long long cum = 0, count = 0, sum = 0;
+
+    put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i < HISTOGRAM_BUCKETS; i++) {
+        for (size_t k = 0; k < n; k++)
+            cum += LOAD(parts[k]->bucket[i]);
+        if (i < HISTOGRAM_BUCKETS - 1)
+            put(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)histogram_bounds_us[i] / 1e6, cum);
+        else
+            put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    for (size_t k = 0; k < n; k++) {
+        count += LOAD(parts[k]->count);
+        sum += LOAD(parts[k]->sum_us);
+    }
+    put(b, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum / 1e6, name, count);
+}
+
 char *metrics_render_prometheus(const struct metrics_context *ctx)
 {
+    const struct histogram *publish_parts[1] = {&publish_latency};
     struct buf b = {malloc(4096), 0, 4096};
 
     if (!b.p)
@@ -201,6 +244,11 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
         "# HELP herald_uptime_seconds Seconds since start.\n"
         "# TYPE herald_uptime_seconds gauge\nherald_uptime_seconds %.3f\n",
         (double)(ctx->now_ms - ctx->started_ms) / 1000.0);
+    put_histogram(&b, "herald_publish_latency_seconds",
+                  "POST /publish received to the broker's answer (202 or 503).", publish_parts, 1);
+    put_histogram(&b, "herald_delivery_latency_seconds",
+                  "An event's publish time (ts) to the write() that carried it to a client.",
+                  ctx->delivery, ctx->planes);
     return b.p;
 }
 

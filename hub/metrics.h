@@ -59,6 +59,19 @@ struct metrics {
 
 extern struct metrics metrics;
 
+/* A latency histogram with one writer (a plane, or the control thread): the writer updates
+ * with relaxed load + store, readers sum with relaxed loads. Upper bounds in microseconds. */
+#define HISTOGRAM_BUCKETS 15
+extern const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1]; /* the last is +Inf */
+struct histogram {
+    atomic_ullong bucket[HISTOGRAM_BUCKETS];
+    atomic_ullong count;
+    atomic_ullong sum_us;
+};
+void histogram_observe(struct histogram *h, uint64_t us);
+/* POST /publish received to the broker's answer (control thread). */
+extern struct histogram publish_latency;
+
 static inline void metrics_add(atomic_ullong *c, unsigned long long n)
 {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
@@ -78,6 +91,7 @@ struct metrics_context {
     unsigned planes;
     int is_ready;
     int is_draining;
+    const struct histogram *delivery[64]; /* one per plane */
 };
 
 /* Prometheus text format; returns a malloc'd string. */

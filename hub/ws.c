@@ -73,6 +73,7 @@ struct plane {
     int64_t drain_deadline_ms;
     lws_sorted_usec_list_t sul_drain;
     lws_sorted_usec_list_t sul_alive;
+    struct histogram delivery_latency; /* written by this plane only */
     atomic_llong alive_ms; /* written by the plane's thread every ALIVE_US: the watchdog reads it */
     plane_done_fn *done;
     void *done_arg;
@@ -105,6 +106,14 @@ static int64_t now_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -518,6 +527,18 @@ static int on_receive(struct plane *p, struct ws_conn *c, const void *in, size_t
     return 0;
 }
 
+/* Counts an event frame handed to the socket, and its latency since publish. */
+static inline void observe(struct plane *p, const struct message *m, int64_t wall_ms,
+                           unsigned long long *events)
+{
+    if (!m->channel_len)
+        return; /* a reply, not an event */
+    (*events)++;
+    if (m->ts_ms)
+        histogram_observe(&p->delivery_latency,
+                          wall_ms > m->ts_ms ? (uint64_t)(wall_ms - m->ts_ms) * 1000 : 0);
+}
+
 static int on_writeable(struct plane *p, struct ws_conn *c)
 {
     struct session *s = c->s;
@@ -525,6 +546,7 @@ static int on_writeable(struct plane *p, struct ws_conn *c)
     size_t used = 0;
     unsigned long long events = 0;
     struct message *m;
+    int64_t wall = wall_ms();
 
     while ((m = session_front(s))) {
         size_t len = message_wire_len(m);
@@ -536,13 +558,13 @@ static int on_writeable(struct plane *p, struct ws_conn *c)
              * the socket does not take) */
             if (lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len)
                 return -1;
-            events += m->channel_len > 0;
+            observe(p, m, wall, &events);
             session_pop(s);
             goto sent;
         }
         memcpy(out + used, message_wire(m), len);
         used += len;
-        events += m->channel_len > 0;
+        observe(p, m, wall, &events);
         session_pop(s);
     }
     if (used && lws_write(c->wsi, out, used, LWS_WRITE_HTTP) < (int)used)
@@ -870,6 +892,11 @@ int64_t plane_alive_ms(const struct plane *p)
 int64_t plane_clock_ms(void)
 {
     return now_ms();
+}
+
+const struct histogram *plane_delivery_latency(const struct plane *p)
+{
+    return &p->delivery_latency;
 }
 
 size_t plane_mailbox_depth(const struct plane *p)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct config;
+struct histogram;
 struct message;
 struct plane;
 
@@ -32,6 +33,8 @@ void plane_stop(struct plane *p);
  * NULL is a no-op. */
 void plane_free(struct plane *p);
 size_t plane_mailbox_depth(const struct plane *p);
+/* The plane's delivery latency histogram (written by its thread only). */
+const struct histogram *plane_delivery_latency(const struct plane *p);
 /* When the plane's loop last turned (plane_clock_ms() time), for the watchdog. Any thread. */
 int64_t plane_alive_ms(const struct plane *p);
 int64_t plane_clock_ms(void); /* the monotonic clock plane_alive_ms uses */
