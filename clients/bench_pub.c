@@ -1,0 +1,691 @@
+/* bench_pub.c -- the publisher thread of herald-bench.
+ * One thread, `inflight` keep-alive connections, no pipelining: a connection carries one
+ * request at a time and the hub (evhttp) answers each with a Content-Length body. The thread
+ * sleeps in ppoll() with a nanosecond timeout, so --rate paces to the microsecond: request k
+ * is due at start + k * batch / rate; when the schedule is more than 100 ms behind (the hub
+ * answers slowly, every connection is busy), the missed requests are skipped and counted,
+ * never sent as a burst. --saturate writes a new request as soon as a connection is free.
+ * An answer other than 202 is an error: counted by status, the first one kept for the report.
+ * Counters are single-writer atomics (this thread writes, the progress line reads). */
+#include "bench_pub.h"
+
+#include "bench_ws.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BEHIND_NS 100000000LL   /* --rate: catch up on at most 100 ms of schedule */
+#define ANSWER_WAIT_NS 5000000000LL /* after the end, how long answers are awaited */
+#define RECONNECT_NS 100000000LL    /* a connection that failed is retried after this */
+#define IN_BYTES 16384              /* an answer's head must fit */
+#define MAX_INFLIGHT 1024
+#define HOLD_POLL_NS 1000000 /* holding for the backlog bound: look again this often */
+
+_Static_assert(sizeof(struct pub_counters) % sizeof(uint64_t) == 0, "counters are all uint64_t");
+#define N_CTR (sizeof(struct pub_counters) / sizeof(uint64_t))
+#define CTR(field) (offsetof(struct pub_counters, field) / sizeof(uint64_t))
+
+enum pconn_state { PC_DOWN, PC_CONNECTING, PC_IDLE, PC_BUSY };
+
+struct pconn {
+    int fd;
+    enum pconn_state state;
+    int64_t retry_ns; /* PC_DOWN: reconnect from this time on */
+    char *out;        /* the request being written */
+    size_t out_len, out_off, out_cap;
+    char in[IN_BYTES]; /* the answer's head */
+    size_t in_len;
+    bool is_head_done;
+    bool is_close; /* the answer said Connection: close */
+    int status;
+    size_t body_left;
+    char body[160]; /* the start of a non-202 body, for the report */
+    size_t body_len;
+    uint32_t events; /* in the request in flight */
+    uint32_t chan;
+    int64_t sent_ns;
+};
+
+struct publisher {
+    struct pub_config cfg;
+    pthread_t tid;
+    bool is_started;
+    atomic_bool stop;
+    atomic_bool is_done;        /* the thread has ended */
+    _Atomic uint64_t delivered; /* {pub_set_delivered}: frames received, for the backlog bound */
+    int64_t end_us;
+    struct pconn *pc;
+    uint64_t *seq;      /* per channel; thread only */
+    unsigned next_chan; /* thread only */
+    char *body;         /* scratch for one body */
+    size_t body_cap;
+    char *pad;                               /* cfg.size bytes of 'x' */
+    _Atomic uint64_t ctr[N_CTR];             /* {thread writes}: struct pub_counters */
+    _Atomic uint64_t status[PUB_STATUS_MAX]; /* {thread writes} */
+    _Atomic uint64_t *acked;                 /* {thread writes}: per channel */
+    struct hist rtt;                         /* thread only; read after join */
+    pthread_mutex_t err_lock;
+    char first_error[PUB_ERROR_LEN]; /* {err_lock} */
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t real_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static void set_first_error(struct publisher *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_first_error(struct publisher *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&p->err_lock);
+    if (!p->first_error[0]) {
+        va_start(ap, fmt);
+        vsnprintf(p->first_error, sizeof(p->first_error), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&p->err_lock);
+}
+
+static size_t channel_name(const struct pub_config *cfg, unsigned k, char *out, size_t len)
+{
+    int n = cfg->channels <= 1 ? snprintf(out, len, "%s", cfg->channel)
+                               : snprintf(out, len, "%s-%u", cfg->channel, k);
+
+    return n < 0 ? 0 : (size_t)n;
+}
+
+size_t pub_min_size(const struct pub_config *cfg)
+{
+    char name[160];
+
+    /* {"channel":"NAME","data":{"t":<16 digits>,"s":<up to 20>,"p":""}} */
+    return strlen("{\"channel\":\"\",\"data\":{\"t\":,\"s\":,\"p\":\"\"}}") +
+           channel_name(cfg, cfg->channels ? cfg->channels - 1 : 0, name, sizeof(name)) + 16 + 12;
+}
+
+/* --- requests ------------------------------------------------------------------------------- */
+
+/* Writes one event of cfg.size bytes (more only if the fields alone are longer) at out. */
+static size_t write_event(struct publisher *p, char *out, const char *chan, int64_t t, uint64_t seq)
+{
+    int n = sprintf(out, "{\"channel\":\"%s\",\"data\":{\"t\":%lld,\"s\":%llu,\"p\":\"", chan,
+                    (long long)t, (unsigned long long)seq);
+    size_t used = (size_t)n + 3; /* and "}} */
+    size_t pad = p->cfg.size > used ? p->cfg.size - used : 0;
+
+    memcpy(out + n, p->pad, pad);
+    memcpy(out + n + pad, "\"}}", 3);
+    return used + pad;
+}
+
+/* Builds the next request into pc->out. Returns 0 or -1 (out of memory). */
+static int build_request(struct publisher *p, struct pconn *pc)
+{
+    const struct pub_config *cfg = &p->cfg;
+    unsigned k = p->next_chan;
+    char chan[160], head[512];
+    size_t len = 0, need;
+    int64_t t = real_us();
+    int hl;
+
+    p->next_chan = cfg->channels > 1 ? (k + 1) % cfg->channels : 0;
+    channel_name(cfg, k, chan, sizeof(chan));
+    if (cfg->batch > 1)
+        p->body[len++] = '[';
+    for (unsigned i = 0; i < cfg->batch; i++) {
+        if (i)
+            p->body[len++] = ',';
+        len += write_event(p, p->body + len, chan, t, p->seq[k]++);
+    }
+    if (cfg->batch > 1)
+        p->body[len++] = ']';
+    hl = snprintf(head, sizeof(head),
+                  "POST %s HTTP/1.1\r\n"
+                  "Host: %s\r\n"
+                  "Content-Type: application/json\r\n"
+                  "Content-Length: %zu\r\n"
+                  "\r\n",
+                  cfg->path, cfg->host, len);
+    need = (size_t)hl + len;
+    if (need > pc->out_cap) {
+        free(pc->out);
+        pc->out = malloc(need);
+        pc->out_cap = pc->out ? need : 0;
+        if (!pc->out)
+            return -1;
+    }
+    memcpy(pc->out, head, (size_t)hl);
+    memcpy(pc->out + hl, p->body, len);
+    pc->out_len = need;
+    pc->out_off = 0;
+    pc->events = cfg->batch;
+    pc->chan = k;
+    return 0;
+}
+
+/* --- connections ---------------------------------------------------------------------------- */
+
+static void pc_down(struct pconn *pc, int64_t retry_ns)
+{
+    if (pc->fd >= 0)
+        close(pc->fd);
+    pc->fd = -1;
+    pc->state = PC_DOWN;
+    pc->retry_ns = retry_ns;
+}
+
+/* The request in flight on pc failed without an answer. */
+static void request_lost(struct publisher *p, struct pconn *pc, const char *why)
+{
+    add(&p->ctr[CTR(requests_failed)], 1);
+    add(&p->ctr[CTR(events_failed)], pc->events);
+    add(&p->status[0], 1);
+    set_first_error(p, "POST %s: %s", p->cfg.path, why);
+    pc_down(pc, mono_ns() + RECONNECT_NS);
+}
+
+static void pc_connect(struct publisher *p, struct pconn *pc)
+{
+    int one = 1;
+
+    pc->fd = socket(p->cfg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (pc->fd < 0) {
+        set_first_error(p, "socket: %s", strerror(errno));
+        pc_down(pc, mono_ns() + RECONNECT_NS);
+        return;
+    }
+    setsockopt(pc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(pc->fd, (const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len) < 0 &&
+        errno != EINPROGRESS) {
+        set_first_error(p, "connect to the API: %s", strerror(errno));
+        pc_down(pc, mono_ns() + RECONNECT_NS);
+        return;
+    }
+    pc->state = PC_CONNECTING;
+}
+
+static void on_connected(struct publisher *p, struct pconn *pc)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        set_first_error(p, "connect to the API: %s", strerror(err));
+        pc_down(pc, mono_ns() + RECONNECT_NS);
+        return;
+    }
+    add(&p->ctr[CTR(connects)], 1);
+    pc->state = PC_IDLE;
+}
+
+static void flush(struct publisher *p, struct pconn *pc)
+{
+    while (pc->out_off < pc->out_len) {
+        ssize_t n = send(pc->fd, pc->out + pc->out_off, pc->out_len - pc->out_off, MSG_NOSIGNAL);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                request_lost(p, pc, strerror(errno));
+            return;
+        }
+        pc->out_off += (size_t)n;
+    }
+}
+
+static void send_request(struct publisher *p, struct pconn *pc)
+{
+    if (build_request(p, pc) < 0) {
+        set_first_error(p, "out of memory");
+        return;
+    }
+    pc->state = PC_BUSY;
+    pc->in_len = 0;
+    pc->is_head_done = false;
+    pc->is_close = false;
+    pc->body_len = 0;
+    pc->sent_ns = mono_ns();
+    add(&p->ctr[CTR(requests)], 1);
+    add(&p->ctr[CTR(events_sent)], pc->events);
+    flush(p, pc);
+}
+
+static void on_answer(struct publisher *p, struct pconn *pc)
+{
+    int64_t rtt = (mono_ns() - pc->sent_ns) / 1000;
+
+    hist_record(&p->rtt, rtt > 0 ? (uint64_t)rtt : 0);
+    add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
+    if (pc->status == 202) {
+        add(&p->ctr[CTR(requests_ok)], 1);
+        add(&p->ctr[CTR(events_acked)], pc->events);
+        add(&p->acked[pc->chan], pc->events);
+    } else {
+        add(&p->ctr[CTR(requests_failed)], 1);
+        add(&p->ctr[CTR(events_failed)], pc->events);
+        set_first_error(p, "POST %s answered %d: %.*s", p->cfg.path, pc->status, (int)pc->body_len,
+                        pc->body);
+    }
+    if (pc->is_close)
+        pc_down(pc, 0);
+    else
+        pc->state = PC_IDLE;
+}
+
+/* Reads what the socket has for pc: the answer to its request, or (idle) a close. */
+static void on_readable(struct publisher *p, struct pconn *pc)
+{
+    char drain[16384];
+    char *buf = pc->is_head_done ? drain : pc->in + pc->in_len;
+    size_t room = pc->is_head_done ? sizeof(drain) : sizeof(pc->in) - 1 - pc->in_len;
+    ssize_t n = recv(pc->fd, buf, room, 0);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (pc->state != PC_BUSY) { /* the hub closed an idle keep-alive connection */
+        pc_down(pc, 0);
+        return;
+    }
+    if (n <= 0) {
+        request_lost(p, pc,
+                     n == 0 ? "the hub closed the connection before answering" : strerror(errno));
+        return;
+    }
+    if (!pc->is_head_done) {
+        char val[64];
+        const char *end;
+        size_t head;
+
+        pc->in_len += (size_t)n;
+        pc->in[pc->in_len] = '\0';
+        end = memmem(pc->in, pc->in_len, "\r\n\r\n", 4);
+        if (!end) {
+            if (pc->in_len >= sizeof(pc->in) - 1)
+                request_lost(p, pc, "answer head too long");
+            return;
+        }
+        head = (size_t)(end - pc->in) + 4;
+        if (strncmp(pc->in, "HTTP/1.", 7) != 0 || pc->in_len < 12) {
+            request_lost(p, pc, "not an HTTP answer");
+            return;
+        }
+        pc->status = atoi(pc->in + 9);
+        if (ws_find_header(pc->in, head, "Transfer-Encoding", val, sizeof(val))) {
+            request_lost(p, pc, "chunked answers are not supported");
+            return;
+        }
+        pc->body_left = ws_find_header(pc->in, head, "Content-Length", val, sizeof(val))
+                            ? strtoull(val, NULL, 10)
+                            : 0;
+        pc->is_close = (ws_find_header(pc->in, head, "Connection", val, sizeof(val)) &&
+                        strcasecmp(val, "close") == 0) ||
+                       strncmp(pc->in, "HTTP/1.0", 8) == 0;
+        pc->is_head_done = true;
+        buf = pc->in + head;
+        n = (ssize_t)(pc->in_len - head);
+    }
+    if (pc->status != 202 && pc->body_len < sizeof(pc->body)) {
+        size_t k = sizeof(pc->body) - pc->body_len;
+
+        k = (size_t)n < k ? (size_t)n : k;
+        memcpy(pc->body + pc->body_len, buf, k);
+        pc->body_len += k;
+        while (pc->body_len && (pc->body[pc->body_len - 1] == '\n'))
+            pc->body_len--;
+    }
+    pc->body_left -= (size_t)n < pc->body_left ? (size_t)n : pc->body_left;
+    if (pc->body_left == 0)
+        on_answer(p, pc);
+}
+
+/* --- the thread ----------------------------------------------------------------------------- */
+
+/* Whether the backlog bound lets another request go now. */
+static bool may_send(struct publisher *p)
+{
+    double due;
+
+    if (!p->cfg.max_backlog_frames)
+        return true;
+    due = (double)atomic_load_explicit(&p->ctr[CTR(events_sent)], memory_order_relaxed) *
+          p->cfg.frames_per_event;
+    return due - (double)atomic_load(&p->delivered) <= (double)p->cfg.max_backlog_frames;
+}
+
+static struct pconn *idle_conn(struct publisher *p)
+{
+    if (!may_send(p))
+        return NULL;
+    for (unsigned i = 0; i < p->cfg.inflight; i++)
+        if (p->pc[i].state == PC_IDLE)
+            return &p->pc[i];
+    return NULL;
+}
+
+static void *thread_main(void *arg)
+{
+    struct publisher *p = arg;
+    const unsigned m = p->cfg.inflight;
+    struct pollfd *fds = calloc(m, sizeof(*fds));
+    double interval = p->cfg.rate > 0 ? 1e9 * p->cfg.batch / p->cfg.rate : 0;
+    double due = (double)mono_ns(); /* --rate: when the next request is due */
+    int64_t give_up = 0;            /* once sending is over: when answers stop being awaited */
+    int64_t hold_since = 0;         /* holding for the backlog bound since (0: not holding) */
+
+    if (!fds) {
+        set_first_error(p, "out of memory");
+        atomic_store(&p->is_done, true);
+        return NULL;
+    }
+    for (;;) {
+        int64_t now = mono_ns(), wait_ns = 100000000;
+        bool is_sending = !atomic_load(&p->stop) && real_us() < p->end_us;
+        unsigned busy = 0;
+        struct pconn *pc;
+        struct timespec ts;
+
+        for (unsigned i = 0; i < m; i++)
+            busy += p->pc[i].state == PC_BUSY;
+        if (is_sending && !may_send(p)) {
+            int64_t t = mono_ns();
+
+            if (hold_since)
+                add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
+            hold_since = t;
+        } else {
+            hold_since = 0;
+        }
+        if (!is_sending) {
+            if (!give_up)
+                give_up = now + ANSWER_WAIT_NS;
+            if (busy == 0 || now >= give_up) {
+                add(&p->ctr[CTR(unanswered)], busy);
+                break;
+            }
+        } else {
+            for (unsigned i = 0; i < m; i++)
+                if (p->pc[i].state == PC_DOWN && now >= p->pc[i].retry_ns)
+                    pc_connect(p, &p->pc[i]);
+            if (interval == 0) {
+                while ((pc = idle_conn(p)))
+                    send_request(p, pc);
+            } else {
+                if ((double)now - due > MAX_BEHIND_NS) {
+                    double skip = ((double)now - MAX_BEHIND_NS - due) / interval;
+                    uint64_t k = (uint64_t)skip + 1;
+
+                    add(&p->ctr[CTR(events_skipped)], k * p->cfg.batch);
+                    due += (double)k * interval;
+                }
+                while (due <= (double)now && (pc = idle_conn(p))) {
+                    send_request(p, pc);
+                    due += interval;
+                }
+                if (idle_conn(p))
+                    wait_ns = (int64_t)(due - (double)now);
+            }
+            int64_t to_end = (p->end_us - real_us()) * 1000;
+
+            if (hold_since && wait_ns > HOLD_POLL_NS)
+                wait_ns = HOLD_POLL_NS;
+
+            if (to_end < wait_ns)
+                wait_ns = to_end;
+            for (unsigned i = 0; i < m; i++)
+                if (p->pc[i].state == PC_DOWN && p->pc[i].retry_ns - now < wait_ns)
+                    wait_ns = p->pc[i].retry_ns - now;
+        }
+        for (unsigned i = 0; i < m; i++) {
+            pc = &p->pc[i];
+            fds[i].fd = pc->fd;
+            fds[i].revents = 0;
+            switch (pc->state) {
+            case PC_CONNECTING: fds[i].events = POLLOUT; break;
+            case PC_BUSY:
+                fds[i].events = (short)(POLLIN | (pc->out_off < pc->out_len ? POLLOUT : 0));
+                break;
+            case PC_IDLE: fds[i].events = POLLIN; break;
+            case PC_DOWN: fds[i].fd = -1; break;
+            }
+        }
+        if (wait_ns < 0)
+            wait_ns = 0;
+        ts.tv_sec = wait_ns / 1000000000;
+        ts.tv_nsec = wait_ns % 1000000000;
+        if (ppoll(fds, m, &ts, NULL) < 0 && errno != EINTR) {
+            set_first_error(p, "ppoll: %s", strerror(errno));
+            break;
+        }
+        for (unsigned i = 0; i < m; i++) {
+            pc = &p->pc[i];
+            if (!fds[i].revents || pc->fd != fds[i].fd)
+                continue;
+            if (pc->state == PC_CONNECTING) {
+                on_connected(p, pc);
+                continue;
+            }
+            if (pc->state == PC_BUSY && (fds[i].revents & POLLOUT))
+                flush(p, pc);
+            if (pc->state != PC_DOWN && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                on_readable(p, pc);
+        }
+    }
+    for (unsigned i = 0; i < m; i++)
+        pc_down(&p->pc[i], 0);
+    free(fds);
+    atomic_store(&p->is_done, true);
+    return NULL;
+}
+
+/* --- the publisher -------------------------------------------------------------------------- */
+
+struct publisher *pub_new(const struct pub_config *cfg, char *err, size_t errlen)
+{
+    struct publisher *p = calloc(1, sizeof(*p));
+    size_t min;
+
+    if (!p)
+        goto oom;
+    p->cfg = *cfg;
+    if (p->cfg.channels < 1)
+        p->cfg.channels = 1;
+    if (p->cfg.batch < 1)
+        p->cfg.batch = 1;
+    if (p->cfg.inflight < 1)
+        p->cfg.inflight = 1;
+    if (p->cfg.inflight > MAX_INFLIGHT) {
+        snprintf(err, errlen, "--inflight: at most %d", MAX_INFLIGHT);
+        free(p);
+        return NULL;
+    }
+    min = pub_min_size(&p->cfg);
+    atomic_init(&p->stop, false);
+    atomic_init(&p->is_done, false);
+    atomic_init(&p->delivered, 0);
+    pthread_mutex_init(&p->err_lock, NULL);
+    p->pc = calloc(p->cfg.inflight, sizeof(*p->pc));
+    p->seq = calloc(p->cfg.channels, sizeof(*p->seq));
+    p->acked = calloc(p->cfg.channels, sizeof(*p->acked));
+    p->pad = malloc(p->cfg.size + 1);
+    p->body_cap = (size_t)p->cfg.batch * ((p->cfg.size > min ? p->cfg.size : min) + 1) + 2;
+    p->body = malloc(p->body_cap);
+    if (!p->pc || !p->seq || !p->acked || !p->pad || !p->body)
+        goto oom;
+    memset(p->pad, 'x', p->cfg.size);
+    for (unsigned i = 0; i < p->cfg.inflight; i++) {
+        p->pc[i].fd = -1;
+        p->pc[i].state = PC_DOWN;
+    }
+    return p;
+oom:
+    snprintf(err, errlen, "out of memory");
+    pub_free(p);
+    return NULL;
+}
+
+int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
+{
+    const unsigned m = p->cfg.inflight;
+    struct pollfd *fds = calloc(m, sizeof(*fds));
+    int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
+
+    if (!fds) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < m; i++)
+        pc_connect(p, &p->pc[i]);
+    for (;;) {
+        unsigned waiting = 0;
+        int64_t left = deadline - mono_ns();
+
+        for (unsigned i = 0; i < m; i++) {
+            fds[i].fd = p->pc[i].state == PC_CONNECTING ? p->pc[i].fd : -1;
+            fds[i].events = POLLOUT;
+            fds[i].revents = 0;
+            waiting += p->pc[i].state == PC_CONNECTING;
+        }
+        if (!waiting || left <= 0)
+            break;
+        if (poll(fds, m, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
+            break;
+        for (unsigned i = 0; i < m; i++)
+            if (fds[i].revents)
+                on_connected(p, &p->pc[i]);
+    }
+    free(fds);
+    for (unsigned i = 0; i < m; i++) {
+        if (p->pc[i].state != PC_IDLE) {
+            pthread_mutex_lock(&p->err_lock);
+            snprintf(err, errlen, "%s",
+                     p->first_error[0] ? p->first_error : "connect to the API: timed out");
+            pthread_mutex_unlock(&p->err_lock);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pub_start(struct publisher *p, int64_t end_us, char *err, size_t errlen)
+{
+    int rc;
+
+    p->end_us = end_us;
+    rc = pthread_create(&p->tid, NULL, thread_main, p);
+    if (rc != 0) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        return -1;
+    }
+    p->is_started = true;
+    return 0;
+}
+
+void pub_stop(struct publisher *p)
+{
+    atomic_store(&p->stop, true);
+}
+
+bool pub_is_done(struct publisher *p)
+{
+    return !p->is_started || atomic_load(&p->is_done);
+}
+
+void pub_set_delivered(struct publisher *p, uint64_t frames)
+{
+    atomic_store(&p->delivered, frames);
+}
+
+void pub_join(struct publisher *p)
+{
+    if (!p->is_started)
+        return;
+    pthread_join(p->tid, NULL);
+    p->is_started = false;
+}
+
+void pub_free(struct publisher *p)
+{
+    if (!p)
+        return;
+    pub_stop(p);
+    pub_join(p);
+    if (p->pc) {
+        for (unsigned i = 0; i < p->cfg.inflight; i++) {
+            pc_down(&p->pc[i], 0);
+            free(p->pc[i].out);
+        }
+    }
+    free(p->pc);
+    free(p->seq);
+    free(p->acked);
+    free(p->pad);
+    free(p->body);
+    pthread_mutex_destroy(&p->err_lock);
+    free(p);
+}
+
+void pub_snapshot(struct publisher *p, struct pub_counters *c)
+{
+    uint64_t *dst = (uint64_t *)c;
+
+    for (size_t i = 0; i < N_CTR; i++)
+        dst[i] = atomic_load_explicit(&p->ctr[i], memory_order_relaxed);
+}
+
+uint64_t pub_acked_on(struct publisher *p, unsigned channel)
+{
+    return channel < p->cfg.channels ? atomic_load(&p->acked[channel]) : 0;
+}
+
+uint64_t pub_status_count(struct publisher *p, unsigned status)
+{
+    return status < PUB_STATUS_MAX ? atomic_load(&p->status[status]) : 0;
+}
+
+void pub_first_error(struct publisher *p, char *out, size_t len)
+{
+    pthread_mutex_lock(&p->err_lock);
+    snprintf(out, len, "%s", p->first_error);
+    pthread_mutex_unlock(&p->err_lock);
+}
+
+void pub_round_trips(struct publisher *p, struct hist *out)
+{
+    hist_add(out, &p->rtt);
+}
