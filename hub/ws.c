@@ -94,8 +94,7 @@ struct ws_conn {
     uint16_t refuse_code; /* set at the handshake: close with it before any welcome */
     const char *refuse_reason;
     enum close_reason refuse_why;
-    bool has_claims;
-    struct jwt_claims claims;
+    struct jwt_claims *claims;      /* with --jwt-secret-file: the token's grants */
     lws_sorted_usec_list_t sul_exp; /* token expiry */
 };
 
@@ -322,12 +321,14 @@ static bool authenticate(struct plane *p, struct ws_conn *c, struct lws *wsi)
         return false;
     }
     clock_gettime(CLOCK_REALTIME, &ts);
+    c->claims = xcalloc(1, sizeof(*c->claims));
     if (jwt_verify(tok, strlen(tok), p->cfg->jwt_secret, p->cfg->jwt_secret_len, ts.tv_sec,
-                   &c->claims, err, sizeof(err)) < 0) {
+                   c->claims, err, sizeof(err)) < 0) {
+        free(c->claims);
+        c->claims = NULL;
         log_info("ws", "%s: token refused (%s): closing 1008", c->ip, err);
         return false;
     }
-    c->has_claims = true;
     return true;
 }
 
@@ -383,7 +384,7 @@ static void join(struct plane *p, struct ws_conn *c, const char *name, size_t le
         reply(p, c, proto_error("bad_request", text, ref));
         return;
     }
-    if (c->has_claims && !jwt_grants(&c->claims, name, len)) {
+    if (c->claims && !jwt_grants(c->claims, name, len)) {
         reply(p, c, proto_error("forbidden", "the token does not grant this channel", ref));
         return;
     }
@@ -427,12 +428,12 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
         cut(c, c->refuse_code, c->refuse_reason, c->refuse_why, false, CUT_GRACE_SECS);
         return 0;
     }
-    if (c->has_claims) {
+    if (c->claims) {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         lws_sul_schedule(p->ctx, 0, &c->sul_exp, on_token_expired,
-                         (lws_usec_t)(c->claims.exp - ts.tv_sec) * LWS_US_PER_SEC -
+                         (lws_usec_t)(c->claims->exp - ts.tv_sec) * LWS_US_PER_SEC -
                              ts.tv_nsec / 1000);
     }
     snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)c->s->id);
@@ -584,17 +585,25 @@ sent:
     return 0;
 }
 
-static void on_closed(struct plane *p, struct ws_conn *c)
+/* What the handshake attached to c: from CLOSED, or from WSI_DESTROY for a connection that
+ * never got that far. */
+static void release_conn(struct ws_conn *c)
 {
-    if (c->has_claims) {
+    if (c->claims) {
         lws_sul_cancel(&c->sul_exp);
-        jwt_claims_free(&c->claims);
-        c->has_claims = false;
+        jwt_claims_free(c->claims);
+        free(c->claims);
+        c->claims = NULL;
     }
     if (c->is_ip_counted) {
         netaddr_count_add(c->ip, -1);
         c->is_ip_counted = false;
     }
+}
+
+static void on_closed(struct plane *p, struct ws_conn *c)
+{
+    release_conn(c);
     if (!c->s)
         return;
     metrics_gauge_add(&metrics.subscriptions, -(long long)c->s->subs.n);
@@ -628,6 +637,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_RECEIVE: return c->s ? on_receive(p, c, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE: return c->s ? on_writeable(p, c) : -1;
     case LWS_CALLBACK_CLOSED: on_closed(p, c); return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c)
+            release_conn(c);
+        return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: mailbox_drain(p->mb, on_mail, p); return 0;
     default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
@@ -770,7 +783,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
         .name = "herald",
         .callback = ws_callback,
         .per_session_data_size = sizeof(struct ws_conn),
-        .rx_buffer_size = 4096,
+        .rx_buffer_size = 256, /* allocated per connection: client frames are small */
         .tx_packet_size = cfg->max_message_bytes + 1024,
     };
     p->protocols[1] = (struct lws_protocols){.name = "herald-accept", .callback = accept_callback};
