@@ -67,7 +67,12 @@ static void post_all(struct hub *h, struct message *msg)
 {
     metrics_add(&metrics.events_received, 1);
     for (unsigned i = 0; i < h->n_planes; i++) {
-        if (plane_post(h->planes[i], msg) < 0) {
+        /* plane 0 shares msg; the others get a copy each (see message_clone) */
+        struct message *copy = i ? message_clone(msg) : message_ref(msg);
+        int rc = plane_post(h->planes[i], copy);
+
+        message_unref(&copy);
+        if (rc < 0) {
             metrics_add(&metrics.dropped[DROP_MAILBOX_FULL], 1);
             log_warn("hub", "plane %u is not keeping up: event %s dropped for its clients", i,
                      msg->id);

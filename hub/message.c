@@ -67,6 +67,16 @@ struct message *message_new(const char *channel, size_t channel_len, const void 
     return m;
 }
 
+struct message *message_clone(const struct message *m)
+{
+    size_t size = sizeof(*m) + MESSAGE_PRE + m->json_len + 1;
+    struct message *c = xmalloc(size);
+
+    memcpy(c, m, size);
+    atomic_init(&c->refs, 1);
+    return c;
+}
+
 struct message *message_ref(struct message *m)
 {
     atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);

@@ -48,6 +48,9 @@ static inline size_t message_wire_len(const struct message *m)
     return m->header_len + m->json_len;
 }
 
+/* A private copy of m (one reference held by the caller): each delivery plane gets its own,
+ * so the per-subscriber reference counting never bounces a cache line between cores. */
+struct message *message_clone(const struct message *m);
 struct message *message_ref(struct message *m); /* returns m, holding one more reference */
 void message_unref(struct message **pm);        /* frees on the last one; sets *pm to NULL */
 
