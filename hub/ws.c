@@ -90,8 +90,9 @@ struct ws_conn {
     struct ws_conn *prev, *next;
     enum close_reason why;   /* what ended it, for metrics */
     char ip[NETADDR_STRLEN]; /* the client, through trusted proxies */
-    bool is_ip_counted;
-    uint16_t refuse_code; /* set at the handshake: close with it before any welcome */
+    bool is_ip_counted;      /* holds a slot of --max-connections-per-ip */
+    bool is_admitted;        /* holds a slot of --max-connections */
+    uint16_t refuse_code;    /* set at the handshake: close with it before any welcome */
     const char *refuse_reason;
     enum close_reason refuse_why;
     struct jwt_claims *claims;      /* with --jwt-secret-file: the token's grants */
@@ -99,6 +100,7 @@ struct ws_conn {
 };
 
 static atomic_ullong next_conn_id = 1;
+static atomic_long admitted; /* upgrades past the filter and not yet released, all planes */
 
 static int64_t now_ms(void)
 {
@@ -348,11 +350,14 @@ static int on_filter(struct plane *p, struct ws_conn *c, struct lws *wsi)
     if (p->is_draining)
         return refuse_http(wsi, 503, "unavailable", "the hub is shutting down", REFUSE_DRAINING);
     client_ip(p, wsi, c->ip);
-    if (cfg->max_connections && atomic_load_explicit(&metrics.connections, memory_order_relaxed) >=
-                                    (long long)cfg->max_connections)
+    /* Take the slots here, atomically, so upgrades racing on two planes cannot both pass
+     * the last one; release_conn() gives them back however the connection ends. */
+    c->is_admitted = true;
+    if (atomic_fetch_add(&admitted, 1) >= (long)cfg->max_connections && cfg->max_connections)
         return refuse_http(wsi, 503, "unavailable", "the hub is at its connection limit",
                            REFUSE_CAPACITY);
-    if (cfg->max_connections_per_ip && netaddr_count_get(c->ip) >= cfg->max_connections_per_ip)
+    c->is_ip_counted = true;
+    if (netaddr_count_add(c->ip, 1) >= cfg->max_connections_per_ip && cfg->max_connections_per_ip)
         return refuse_http(wsi, 429, "rate_limited", "too many connections from this address",
                            REFUSE_PER_IP);
     if (!origin_allowed(p, wsi)) {
@@ -421,8 +426,6 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
     p->n_conns++;
     metrics_gauge_add(&metrics.connections, 1);
     metrics_add(&metrics.connections_accepted, 1);
-    netaddr_count_add(c->ip, 1);
-    c->is_ip_counted = true;
 
     if (c->refuse_code) {
         cut(c, c->refuse_code, c->refuse_reason, c->refuse_why, false, CUT_GRACE_SECS);
@@ -598,6 +601,10 @@ static void release_conn(struct ws_conn *c)
     if (c->is_ip_counted) {
         netaddr_count_add(c->ip, -1);
         c->is_ip_counted = false;
+    }
+    if (c->is_admitted) {
+        atomic_fetch_sub(&admitted, 1);
+        c->is_admitted = false;
     }
 }
 
