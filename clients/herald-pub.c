@@ -1,0 +1,1232 @@
+/* herald-pub.c -- publish events to a Herald hub through its HTTP API.
+ *
+ * The command-line publisher: it POSTs {"channel":…,"event":…,"data":…} to the hub's
+ * /publish and prints the id of each event the hub accepted (202), one per line, flushed per
+ * line. With JSON on the command line it sends one event; without, it reads one JSON value per
+ * stdin line and sends each as the data of one event, over one keep-alive connection. With
+ * --demo it sends a lifelike mix of events (orders created, paid and shipped; sign-ups;
+ * cpu, memory and latency metrics) to the channels orders, signups and metrics at --rate events
+ * per second until SIGINT or SIGTERM, printing "CHANNEL EVENT ID" per event.
+ *
+ * HTTP is the small part of HTTP/1.1 the hub speaks, written here over a socket: one request
+ * at a time on a persistent connection; a Content-Length, chunked or close-delimited reply. A
+ * connection the server closed while idle is reopened once, and the request sent again, only
+ * when no byte of a reply had come back (the usual keep-alive race). Every wait on the network
+ * is bounded by PUB_IO_TIMEOUT_MS. Plain http:// only: put TLS in a proxy in front.
+ *
+ * Data values are parsed with jansson before they are sent, so a bad line is reported with its
+ * line number instead of as the hub's 400. The exit status:
+ *
+ *   0  every event was accepted (or --demo ended by SIGINT/SIGTERM)
+ *   1  the hub answered other than 202 (its status and error JSON go to stderr), the hub could
+ *      not be reached, or a stdin line is not JSON
+ *   2  bad usage
+ *
+ * In --demo, an unreachable hub or a 429 or 503 answer is reported and the demo goes on a
+ * second later: a hub restart does not end it. */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "herald_version.h"
+
+#define PUB_DEFAULT_URL "http://127.0.0.1:8081/publish"
+#define PUB_IO_TIMEOUT_MS 10000                /* connect, each write, each read */
+#define PUB_MAX_HEAD 16384                     /* status line and headers of one reply */
+#define PUB_MAX_BODY ((size_t)4 * 1024 * 1024) /* a reply body we accept */
+#define PUB_DEMO_RATE_DEFAULT 5UL
+#define PUB_DEMO_RATE_MAX 100000UL
+#define PUB_BATCH_MAX 1000 /* the hub's largest batch */
+#define PUB_DEMO_RETRY_MS 1000
+
+enum pub_exit {
+    PUB_EXIT_OK = 0,
+    PUB_EXIT_FAIL = 1,
+    PUB_EXIT_USAGE = 2,
+};
+
+struct pub_url {
+    char *host;      /* to connect to; an IPv6 literal without brackets */
+    char *authority; /* the Host header: host[:port] as written */
+    char *path;      /* request target */
+    char port[6];
+};
+
+struct pub_opts {
+    const char *url;
+    const char *api_key; /* NULL: no Authorization header */
+    const char *event;   /* NULL: events without a name */
+    const char *channel;
+    const char *json; /* NULL: read stdin */
+    int is_demo;
+    unsigned long rate;
+};
+
+/* One keep-alive connection. buf holds bytes read but not yet parsed. */
+struct http_conn {
+    const struct pub_url *url;
+    int fd; /* -1 when closed */
+    int is_reused;
+    char *buf;
+    size_t len, cap;
+};
+
+/* A reply: body is NUL-terminated and owned by the reply (reply_clear frees it). */
+struct http_reply {
+    int status;
+    char reason[64];
+    char *body;
+    size_t body_len;
+};
+
+static volatile sig_atomic_t got_signal; /* --demo: SIGINT or SIGTERM seen */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    got_signal = 1;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Allocation failure ends the program, as in the hub (STYLE.md section 4). */
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) {
+        fputs("herald-pub: out of memory\n", stderr);
+        exit(PUB_EXIT_FAIL);
+    }
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *d = xrealloc(NULL, n + 1);
+
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* Write n bytes of peer-supplied text to f: control characters become '?'. */
+static void put_clean(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
+}
+
+/* --- the URL ------------------------------------------------------------------------------ */
+
+static void url_free(struct pub_url *u)
+{
+    free(u->host);
+    free(u->authority);
+    free(u->path);
+    memset(u, 0, sizeof(*u));
+}
+
+/* Parse http://HOST[:PORT][/PATH] into u. Returns 0, or -1 with a static message in *err.
+ * u owns its strings afterwards; url_free() releases them, also after a failure. */
+static int url_parse(const char *url, struct pub_url *u, const char **err)
+{
+    const char *rest, *auth_end, *host, *host_end, *port_s = NULL;
+    size_t plen;
+
+    memset(u, 0, sizeof(*u));
+    if (!strncmp(url, "https://", 8)) {
+        *err = "https is not supported: publish over http on a trusted network, or through a "
+               "proxy";
+        return -1;
+    }
+    if (strncmp(url, "http://", 7)) {
+        *err = "must start with http://";
+        return -1;
+    }
+    rest = url + 7;
+    auth_end = rest + strcspn(rest, "/?#");
+    if (memchr(rest, '@', (size_t)(auth_end - rest))) {
+        *err = "user information is not supported (use --api-key)";
+        return -1;
+    }
+    if (*rest == '[') {
+        host = rest + 1;
+        host_end = memchr(host, ']', (size_t)(auth_end - host));
+        if (!host_end) {
+            *err = "unterminated [ in host";
+            return -1;
+        }
+        if (host_end + 1 < auth_end) {
+            if (host_end[1] != ':') {
+                *err = "junk after ]";
+                return -1;
+            }
+            port_s = host_end + 2;
+        }
+    } else {
+        host = rest;
+        host_end = memchr(rest, ':', (size_t)(auth_end - rest));
+        if (host_end)
+            port_s = host_end + 1;
+        else
+            host_end = auth_end;
+    }
+    if (host_end == host) {
+        *err = "no host";
+        return -1;
+    }
+    if (port_s) {
+        long port = 0;
+
+        plen = (size_t)(auth_end - port_s);
+        if (plen == 0 || plen > 5) {
+            *err = "bad port";
+            return -1;
+        }
+        for (const char *p = port_s; p < auth_end; p++) {
+            if (*p < '0' || *p > '9') {
+                *err = "bad port";
+                return -1;
+            }
+            port = port * 10 + (*p - '0');
+        }
+        if (port < 1 || port > 65535) {
+            *err = "bad port";
+            return -1;
+        }
+        snprintf(u->port, sizeof(u->port), "%ld", port);
+    } else {
+        snprintf(u->port, sizeof(u->port), "80");
+    }
+    u->host = xstrndup(host, (size_t)(host_end - host));
+    u->authority = xstrndup(rest, (size_t)(auth_end - rest));
+    plen = strcspn(auth_end, "#");
+    if (*auth_end == '/') {
+        u->path = xstrndup(auth_end, plen);
+    } else { /* "http://host" or "http://host?x" */
+        u->path = xrealloc(NULL, plen + 2);
+        u->path[0] = '/';
+        memcpy(u->path + 1, auth_end, plen);
+        u->path[plen + 1] = '\0';
+    }
+    if (strpbrk(u->path, " \r\n") || strpbrk(u->authority, " \r\n")) {
+        *err = "spaces or line breaks in the URL";
+        return -1;
+    }
+    return 0;
+}
+
+/* --- HTTP/1.1 over a socket ----------------------------------------------------------------- */
+
+static void conn_close(struct http_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->len = 0;
+    c->is_reused = 0;
+}
+
+/* Waits until fd is ready for events, at most PUB_IO_TIMEOUT_MS. Returns 0, or -1 with errno
+ * (ETIMEDOUT on the deadline). A signal does not cut the wait short. */
+static int wait_fd(int fd, short events)
+{
+    int64_t deadline = now_ms() + PUB_IO_TIMEOUT_MS;
+    struct pollfd p = {.fd = fd, .events = events};
+
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        int n;
+
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        n = poll(&p, 1, (int)left);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Connects c to its URL's host, trying each address in turn. Returns 0, or -1 with a message
+ * in err. */
+static int conn_open(struct http_conn *c, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL, *ai;
+    int rc, saved = 0;
+
+    conn_close(c);
+    rc = getaddrinfo(c->url->host, c->url->port, &hints, &res);
+    if (rc) {
+        snprintf(err, errlen, "cannot resolve %s: %s", c->url->host, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        int one = 1, soerr = 0;
+        socklen_t slen = sizeof(soerr);
+
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            saved = errno;
+            close(fd);
+            continue;
+        }
+        if (wait_fd(fd, POLLOUT) < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 ||
+            soerr) {
+            saved = soerr ? soerr : errno;
+            close(fd);
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->fd = fd;
+        break;
+    }
+    freeaddrinfo(res);
+    if (c->fd < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", c->url->authority, strerror(saved));
+        return -1;
+    }
+    return 0;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT) < 0)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads more bytes into c->buf. Returns the count, 0 at end of stream, -1 on error. */
+static ssize_t fill(struct http_conn *c)
+{
+    for (;;) {
+        ssize_t r;
+
+        if (c->cap - c->len < 4096) {
+            c->cap = c->cap ? c->cap * 2 : 8192;
+            c->buf = xrealloc(c->buf, c->cap);
+        }
+        r = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
+        if (r >= 0) {
+            c->len += (size_t)r;
+            c->buf[c->len] = '\0';
+            return r;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (wait_fd(c->fd, POLLIN) < 0)
+            return -1;
+    }
+}
+
+/* Drops the first n buffered bytes. */
+static void consume(struct http_conn *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    if (c->buf)
+        c->buf[c->len] = '\0';
+}
+
+static void reply_clear(struct http_reply *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+static void body_append(struct http_reply *r, const char *p, size_t n)
+{
+    r->body = xrealloc(r->body, r->body_len + n + 1);
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+}
+
+/* Reads a chunked body into r. Returns 0, or -1 with a message. */
+static int read_chunked(struct http_conn *c, struct http_reply *r, char *err, size_t errlen)
+{
+    for (;;) {
+        char *eol, *end;
+        unsigned long size;
+
+        while (!(eol = strstr(c->buf ? c->buf : "", "\r\n"))) {
+            if (c->len > PUB_MAX_HEAD || fill(c) <= 0)
+                goto bad;
+        }
+        errno = 0;
+        size = strtoul(c->buf, &end, 16);
+        if (errno || end == c->buf || r->body_len + size > PUB_MAX_BODY)
+            goto bad;
+        consume(c, (size_t)(eol + 2 - c->buf));
+        if (size == 0) { /* trailers, then an empty line */
+            for (;;) {
+                while (!(eol = strstr(c->buf ? c->buf : "", "\r\n"))) {
+                    if (c->len > PUB_MAX_HEAD || fill(c) <= 0)
+                        goto bad;
+                }
+                if (eol == c->buf) {
+                    consume(c, 2);
+                    return 0;
+                }
+                consume(c, (size_t)(eol + 2 - c->buf));
+            }
+        }
+        while (c->len < size + 2) {
+            if (fill(c) <= 0)
+                goto bad;
+        }
+        body_append(r, c->buf, size);
+        consume(c, size + 2);
+    }
+bad:
+    snprintf(err, errlen, "bad chunked reply from %s", c->url->authority);
+    return -1;
+}
+
+/* Reads one reply. Returns 0; -1 with a message; -2 when the connection ended before any byte
+ * of a reply (the caller may send the request again on a new connection). *is_close says the
+ * server will close the connection after this reply. */
+static int read_reply(struct http_conn *c, struct http_reply *r, int *is_close, char *err,
+                      size_t errlen)
+{
+    char *head_end, *line, *next;
+    long long content_length = -1;
+    int is_chunked = 0, minor = 1;
+    size_t head_len;
+
+    *is_close = 0;
+    while (!(head_end = strstr(c->buf ? c->buf : "", "\r\n\r\n"))) {
+        ssize_t n;
+
+        if (c->len > PUB_MAX_HEAD) {
+            snprintf(err, errlen, "reply headers from %s too large", c->url->authority);
+            return -1;
+        }
+        n = fill(c);
+        if (n <= 0) {
+            if (c->len == 0 && (n == 0 || errno == ECONNRESET))
+                return -2;
+            snprintf(err, errlen, "no reply from %s: %s", c->url->authority,
+                     n == 0 ? "connection closed" : strerror(errno));
+            return -1;
+        }
+    }
+    head_len = (size_t)(head_end - c->buf) + 4;
+    head_end[2] = '\0'; /* the head as lines, each ending in \r\n */
+    if (sscanf(c->buf, "HTTP/1.%d %3d", &minor, &r->status) != 2 || r->status < 100) {
+        snprintf(err, errlen, "not an HTTP reply from %s", c->url->authority);
+        return -1;
+    }
+    line = strchr(c->buf, ' ') + 1;
+    next = strstr(line, "\r\n");
+    if (next - line > 4)
+        snprintf(r->reason, sizeof(r->reason), "%.*s", (int)(next - line - 4), line + 4);
+    *is_close = minor == 0;
+    for (line = next + 2; *line; line = next + 2) {
+        char *colon, *v;
+
+        next = strstr(line, "\r\n");
+        *next = '\0';
+        colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        if (!strcasecmp(line, "Content-Length"))
+            content_length = strtoll(v, NULL, 10);
+        else if (!strcasecmp(line, "Transfer-Encoding") && strcasestr(v, "chunked"))
+            is_chunked = 1;
+        else if (!strcasecmp(line, "Connection") && strcasestr(v, "close"))
+            *is_close = 1;
+        else if (!strcasecmp(line, "Connection") && strcasestr(v, "keep-alive") && minor == 0)
+            *is_close = 0;
+    }
+    consume(c, head_len);
+
+    if (is_chunked)
+        return read_chunked(c, r, err, errlen);
+    if (content_length >= 0) {
+        if ((size_t)content_length > PUB_MAX_BODY) {
+            snprintf(err, errlen, "reply body from %s too large", c->url->authority);
+            return -1;
+        }
+        while (c->len < (size_t)content_length) {
+            if (fill(c) <= 0) {
+                snprintf(err, errlen, "reply from %s cut short", c->url->authority);
+                return -1;
+            }
+        }
+        body_append(r, c->buf ? c->buf : "", (size_t)content_length);
+        consume(c, (size_t)content_length);
+        return 0;
+    }
+    /* neither: the body runs to the end of the stream */
+    *is_close = 1;
+    for (;;) {
+        ssize_t n = fill(c);
+
+        if (n < 0 || c->len > PUB_MAX_BODY) {
+            snprintf(err, errlen, "reply from %s cut short", c->url->authority);
+            return -1;
+        }
+        if (n == 0)
+            break;
+    }
+    body_append(r, c->buf ? c->buf : "", c->len);
+    consume(c, c->len);
+    return 0;
+}
+
+/* POSTs body (JSON) to the URL's path. Returns 0 with the reply in r (whatever its status),
+ * or -1 with a message in err when no reply could be had. */
+static int http_post(struct http_conn *c, const char *api_key, const char *body, size_t len,
+                     struct http_reply *r, char *err, size_t errlen)
+{
+    char head[1024 + 256];
+    int n, is_close;
+
+    n = snprintf(head, sizeof(head),
+                 "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: herald-pub/%s\r\n"
+                 "Content-Type: application/json\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+                 c->url->path, c->url->authority, HERALD_VERSION, len,
+                 api_key ? "Authorization: Bearer " : "", api_key ? api_key : "",
+                 api_key ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        snprintf(err, errlen, "URL or API key too long");
+        return -1;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc, was_reused;
+
+        if (c->fd < 0 && conn_open(c, err, errlen) < 0)
+            return -1;
+        was_reused = c->is_reused;
+        reply_clear(r);
+        if (send_all(c->fd, head, (size_t)n) < 0 || send_all(c->fd, body, len) < 0) {
+            int e = errno;
+
+            conn_close(c);
+            if (was_reused && (e == EPIPE || e == ECONNRESET))
+                continue; /* the server closed the idle connection: once more, on a new one */
+            snprintf(err, errlen, "cannot send to %s: %s", c->url->authority, strerror(e));
+            return -1;
+        }
+        rc = read_reply(c, r, &is_close, err, errlen);
+        if (rc == -2) {
+            conn_close(c);
+            if (was_reused)
+                continue;
+            snprintf(err, errlen, "no reply from %s: connection closed", c->url->authority);
+            return -1;
+        }
+        if (rc < 0) {
+            conn_close(c);
+            return -1;
+        }
+        if (is_close)
+            conn_close(c);
+        else
+            c->is_reused = 1;
+        return 0;
+    }
+    snprintf(err, errlen, "no reply from %s: connection closed", c->url->authority);
+    return -1;
+}
+
+/* --- publishing ----------------------------------------------------------------------------- */
+
+/* Prints the ids of an accepted publish, each on its own line after prefix[i] (may be NULL).
+ * Returns the number printed. */
+static size_t print_ids(const struct http_reply *r, char *const *prefix, size_t n)
+{
+    json_t *o = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *id = json_object_get(o, "id"), *ids = json_object_get(o, "ids");
+    size_t printed = 0;
+
+    if (json_is_string(id)) {
+        if (prefix && n)
+            fputs(prefix[0], stdout);
+        puts(json_string_value(id));
+        printed = 1;
+    } else if (json_is_array(ids)) {
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(ids, i, v)
+        {
+            if (!json_is_string(v))
+                continue;
+            if (prefix && i < n)
+                fputs(prefix[i], stdout);
+            puts(json_string_value(v));
+            printed++;
+        }
+    }
+    fflush(stdout);
+    json_decref(o);
+    return printed;
+}
+
+static void report_status(const struct http_reply *r)
+{
+    size_t n = r->body_len;
+
+    while (n && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
+        n--;
+    fprintf(stderr, "herald-pub: %d%s%s: ", r->status, r->reason[0] ? " " : "", r->reason);
+    put_clean(stderr, r->body, n);
+    fputc('\n', stderr);
+}
+
+/* Builds one event object; takes the reference to data. */
+static json_t *event_new(const char *channel, const char *event, json_t *data)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "channel", json_string(channel));
+    if (event)
+        json_object_set_new(o, "event", json_string(event));
+    json_object_set_new(o, "data", data);
+    return o;
+}
+
+/* Sends body (one event or a batch). Returns 0 when accepted (ids printed), 1 on another
+ * status (reported), -1 when the hub could not be reached (reported). *status gets the HTTP
+ * status, 0 when there was none. */
+static int publish(struct http_conn *c, const struct pub_opts *o, json_t *body, char *const *prefix,
+                   size_t n, int *status)
+{
+    char err[256];
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    struct http_reply r = {0};
+    int rc;
+
+    *status = 0;
+    if (!text) {
+        fputs("herald-pub: out of memory\n", stderr);
+        exit(PUB_EXIT_FAIL);
+    }
+    if (http_post(c, o->api_key, text, strlen(text), &r, err, sizeof(err)) < 0) {
+        fprintf(stderr, "herald-pub: %s\n", err);
+        rc = -1;
+    } else if (r.status == 202) {
+        *status = 202;
+        print_ids(&r, prefix, n);
+        rc = 0;
+    } else {
+        *status = r.status;
+        report_status(&r);
+        rc = 1;
+    }
+    reply_clear(&r);
+    free(text);
+    return rc;
+}
+
+/* One event from a JSON text. Returns the exit status. */
+static int publish_one(struct http_conn *c, const struct pub_opts *o)
+{
+    json_error_t jerr;
+    json_t *data = json_loads(o->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    json_t *body;
+    int rc, status;
+
+    if (!data) {
+        fprintf(stderr, "herald-pub: JSON: %s (column %d)\n", jerr.text, jerr.column);
+        return PUB_EXIT_USAGE;
+    }
+    body = event_new(o->channel, o->event, data);
+    rc = publish(c, o, body, NULL, 0, &status);
+    json_decref(body);
+    return rc == 0 ? PUB_EXIT_OK : PUB_EXIT_FAIL;
+}
+
+/* One event per stdin line; blank lines are skipped. Stops at the first failure. */
+static int publish_lines(struct http_conn *c, const struct pub_opts *o)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    unsigned long lineno = 0;
+    int exit_status = PUB_EXIT_OK;
+
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        json_error_t jerr;
+        json_t *data, *body;
+        int status;
+
+        lineno++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (strspn(line, " \t") == (size_t)len)
+            continue;
+        data = json_loadb(line, (size_t)len, JSON_DECODE_ANY, &jerr);
+        if (!data) {
+            fprintf(stderr, "herald-pub: stdin line %lu: invalid JSON: %s (column %d)\n", lineno,
+                    jerr.text, jerr.column);
+            exit_status = PUB_EXIT_FAIL;
+            break;
+        }
+        body = event_new(o->channel, o->event, data);
+        if (publish(c, o, body, NULL, 0, &status) != 0) {
+            fprintf(stderr, "herald-pub: stopped at stdin line %lu\n", lineno);
+            exit_status = PUB_EXIT_FAIL;
+            json_decref(body);
+            break;
+        }
+        json_decref(body);
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "herald-pub: reading stdin: %s\n", strerror(errno));
+        exit_status = PUB_EXIT_FAIL;
+    }
+    free(line);
+    return exit_status;
+}
+
+/* --- --demo: lifelike events ---------------------------------------------------------------- */
+
+#define DEMO_ORDERS 64 /* orders remembered between created, paid and shipped */
+#define DEMO_HOSTS 3
+
+enum order_stage { ORDER_NONE, ORDER_CREATED, ORDER_PAID };
+
+struct demo_order {
+    unsigned id;
+    enum order_stage stage;
+    double amount;
+    char customer[48];
+};
+
+struct demo_host {
+    double cpu, mem, latency;
+};
+
+struct demo {
+    uint64_t rng;
+    unsigned next_order, next_user;
+    struct demo_order orders[DEMO_ORDERS];
+    struct demo_host hosts[DEMO_HOSTS];
+};
+
+static const char *const first_names[] = {
+    "Ada",       "Grace", "Alan",  "Linus", "Margaret", "Dennis", "Barbara",  "Ken",   "Frances",
+    "Edsger",    "Radia", "Tim",   "Hedy",  "Donald",   "Sophie", "Yukihiro", "Anita", "Guido",
+    "Katherine", "John",  "Amara", "Mateo", "Priya",    "Lena",   "Omar",     "Chen",  "Ines"};
+static const char *const last_names[] = {
+    "Lovelace", "Hopper",    "Turing",   "Torvalds",   "Hamilton",    "Ritchie", "Liskov",
+    "Thompson", "Allen",     "Dijkstra", "Perlman",    "Berners-Lee", "Lamarr",  "Knuth",
+    "Wilson",   "Matsumoto", "Borg",     "van Rossum", "Johnson",     "Backus",  "Okafor",
+    "García",   "Sharma",    "Schmidt",  "Haddad",     "Wei",         "Moreau"};
+static const char *const plans[] = {"free", "free", "free", "pro", "pro", "team", "enterprise"};
+static const char *const countries[] = {"FR", "DE", "US", "GB", "JP", "BR", "IN", "NG", "ES", "CA"};
+static const char *const sources[] = {"search", "direct", "referral", "newsletter", "social"};
+static const char *const methods[] = {"card", "card", "card", "paypal", "sepa", "apple_pay"};
+static const char *const carriers[] = {"DHL", "UPS", "La Poste", "FedEx", "DPD"};
+static const char *const products[] = {"keyboard", "monitor", "headset", "dock",
+                                       "mouse",    "webcam",  "cable",   "laptop stand"};
+static const char *const routes[] = {"/api/orders", "/api/cart", "/api/search", "/api/login",
+                                     "/checkout"};
+
+#define N_OF(arr) (sizeof(arr) / sizeof((arr)[0]))
+#define PICK(d, arr) ((arr)[rnd_below((d), N_OF(arr))])
+
+/* xorshift64*: fast, good enough for demo data, and seedable. */
+static uint64_t rnd_next(struct demo *d)
+{
+    d->rng ^= d->rng >> 12;
+    d->rng ^= d->rng << 25;
+    d->rng ^= d->rng >> 27;
+    return d->rng * 2685821657736338717ULL;
+}
+
+static double rnd_unit(struct demo *d) /* [0, 1) */
+{
+    return (double)(rnd_next(d) >> 11) / 9007199254740992.0;
+}
+
+static size_t rnd_below(struct demo *d, size_t n)
+{
+    return (size_t)(rnd_unit(d) * (double)n);
+}
+
+static double clamp(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static double cents(double v)
+{
+    return round(v * 100.0) / 100.0;
+}
+
+static void demo_init(struct demo *d)
+{
+    struct timespec ts;
+
+    memset(d, 0, sizeof(*d));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    d->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+    if (!d->rng)
+        d->rng = 0x9e3779b97f4a7c15ULL;
+    d->next_order = 10000 + (unsigned)rnd_below(d, 80000);
+    d->next_user = 1000 + (unsigned)rnd_below(d, 8000);
+    for (int i = 0; i < DEMO_HOSTS; i++) {
+        d->hosts[i].cpu = 20 + rnd_unit(d) * 30;
+        d->hosts[i].mem = 40 + rnd_unit(d) * 20;
+        d->hosts[i].latency = 12 + rnd_unit(d) * 10;
+    }
+}
+
+static void full_name(struct demo *d, char *out, size_t len)
+{
+    snprintf(out, len, "%s %s", PICK(d, first_names), PICK(d, last_names));
+}
+
+/* An order in stage, or NULL: scans from a random slot, so old and new orders both move on. */
+static struct demo_order *find_order(struct demo *d, enum order_stage stage)
+{
+    size_t start = rnd_below(d, DEMO_ORDERS);
+
+    for (size_t i = 0; i < DEMO_ORDERS; i++) {
+        struct demo_order *o = &d->orders[(start + i) % DEMO_ORDERS];
+
+        if (o->stage == stage)
+            return o;
+    }
+    return NULL;
+}
+
+/* Orders go created -> paid -> shipped: about 45% of order events create one, the rest move
+ * a remembered one on. */
+static json_t *demo_order(struct demo *d, const char **event)
+{
+    double r = rnd_unit(d);
+    struct demo_order *o = NULL;
+    char id[24];
+
+    if (r >= 0.45 && r < 0.8)
+        o = find_order(d, ORDER_CREATED);
+    if (o) {
+        o->stage = ORDER_PAID;
+        *event = "paid";
+        snprintf(id, sizeof(id), "ord_%u", o->id);
+        return json_pack("{s:s, s:f, s:s, s:s}", "order_id", id, "amount", o->amount, "currency",
+                         "EUR", "method", PICK(d, methods));
+    }
+    if (r >= 0.8)
+        o = find_order(d, ORDER_PAID);
+    if (o) {
+        char tracking[24];
+
+        o->stage = ORDER_NONE;
+        *event = "shipped";
+        snprintf(id, sizeof(id), "ord_%u", o->id);
+        snprintf(tracking, sizeof(tracking), "TRK%010llu",
+                 (unsigned long long)(rnd_next(d) % 10000000000ULL));
+        return json_pack("{s:s, s:s, s:s, s:s, s:i}", "order_id", id, "customer", o->customer,
+                         "carrier", PICK(d, carriers), "tracking", tracking, "eta_days",
+                         (int)(1 + rnd_below(d, 5)));
+    }
+    o = find_order(d, ORDER_NONE);
+    if (!o) /* every slot busy: forget one */
+        o = &d->orders[rnd_below(d, DEMO_ORDERS)];
+    o->id = d->next_order++;
+    o->stage = ORDER_CREATED;
+    full_name(d, o->customer, sizeof(o->customer));
+    {
+        int items = 1 + (int)rnd_below(d, 3);
+        size_t first = rnd_below(d, N_OF(products));
+        json_t *lines = json_array();
+
+        o->amount = 0;
+        for (int i = 0; i < items; i++) {
+            int qty = 1 + (int)(rnd_unit(d) < 0.2);
+            double price = cents(9.9 + rnd_unit(d) * rnd_unit(d) * 400);
+
+            o->amount += price * qty;
+            json_array_append_new(lines, json_pack("{s:s, s:i, s:f}", "product",
+                                                   products[(first + (size_t)i) % N_OF(products)],
+                                                   "qty", qty, "price", price));
+        }
+        o->amount = cents(o->amount);
+        *event = "created";
+        snprintf(id, sizeof(id), "ord_%u", o->id);
+        return json_pack("{s:s, s:s, s:o, s:f, s:s}", "order_id", id, "customer", o->customer,
+                         "items", lines, "amount", o->amount, "currency", "EUR");
+    }
+}
+
+static json_t *demo_signup(struct demo *d, const char **event)
+{
+    char name[48], email[96], user[24];
+    const char *first = PICK(d, first_names), *last = PICK(d, last_names);
+    size_t n;
+
+    snprintf(name, sizeof(name), "%s %s", first, last);
+    n = (size_t)snprintf(email, sizeof(email), "%s.%s@example.com", first, last);
+    for (size_t i = 0; i < n && i < sizeof(email); i++) {
+        unsigned char ch = (unsigned char)email[i];
+
+        if (ch >= 'A' && ch <= 'Z')
+            email[i] = (char)(ch + ('a' - 'A'));
+        else if (ch == ' ')
+            email[i] = '-';
+    }
+    snprintf(user, sizeof(user), "u_%u", d->next_user++);
+    *event = "created";
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "user_id", user, "name", name, "email",
+                     email, "plan", PICK(d, plans), "country", PICK(d, countries), "source",
+                     PICK(d, sources));
+}
+
+static json_t *demo_metric(struct demo *d, const char **event)
+{
+    size_t i = rnd_below(d, DEMO_HOSTS);
+    struct demo_host *h = &d->hosts[i];
+    char host[16];
+    double r = rnd_unit(d);
+
+    snprintf(host, sizeof(host), "web-%zu", i + 1);
+    if (r < 0.4) {
+        h->cpu = clamp(h->cpu + (rnd_unit(d) - 0.5) * 12 + (rnd_unit(d) < 0.03 ? 35 : 0), 2, 99);
+        *event = "cpu";
+        return json_pack("{s:s, s:f, s:i}", "host", host, "percent", round(h->cpu * 10) / 10,
+                         "cores", 8);
+    }
+    if (r < 0.7) {
+        h->mem = clamp(h->mem + (rnd_unit(d) - 0.48) * 3, 20, 97);
+        *event = "mem";
+        return json_pack("{s:s, s:i, s:i, s:f}", "host", host, "used_mb", (int)(h->mem * 163.84),
+                         "total_mb", 16384, "percent", round(h->mem * 10) / 10);
+    }
+    h->latency = clamp(h->latency * (0.85 + rnd_unit(d) * 0.3), 3, 400);
+    if (rnd_unit(d) < 0.1)
+        h->latency = clamp(h->latency * 0.6 + 12, 3, 400); /* back towards normal */
+    *event = "latency";
+    return json_pack("{s:s, s:s, s:f, s:f, s:i}", "host", host, "route", PICK(d, routes), "p50_ms",
+                     round(h->latency * 10) / 10, "p99_ms",
+                     round(h->latency * (3 + rnd_unit(d) * 3) * 10) / 10, "rps",
+                     (int)(80 + rnd_below(d, 400)));
+}
+
+/* One event of the mix: half metrics, a third orders, the rest sign-ups. Takes nothing; the
+ * caller owns the result. *label gets "channel event" for the printed line. */
+static json_t *demo_event(struct demo *d, char *label, size_t len)
+{
+    double r = rnd_unit(d);
+    const char *channel, *event = NULL;
+    json_t *data;
+
+    if (r < 0.5) {
+        channel = "metrics";
+        data = demo_metric(d, &event);
+    } else if (r < 0.85) {
+        channel = "orders";
+        data = demo_order(d, &event);
+    } else {
+        channel = "signups";
+        data = demo_signup(d, &event);
+    }
+    snprintf(label, len, "%s %s ", channel, event);
+    return event_new(channel, event, data);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    if (ms > 0)
+        nanosleep(&ts, NULL); /* a signal ends it early: the loop looks at got_signal */
+}
+
+/* Sends the mix at o->rate events per second until SIGINT or SIGTERM. Events that fall due
+ * together (high rates, or after a stall) leave as one batch; a stall of over a second is not
+ * made up for. */
+static int run_demo(struct http_conn *c, const struct pub_opts *o)
+{
+    struct demo d;
+    struct sigaction sa;
+    int64_t start = now_ms();
+    unsigned long long sent = 0, total = 0;
+    char labels[PUB_BATCH_MAX][40];
+    char *prefix[PUB_BATCH_MAX];
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    demo_init(&d);
+    for (int i = 0; i < PUB_BATCH_MAX; i++)
+        prefix[i] = labels[i];
+    fprintf(stderr,
+            "herald-pub: demo: %lu events/s to orders, signups and metrics on %s%s; "
+            "Ctrl-C stops\n",
+            o->rate, c->url->authority, c->url->path);
+
+    while (!got_signal) {
+        int64_t now = now_ms();
+        unsigned long long due = (unsigned long long)(now - start) * o->rate / 1000;
+        size_t n;
+        json_t *body;
+        int rc, status;
+
+        if (due > sent + o->rate) { /* more than a second behind: start the schedule again */
+            start = now;
+            sent = 0;
+            due = 0;
+        }
+        if (due <= sent) {
+            int64_t next = start + (int64_t)((sent + 1) * 1000 / o->rate);
+
+            sleep_ms(next > now ? next - now : 1);
+            continue;
+        }
+        n = (size_t)(due - sent);
+        if (n > PUB_BATCH_MAX)
+            n = PUB_BATCH_MAX;
+        if (n == 1) {
+            body = demo_event(&d, labels[0], sizeof(labels[0]));
+        } else {
+            body = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(body, demo_event(&d, labels[i], sizeof(labels[i])));
+        }
+        rc = publish(c, o, body, prefix, n, &status);
+        json_decref(body);
+        sent += n;
+        if (rc == 0) {
+            total += n;
+        } else if (rc < 0 || status == 429 || status == 503) {
+            sleep_ms(PUB_DEMO_RETRY_MS); /* the hub is restarting or busy: keep going */
+        } else {
+            return PUB_EXIT_FAIL;
+        }
+    }
+    fprintf(stderr, "herald-pub: demo: %llu events accepted\n", total);
+    return PUB_EXIT_OK;
+}
+
+/* --- the command line ------------------------------------------------------------------------ */
+
+#define PUB_SYNOPSIS                                                                               \
+    "usage: herald-pub [--url http://HOST:PORT/publish] [--api-key KEY] [--event NAME]\n"          \
+    "                  CHANNEL [JSON]\n"                                                           \
+    "       herald-pub [--url URL] [--api-key KEY] --demo [--rate N]\n"
+
+static void usage_error(void)
+{
+    fputs(PUB_SYNOPSIS "Try 'herald-pub --help' for more.\n", stderr);
+}
+
+static void print_help(void)
+{
+    fputs(PUB_SYNOPSIS
+          "\n"
+          "Publish events to a Herald hub. With JSON, one event whose data is JSON; without,\n"
+          "one event per stdin line (each line one JSON value), over one connection.\n"
+          "Prints the id of each accepted event on stdout.\n"
+          "\n"
+          "  --url URL       the hub's publish endpoint (default " PUB_DEFAULT_URL ")\n"
+          "  --api-key KEY   send Authorization: Bearer KEY\n"
+          "  --event NAME    the events' name (e.g. created)\n"
+          "  --demo          send a lifelike mix to orders, signups and metrics until Ctrl-C,\n"
+          "                  printing 'CHANNEL EVENT ID' per event\n"
+          "  --rate N        --demo: events per second (default 5)\n"
+          "  --help, --version\n"
+          "\n"
+          "exit: 0 all accepted; 1 the hub refused an event (status and its error on stderr),\n"
+          "could not be reached, or a stdin line is not JSON; 2 usage.\n",
+          stdout);
+}
+
+static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int is_one_line(const char *s)
+{
+    return *s && !strpbrk(s, "\r\n");
+}
+
+/* Fills o from argv. Returns -1 to exit with *status (help, version, bad usage), else 0. */
+static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},   {"api-key", required_argument, NULL, 'k'},
+        {"event", required_argument, NULL, 'e'}, {"demo", no_argument, NULL, 'd'},
+        {"rate", required_argument, NULL, 'r'},  {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
+    };
+    int c, has_rate = 0;
+
+    memset(o, 0, sizeof(*o));
+    o->url = PUB_DEFAULT_URL;
+    o->rate = PUB_DEMO_RATE_DEFAULT;
+    *status = PUB_EXIT_USAGE;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'u': o->url = optarg; break;
+        case 'k':
+            if (!is_one_line(optarg) || strlen(optarg) > 512) {
+                fputs("herald-pub: --api-key: empty, too long or not one line\n", stderr);
+                return -1;
+            }
+            o->api_key = optarg;
+            break;
+        case 'e':
+            if (!is_one_line(optarg)) {
+                fputs("herald-pub: --event: empty or not one line\n", stderr);
+                return -1;
+            }
+            o->event = optarg;
+            break;
+        case 'd': o->is_demo = 1; break;
+        case 'r':
+            if (parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
+                fprintf(stderr, "herald-pub: --rate: '%s' is not a number from 1 to %lu\n", optarg,
+                        PUB_DEMO_RATE_MAX);
+                return -1;
+            }
+            has_rate = 1;
+            break;
+        case 'h':
+            print_help();
+            *status = PUB_EXIT_OK;
+            return -1;
+        case 'V':
+            printf("herald-pub %s\n", HERALD_VERSION);
+            *status = PUB_EXIT_OK;
+            return -1;
+        case ':':
+            fprintf(stderr, "herald-pub: %s needs a value\n", argv[optind - 1]);
+            usage_error();
+            return -1;
+        default:
+            if (!strncmp(argv[optind - 1], "--", 2))
+                fprintf(stderr, "herald-pub: bad option %s\n", argv[optind - 1]);
+            else
+                fprintf(stderr, "herald-pub: bad option -%c\n", optopt);
+            usage_error();
+            return -1;
+        }
+    }
+    if (o->is_demo) {
+        if (optind != argc || o->event) {
+            fputs("herald-pub: --demo takes no CHANNEL, JSON or --event\n", stderr);
+            usage_error();
+            return -1;
+        }
+        return 0;
+    }
+    if (has_rate) {
+        fputs("herald-pub: --rate goes with --demo\n", stderr);
+        usage_error();
+        return -1;
+    }
+    if (optind == argc || argc - optind > 2) {
+        fputs(optind == argc ? "herald-pub: no CHANNEL given\n"
+                             : "herald-pub: too many arguments\n",
+              stderr);
+        usage_error();
+        return -1;
+    }
+    o->channel = argv[optind];
+    o->json = optind + 1 < argc ? argv[optind + 1] : NULL;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct pub_opts opts;
+    struct pub_url url;
+    struct http_conn conn = {.fd = -1};
+    const char *err = NULL;
+    int status;
+
+    memset(&url, 0, sizeof(url));
+    if (parse_args(argc, argv, &opts, &status) < 0)
+        goto done;
+    if (url_parse(opts.url, &url, &err) < 0) {
+        fprintf(stderr, "herald-pub: --url: %s\n", err);
+        status = PUB_EXIT_USAGE;
+        goto done;
+    }
+    conn.url = &url;
+    signal(SIGPIPE, SIG_IGN);
+    if (opts.is_demo)
+        status = run_demo(&conn, &opts);
+    else if (opts.json)
+        status = publish_one(&conn, &opts);
+    else
+        status = publish_lines(&conn, &opts);
+done:
+    conn_close(&conn);
+    free(conn.buf);
+    url_free(&url);
+    return status;
+}

@@ -1,0 +1,183 @@
+// herald.d.ts -- types of herald.js, the Herald client for browsers and Node.js.
+
+/** Where the connection is. */
+export type HeraldState = 'connecting' | 'open' | 'reconnecting' | 'closed' | 'refused';
+
+export declare const STATES: readonly HeraldState[];
+
+/** The first frame of every connection. */
+export interface HeraldWelcome {
+  type: 'welcome';
+  /** the connection's id on the hub, e.g. "c-12" */
+  connection: string;
+  /** the hub instance that holds the connection */
+  instance: string;
+  /** the hub's ping interval in seconds; the client pings at this interval too */
+  heartbeat: number;
+}
+
+/** One event as the hub delivers it. */
+export interface HeraldEvent<T = unknown> {
+  type: 'event';
+  channel: string;
+  /** absent when the publisher gave none */
+  event?: string;
+  /** unique per channel */
+  id: string;
+  /** the hub's publish time, Unix milliseconds */
+  ts: number;
+  data: T;
+}
+
+/** The snapshot carried by the `$stats` channel once a second (and GET /stats). */
+export interface HeraldStats {
+  instance: string;
+  broker?: string;
+  ts?: number;
+  uptime_s: number;
+  ready?: boolean;
+  draining?: boolean;
+  connections: number;
+  subscriptions: number;
+  channels: number;
+  events_published: number;
+  events_received: number;
+  events_delivered: number;
+  events_dropped: number;
+  dropped: Record<string, number>;
+  mailbox_depth?: number;
+  memory_bytes: number;
+}
+
+export type HeraldErrorCode =
+  | 'bad_request' | 'forbidden' | 'rate_limited' | 'too_large' | 'not_found'
+  /** raised by the client itself: */
+  | 'disconnected' | 'timeout' | 'closed' | 'refused' | 'unsubscribed' | 'connect' | 'token'
+  | (string & {});
+
+/** An error frame from the hub (code as in SPEC.md), or a request the client gave up on. */
+export declare class HeraldError extends Error {
+  readonly name: 'HeraldError';
+  readonly code: HeraldErrorCode;
+  /** the channel the failed request was about, when there was one */
+  channel?: string;
+  /** the ref of the failed request, when the hub echoed one */
+  ref?: number;
+  /** for code 'refused': the hub's close code */
+  closeCode?: number;
+  constructor(code: HeraldErrorCode, message: string, details?: object);
+}
+
+/** What a 'state' listener gets besides the state. */
+export interface HeraldStateInfo {
+  /** the close code that caused the change (1006 when the link died or never opened) */
+  code?: number;
+  reason?: string;
+  /** 'reconnecting': how long until the next attempt */
+  delayMs?: number;
+  /** 'reconnecting': how many backoff delays have been drawn since the link was last stable */
+  attempt?: number;
+  /** 'open': the hub's welcome */
+  welcome?: HeraldWelcome;
+}
+
+export interface HeraldBackoff {
+  /** the first delay's upper bound; default 500 */
+  initialMs?: number;
+  /** the cap of every delay's upper bound; default 10000 */
+  maxMs?: number;
+  /** a connection open this long resets the backoff; default 5000 */
+  resetAfterMs?: number;
+}
+
+/** The timer functions the client uses; tests pass fakes. */
+export interface HeraldClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+/** The WebSocket API the client needs: the browser's, or the `ws` package's. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface HeraldOptions {
+  /** an HS256 connection token (sent as ?token=), or a function that returns one for each
+   *  connection attempt (so a refreshed token is used after a reconnect) */
+  token?: string | (() => string | Promise<string>);
+  /** channels to hold from the first connection on (without handlers: see on('event')) */
+  channels?: string[];
+  /** the WebSocket constructor; default globalThis.WebSocket (browsers, Node 22+) */
+  WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
+  backoff?: HeraldBackoff;
+  /** slack over 2 x heartbeat before a silent link counts as dead; default 2000 */
+  heartbeatGraceMs?: number;
+  /** how long a connection attempt may take to reach the welcome; default 10000 */
+  connectTimeoutMs?: number;
+  /** how long a subscribe, unsubscribe or ping waits for its reply; default 10000 */
+  requestTimeoutMs?: number;
+  /** default: Date.now and the global timers */
+  clock?: Partial<HeraldClock>;
+  /** a number in [0, 1); default Math.random */
+  random?: () => number;
+}
+
+export interface HeraldEventMap {
+  state: [state: HeraldState, info: HeraldStateInfo];
+  open: [welcome: HeraldWelcome];
+  close: [info: { code: number; reason: string }];
+  event: [event: HeraldEvent];
+  subscribed: [channel: string];
+  unsubscribed: [channel: string];
+  error: [error: HeraldError];
+}
+
+/** What subscribe() returns: call it to remove the handler. */
+export interface Unsubscribe {
+  (): void;
+  readonly channel: string;
+  /** resolves when the hub acknowledges the channel; rejects with a HeraldError when it
+   *  refuses it (forbidden, bad_request) or the handler is removed first */
+  readonly ready: Promise<void>;
+}
+
+export declare class Herald {
+  /** url: ws:// or wss:// (http(s) is turned into ws(s); a path is resolved against the
+   *  page in a browser). Nothing happens until connect(). */
+  constructor(url: string | URL, options?: HeraldOptions);
+  readonly state: HeraldState;
+  /** the current connection's welcome, or null when not open */
+  readonly welcome: HeraldWelcome | null;
+  /** the channels held (or to be held once connected) */
+  readonly channels: string[];
+  /** true when the hub has acknowledged the channel on the current connection */
+  isActive(channel: string): boolean;
+  /** opens the connection; again after close() or a refusal. Returns this. */
+  connect(): this;
+  /** resolves with the welcome once open; rejects when refused or closed first */
+  opened(): Promise<HeraldWelcome>;
+  /** closes with 1000; no retry until connect(). Subscriptions are kept. */
+  close(): void;
+  subscribe<T = unknown>(channel: string, handler?: (event: HeraldEvent<T>) => void): Unsubscribe;
+  /** round trip of a ping frame, in milliseconds */
+  ping(): Promise<number>;
+  on<K extends keyof HeraldEventMap>(type: K, listener: (...args: HeraldEventMap[K]) => void):
+    () => void;
+}
+
+/** true for a channel name the hub accepts */
+export declare function isValidChannel(name: string): boolean;
+/** random(0, min(maxMs, initialMs * 2^attempt)), whole milliseconds */
+export declare function backoffDelay(attempt: number, backoff?: HeraldBackoff,
+                                     random?: () => number): number;
+/** true for close codes that mean "do not retry blindly": 1008 and 4000-4999 */
+export declare function isRefusal(code: number): boolean;
+
+export default Herald;
