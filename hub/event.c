@@ -38,34 +38,138 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Serializes obj into a new sealed message for channel. */
-static struct message *serialize(json_t *obj, const char *channel, size_t channel_len)
-{
-    size_t len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    struct message *m = message_alloc(channel, channel_len, len);
+/* --- the frame, from the publisher's own text ---------------------------------------------
+ * jansson validates the body, but the frame is written from the body's text: "data" (and
+ * "event") are copied as the publisher wrote them, minus insignificant whitespace. Parsing
+ * and re-printing would change what a client sees (jansson prints 23.1 as
+ * 23.100000000000001) and cost a serialization per event. The scanner below only walks text
+ * that jansson has already accepted. */
 
-    json_dumpb(obj, message_json(m), len, JSON_COMPACT);
-    message_seal(m);
-    return m;
+/* Index of the first byte past the JSON value that starts at s[i]. */
+static size_t value_end(const char *s, size_t len, size_t i)
+{
+    int depth = 0;
+
+    do {
+        char c = s[i];
+
+        if (c == '"') {
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+            i++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            i++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            i++;
+        } else if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ':') {
+            i++;
+        } else { /* a number, true, false or null: at least one byte */
+            do
+                i++;
+            while (i < len && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
+                   s[i] != '\t' && s[i] != '\r' && s[i] != '\n');
+        }
+    } while (depth > 0 && i < len);
+    return i;
 }
 
-static struct message *build(const char *channel, size_t channel_len, const char *event,
-                             json_t *data, int64_t now_ms, struct event_ids *ids)
+static size_t skip_ws(const char *s, size_t len, size_t i)
 {
-    char id[32];
-    json_t *obj = json_object();
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i;
+}
+
+struct span {
+    size_t start, end;
+};
+
+/* The text of the k-th member's value of the object at s[i] (jansson keeps members in the
+ * order of the text, so k comes from iterating the parsed object: escaped keys need no
+ * decoding here). */
+static struct span member_value(const char *s, size_t len, size_t i, size_t k)
+{
+    i = skip_ws(s, len, i) + 1; /* past '{' */
+    for (size_t m = 0;; m++) {
+        size_t v;
+
+        i = skip_ws(s, len, i);
+        i = value_end(s, len, i);   /* the key */
+        i = skip_ws(s, len, i) + 1; /* past ':' */
+        v = skip_ws(s, len, i);
+        i = value_end(s, len, v);
+        if (m == k)
+            return (struct span){v, i};
+        i = skip_ws(s, len, i) + 1; /* past ',' */
+    }
+}
+
+/* Copies s[sp) without whitespace outside strings; returns the length. dst NULL: count. */
+static size_t compact(char *dst, const char *s, struct span sp)
+{
+    size_t n = 0;
+
+    for (size_t i = sp.start; i < sp.end; i++) {
+        char c = s[i];
+
+        if (c == '"') {
+            size_t j = i + 1;
+
+            while (s[j] != '"')
+                j += s[j] == '\\' ? 2 : 1;
+            if (dst)
+                memcpy(dst + n, s + i, j + 1 - i);
+            n += j + 1 - i;
+            i = j;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            if (dst)
+                dst[n] = c;
+            n++;
+        }
+    }
+    return n;
+}
+
+static size_t member_index(json_t *obj, const char *key)
+{
+    size_t k = 0;
+
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it), k++)
+        if (!strcmp(json_object_iter_key(it), key))
+            return k;
+    return (size_t)-1;
+}
+
+/* {"type":"event","channel":C[,"event":E],"id":I,"ts":T,"data":D} with E and D copied
+ * (compacted) from text. */
+static struct message *build(const char *channel, size_t channel_len, const char *text,
+                             const struct span *event, struct span data, int64_t now_ms,
+                             struct event_ids *ids)
+{
+    char id[32], head[512], tail[64];
+    size_t hn, tn, en = event ? compact(NULL, text, *event) : 0, dn = compact(NULL, text, data);
     struct message *m;
+    char *p;
 
     next_id(ids, id, sizeof(id));
-    json_object_set_new(obj, "type", json_string("event"));
-    json_object_set_new(obj, "channel", json_stringn(channel, channel_len));
+    hn = (size_t)snprintf(head, sizeof(head), "{\"type\":\"event\",\"channel\":\"%.*s\"%s",
+                          (int)channel_len, channel, event ? ",\"event\":" : "");
+    tn = (size_t)snprintf(tail, sizeof(tail), ",\"id\":\"%s\",\"ts\":%lld,\"data\":", id,
+                          (long long)now_ms);
+    m = message_alloc(channel, channel_len, hn + en + tn + dn + 1);
+    p = message_json(m);
+    memcpy(p, head, hn);
+    p += hn;
     if (event)
-        json_object_set_new(obj, "event", json_string(event));
-    json_object_set_new(obj, "id", json_string(id));
-    json_object_set_new(obj, "ts", json_integer(now_ms));
-    json_object_set(obj, "data", data);
-    m = serialize(obj, channel, channel_len);
-    json_decref(obj);
+        p += compact(p, text, *event);
+    memcpy(p, tail, tn);
+    p += tn;
+    p += compact(p, text, data);
+    *p = '}';
+    message_seal(m);
     m->ts_ms = now_ms;
     memcpy(m->id, id, strlen(id) + 1);
     return m;
@@ -128,6 +232,11 @@ int event_parse_publish(const char *body, size_t len, int64_t now_ms, struct eve
 
     *out = NULL;
     *n = 0;
+    if (root && memchr(body, '\0', len)) { /* jansson stops at a NUL; JSON has none */
+        json_decref(root);
+        set_err(err, errlen, "invalid JSON: a NUL byte");
+        return -1;
+    }
     if (!root) {
         set_err(err, errlen, "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);
         return -1;
@@ -154,14 +263,25 @@ int event_parse_publish(const char *body, size_t len, int64_t now_ms, struct eve
         set_err(err, errlen, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < count; i++) {
-        json_t *item = json_is_array(root) ? json_array_get(root, i) : root;
-        json_t *ch = json_object_get(item, "channel");
-        json_t *ev = json_object_get(item, "event");
+    {
+        size_t pos = skip_ws(body, len, 0);
+        size_t item_start = json_is_array(root) ? skip_ws(body, len, pos + 1) : pos;
 
-        (*out)[i] =
-            build(json_string_value(ch), json_string_length(ch), ev ? json_string_value(ev) : NULL,
-                  json_object_get(item, "data"), now_ms, ids);
+        for (size_t i = 0; i < count; i++) {
+            json_t *item = json_is_array(root) ? json_array_get(root, i) : root;
+            json_t *ch = json_object_get(item, "channel");
+            size_t ek = json_object_get(item, "event") ? member_index(item, "event") : (size_t)-1;
+            struct span event = {0, 0}, data;
+
+            if (ek != (size_t)-1)
+                event = member_value(body, len, item_start, ek);
+            data = member_value(body, len, item_start, member_index(item, "data"));
+            (*out)[i] = build(json_string_value(ch), json_string_length(ch), body,
+                              ek != (size_t)-1 ? &event : NULL, data, now_ms, ids);
+            /* next item: past this object and the comma */
+            item_start = skip_ws(body, len, value_end(body, len, item_start));
+            item_start = skip_ws(body, len, item_start + 1);
+        }
     }
     *n = count;
     json_decref(root);
@@ -174,12 +294,28 @@ fail:
 struct message *event_build_raw(const char *channel, const char *event, const char *data_json,
                                 int64_t now_ms, struct event_ids *ids)
 {
-    json_t *data = json_loads(data_json, JSON_DECODE_ANY, NULL);
-    struct message *m;
+    size_t dlen = strlen(data_json);
+    char ev[EVENT_NAME_MAX + 3];
+    struct span es, ds = {0, dlen};
+    json_t *check = json_loads(data_json, JSON_DECODE_ANY, NULL);
 
-    if (!data)
+    if (!check) /* hub-made data: valid by construction; never trust it blindly */
         return NULL;
-    m = build(channel, strlen(channel), event, data, now_ms, ids);
-    json_decref(data);
-    return m;
+    json_decref(check);
+    snprintf(ev, sizeof(ev), "\"%s\"", event); /* hub-made event names need no escaping */
+    es = (struct span){0, strlen(ev)};
+    {
+        /* the event literal and the data live in two buffers: join them for build() */
+        char *text = malloc(es.end + dlen + 1);
+        struct message *m;
+
+        if (!text)
+            return NULL;
+        memcpy(text, ev, es.end);
+        memcpy(text + es.end, data_json, dlen + 1);
+        ds = (struct span){es.end, es.end + dlen};
+        m = build(channel, strlen(channel), text, &es, ds, now_ms, ids);
+        free(text);
+        return m;
+    }
 }

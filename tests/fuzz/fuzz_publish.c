@@ -5,6 +5,8 @@
 #include "message.h"
 #include "redis_wire.h"
 
+#include <jansson.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     event_ids_init(&ids, 42);
     if (event_parse_publish((const char *)data, size, 1764150000123, &ids, &msgs, &n, err,
                             sizeof(err)) == 0) {
+        /* every frame is valid JSON whose data and event equal the published ones: the
+         * frame is written from the body's text, so check it against jansson's reading */
+        json_t *root = json_loadb((const char *)data, size, 0, NULL);
+
+        for (size_t i = 0; i < n; i++) {
+            json_t *item = json_is_array(root) ? json_array_get(root, i) : root;
+            json_t *frame = json_loadb(message_json(msgs[i]), msgs[i]->json_len, 0, NULL);
+
+            if (!frame ||
+                !json_equal(json_object_get(frame, "data"), json_object_get(item, "data")))
+                abort();
+            if (json_object_get(item, "event") &&
+                !json_equal(json_object_get(frame, "event"), json_object_get(item, "event")))
+                abort();
+            if (memchr(message_json(msgs[i]), '\n', msgs[i]->json_len)) /* the wire needs that */
+                abort();
+            json_decref(frame);
+        }
+        json_decref(root);
         struct check c = {.msgs = msgs, .n = n};
         char *payload = redis_wire_events(msgs, n, &len);
 

@@ -84,11 +84,11 @@ static void single_event_frame(void **state)
     assert_true(m->id[0] != '\0');
     assert_int_equal(atomic_load(&m->refs), 1);
 
-    /* the exact frame: keys in order, compact, data as published */
+    /* the exact frame: keys in order, compact, data as published (escapes kept) */
     snprintf(want, sizeof(want),
              "{\"type\":\"event\",\"channel\":\"orders\",\"event\":\"created\",\"id\":\"%s\","
              "\"ts\":%" PRId64 ",\"data\":{\"order\":42,\"items\":[\"a\",\"b\"],"
-             "\"nested\":{\"x\":null},\"s\":\"caf\xc3\xa9\"}}",
+             "\"nested\":{\"x\":null},\"s\":\"caf\\u00e9\"}}",
              m->id, NOW);
     assert_string_equal(message_json(m), want);
     snprintf(prefix, sizeof(prefix),
@@ -110,6 +110,51 @@ static void single_event_frame(void **state)
     assert_string_equal(json_string_value(json_object_get(data, "s")), "caf\xc3\xa9");
     json_decref(root);
     parsed_free(&p);
+}
+
+/* Numbers and strings reach clients as the publisher wrote them (jansson would print 23.1 as
+ * 23.100000000000001); only whitespace outside strings goes. */
+static void data_keeps_the_publishers_text(void **state)
+{
+    const char *body = "[ {\"data\" : { \"x\" : 23.1 , \"big\": 1e5,\n \"s\": \"a b\\\" }\" ,"
+                       " \"n\":-0.0 } , \"channel\":\"a\"} ,\n {\"channel\":\"b\",\"d\\u0061ta\":[ 1 ,2 ]} ]";
+    struct event_ids ids;
+    struct parsed p;
+    char want[256];
+
+    (void)state;
+    event_ids_init(&ids, 1);
+    parse(&p, body, &ids);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.n, 2);
+    snprintf(want, sizeof(want),
+             "{\"type\":\"event\",\"channel\":\"a\",\"id\":\"%s\",\"ts\":%" PRId64
+             ",\"data\":{\"x\":23.1,\"big\":1e5,\"s\":\"a b\\\" }\",\"n\":-0.0}}",
+             p.out[0]->id, NOW);
+    assert_string_equal(message_json(p.out[0]), want);
+    snprintf(want, sizeof(want),
+             "{\"type\":\"event\",\"channel\":\"b\",\"id\":\"%s\",\"ts\":%" PRId64
+             ",\"data\":[1,2]}",
+             p.out[1]->id, NOW);
+    assert_string_equal(message_json(p.out[1]), want);
+    parsed_free(&p);
+}
+
+/* Found by fuzz_publish: jansson accepted a body with a NUL byte after a literal, and the
+ * frame scanner then never advanced. A NUL is never valid JSON: 400. */
+static void nul_byte_is_refused(void **state)
+{
+    static const char body[] = "{\"channel\":\"a\",\"data\":[null\0,true]}";
+    struct event_ids ids;
+    struct parsed p;
+
+    (void)state;
+    event_ids_init(&ids, 1);
+    parse_len(&p, body, sizeof(body) - 1, &ids);
+    assert_int_equal(p.rc, -1);
+    assert_null(p.out);
+    assert_int_equal(p.n, 0);
+    assert_non_null(strstr(p.err, "NUL"));
 }
 
 static void event_absent_when_not_given(void **state)
@@ -421,6 +466,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(single_event_frame),
+        cmocka_unit_test(data_keeps_the_publishers_text),
+        cmocka_unit_test(nul_byte_is_refused),
         cmocka_unit_test(event_absent_when_not_given),
         cmocka_unit_test(data_of_any_type),
         cmocka_unit_test(batch_order_and_distinct_ids),
