@@ -116,8 +116,9 @@ static void single_event_frame(void **state)
  * 23.100000000000001); only whitespace outside strings goes. */
 static void data_keeps_the_publishers_text(void **state)
 {
-    const char *body = "[ {\"data\" : { \"x\" : 23.1 , \"big\": 1e5,\n \"s\": \"a b\\\" }\" ,"
-                       " \"n\":-0.0 } , \"channel\":\"a\"} ,\n {\"channel\":\"b\",\"d\\u0061ta\":[ 1 ,2 ]} ]";
+    const char *body =
+        "[ {\"data\" : { \"x\" : 23.1 , \"big\": 1e5,\n \"s\": \"a b\\\" }\" ,"
+        " \"n\":-0.0 } , \"channel\":\"a\"} ,\n {\"channel\":\"b\",\"d\\u0061ta\":[ 1 ,2 ]} ]";
     struct event_ids ids;
     struct parsed p;
     char want[256];
