@@ -53,6 +53,16 @@ static inline size_t message_wire_len(const struct message *m)
 struct message *message_clone(const struct message *m);
 struct message *message_ref(struct message *m); /* returns m, holding one more reference */
 void message_unref(struct message **pm);        /* frees on the last one; sets *pm to NULL */
+/* n more references in one atomic add; and giving back n that were not used, which must not
+ * be the last ones (the caller still holds one). */
+static inline void message_ref_n(struct message *m, unsigned n)
+{
+    atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+}
+static inline void message_release_n(struct message *m, unsigned n)
+{
+    atomic_fetch_sub_explicit(&m->refs, n, memory_order_release);
+}
 
 /* Writes the header of an unmasked server text frame of len bytes ending at end (the header
  * occupies end - return .. end). Returns the header length (2, 4 or 10). */

@@ -33,12 +33,12 @@ void session_free(struct session *s)
     free(s);
 }
 
-int session_enqueue(struct session *s, struct message *msg)
+int session_push(struct session *s, struct message *msg)
 {
     size_t len = message_wire_len(msg);
 
     if (session_is_closing(s))
-        return 0;
+        return 1;
     if (s->q_bytes + len > s->lim->send_queue_bytes)
         return -1;
     if (s->q_len == s->q_cap) {
@@ -52,10 +52,19 @@ int session_enqueue(struct session *s, struct message *msg)
         s->q_head = 0;
         s->q_cap = cap;
     }
-    s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = message_ref(msg);
+    s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = msg;
     s->q_len++;
     s->q_bytes += len;
     return 0;
+}
+
+int session_enqueue(struct session *s, struct message *msg)
+{
+    int rc = session_push(s, message_ref(msg));
+
+    if (rc != 0)
+        message_unref(&msg);
+    return rc < 0 ? -1 : 0;
 }
 
 struct message *session_front(const struct session *s)

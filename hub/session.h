@@ -51,6 +51,10 @@ void session_free(struct session *s);
  * byte budget (nothing taken): the caller then closes with 1013 (slow consumer). A closing
  * session takes nothing and returns 0. */
 int session_enqueue(struct session *s, struct message *msg);
+/* Like session_enqueue, but consumes a reference the caller already holds, and only when it
+ * returns 0 (queued); 1: closing, -1: over the budget (the caller keeps its reference). Fan-out
+ * takes all its references in one atomic add (message_ref_n) and pushes them. */
+int session_push(struct session *s, struct message *msg);
 /* The oldest queued message (borrowed), or NULL. */
 struct message *session_front(const struct session *s);
 /* Releases the oldest queued message. */

@@ -174,26 +174,38 @@ static void reply(struct plane *p, struct ws_conn *c, struct message *msg)
     message_unref(&msg);
 }
 
-/* Fan-out of one event to this plane's subscribers of its channel. */
+/* Fan-out of one event to this plane's subscribers of its channel: one atomic add for all
+ * the queue references, one more to give back the ones not used. */
 static void deliver(struct plane *p, struct message *msg)
 {
-    uint32_t n;
+    uint32_t n, unused = 0;
     const struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
 
+    if (!n)
+        return;
+    message_ref_n(msg, n);
     for (uint32_t i = 0; i < n; i++) {
         struct ws_conn *c = m[i].member;
+        int was_empty = c->s->q_len == 0;
+        int rc = session_push(c->s, msg);
 
-        if (session_is_closing(c->s)) {
+        if (rc == 0) {
+            if (was_empty)
+                lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        unused++;
+        if (rc > 0) {
             metrics_add(&metrics.dropped[DROP_CLOSING], 1);
             continue;
         }
-        if (send_msg(c, msg) < 0) {
-            metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
-            log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
-                     (unsigned long long)c->s->id, c->s->q_bytes);
-            cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, CUT_GRACE_SECS);
-        }
+        metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
+        log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
+                 (unsigned long long)c->s->id, c->s->q_bytes);
+        cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, CUT_GRACE_SECS);
     }
+    if (unused)
+        message_release_n(msg, unused);
 }
 
 static void finish_drain(struct plane *p)
