@@ -5,7 +5,8 @@
  * is due at start + k * batch / rate; when the schedule is more than 100 ms behind (the hub
  * answers slowly, every connection is busy), the missed requests are skipped and counted,
  * never sent as a burst. --saturate writes a new request as soon as a connection is free.
- * An answer other than 202 is an error: counted by status, the first one kept for the report.
+ * An answer other than 202 (nchan: 200-202) is an error: counted by status, the first one
+ * kept for the report.
  * Counters are single-writer atomics (this thread writes, the progress line reads). */
 #include "bench_pub.h"
 
@@ -127,6 +128,12 @@ static size_t channel_name(const struct pub_config *cfg, unsigned k, char *out, 
     return n < 0 ? 0 : (size_t)n;
 }
 
+/* Bytes an event spends outside its "data": {"channel":"NAME","data":...} */
+static size_t wrapper_size(size_t name_len)
+{
+    return strlen("{\"channel\":\"\",\"data\":}") + name_len;
+}
+
 size_t pub_min_size(const struct pub_config *cfg)
 {
     char name[160];
@@ -138,14 +145,27 @@ size_t pub_min_size(const struct pub_config *cfg)
 
 /* --- requests ------------------------------------------------------------------------------- */
 
-/* Writes one event of cfg.size bytes (more only if the fields alone are longer) at out. */
+/* Writes one event of cfg.size bytes (more only if the fields alone are longer) at out. For
+ * nchan, only its "data" object, as long as it would be inside that event. */
 static size_t write_event(struct publisher *p, char *out, const char *chan, int64_t t, uint64_t seq)
 {
-    int n = sprintf(out, "{\"channel\":\"%s\",\"data\":{\"t\":%lld,\"s\":%llu,\"p\":\"", chan,
-                    (long long)t, (unsigned long long)seq);
-    size_t used = (size_t)n + 3; /* and "}} */
-    size_t pad = p->cfg.size > used ? p->cfg.size - used : 0;
+    int n;
+    size_t used, pad;
 
+    if (p->cfg.is_nchan) {
+        size_t size = p->cfg.size - wrapper_size(strlen(chan)); /* >= pub_min_size */
+
+        n = sprintf(out, "{\"t\":%lld,\"s\":%llu,\"p\":\"", (long long)t, (unsigned long long)seq);
+        used = (size_t)n + 2; /* and "} */
+        pad = size > used ? size - used : 0;
+        memcpy(out + n, p->pad, pad);
+        memcpy(out + n + pad, "\"}", 2);
+        return used + pad;
+    }
+    n = sprintf(out, "{\"channel\":\"%s\",\"data\":{\"t\":%lld,\"s\":%llu,\"p\":\"", chan,
+                (long long)t, (unsigned long long)seq);
+    used = (size_t)n + 3; /* and "}} */
+    pad = p->cfg.size > used ? p->cfg.size - used : 0;
     memcpy(out + n, p->pad, pad);
     memcpy(out + n + pad, "\"}}", 3);
     return used + pad;
@@ -172,13 +192,22 @@ static int build_request(struct publisher *p, struct pconn *pc)
     }
     if (cfg->batch > 1)
         p->body[len++] = ']';
-    hl = snprintf(head, sizeof(head),
-                  "POST %s HTTP/1.1\r\n"
-                  "Host: %s\r\n"
-                  "Content-Type: application/json\r\n"
-                  "Content-Length: %zu\r\n"
-                  "\r\n",
-                  cfg->path, cfg->host, len);
+    if (cfg->is_nchan)
+        hl = snprintf(head, sizeof(head),
+                      "POST %s%cid=%s HTTP/1.1\r\n"
+                      "Host: %s\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n"
+                      "\r\n",
+                      cfg->path, strchr(cfg->path, '?') ? '&' : '?', chan, cfg->host, len);
+    else
+        hl = snprintf(head, sizeof(head),
+                      "POST %s HTTP/1.1\r\n"
+                      "Host: %s\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n"
+                      "\r\n",
+                      cfg->path, cfg->host, len);
     need = (size_t)hl + len;
     if (need > pc->out_cap) {
         free(pc->out);
@@ -286,13 +315,18 @@ static void send_request(struct publisher *p, struct pconn *pc)
     flush(p, pc);
 }
 
+bool pub_is_accepted(const struct publisher *p, unsigned status)
+{
+    return status == 202 || (p->cfg.is_nchan && (status == 200 || status == 201));
+}
+
 static void on_answer(struct publisher *p, struct pconn *pc)
 {
     int64_t rtt = (mono_ns() - pc->sent_ns) / 1000;
 
     hist_record(&p->rtt, rtt > 0 ? (uint64_t)rtt : 0);
     add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
-    if (pc->status == 202) {
+    if (pc->status > 0 && pub_is_accepted(p, (unsigned)pc->status)) {
         add(&p->ctr[CTR(requests_ok)], 1);
         add(&p->ctr[CTR(events_acked)], pc->events);
         add(&p->acked[pc->chan], pc->events);
@@ -360,7 +394,8 @@ static void on_readable(struct publisher *p, struct pconn *pc)
         buf = pc->in + head;
         n = (ssize_t)(pc->in_len - head);
     }
-    if (pc->status != 202 && pc->body_len < sizeof(pc->body)) {
+    if ((pc->status <= 0 || !pub_is_accepted(p, (unsigned)pc->status)) &&
+        pc->body_len < sizeof(pc->body)) {
         size_t k = sizeof(pc->body) - pc->body_len;
 
         k = (size_t)n < k ? (size_t)n : k;

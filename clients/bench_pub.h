@@ -32,11 +32,15 @@ struct pub_config {
      * pub_set_delivered() last said. */
     uint64_t max_backlog_frames;
     double frames_per_event; /* subscribers per channel, on average */
+    /* --peer nchan: POST path?id=CHANNEL with the event's "data" object alone as the body
+     * (padded so that the event it stands for still has `size` bytes), batch 1 only; 200, 201
+     * and 202 all mean accepted. */
+    bool is_nchan;
 };
 
 struct pub_counters {
     uint64_t requests;        /* written */
-    uint64_t requests_ok;     /* answered 202 */
+    uint64_t requests_ok;     /* accepted: answered 202 (nchan: 200, 201 or 202) */
     uint64_t requests_failed; /* answered otherwise, or lost with their connection */
     uint64_t events_sent;
     uint64_t events_acked; /* in requests answered 202: the events the hub took */
@@ -74,6 +78,7 @@ void pub_join(struct publisher *p);
 void pub_snapshot(struct publisher *p, struct pub_counters *c);
 uint64_t pub_acked_on(struct publisher *p, unsigned channel); /* events acked on channel k */
 uint64_t pub_status_count(struct publisher *p, unsigned status);
+bool pub_is_accepted(const struct publisher *p, unsigned status); /* the status means taken */
 void pub_first_error(struct publisher *p, char *out, size_t len);
 /* Adds the request round trips (microseconds) to out. After pub_join() only. */
 void pub_round_trips(struct publisher *p, struct hist *out);

@@ -314,14 +314,15 @@ static void start_one(struct sub_thread *th)
     ws_make_key(c->key, (const uint8_t *)r);
     channel_of(cfg, c->gidx, chan, sizeof(chan));
     len = snprintf(req, sizeof(req),
-                   "GET %s%cchannels=%s HTTP/1.1\r\n"
+                   "GET %s%c%s=%s HTTP/1.1\r\n"
                    "Host: %s\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
                    "\r\n",
-                   cfg->path, strchr(cfg->path, '?') ? '&' : '?', chan, cfg->host, c->key);
+                   cfg->path, strchr(cfg->path, '?') ? '&' : '?', cfg->is_nchan ? "id" : "channels",
+                   chan, cfg->host, c->key);
     if (len < 0 || (size_t)len >= sizeof(req) || reserve(&c->out, &c->out_cap, (size_t)len) < 0) {
         conn_end(th, c, SUB_CLOSE_SLOTS, "handshake request too long");
         return;
@@ -350,6 +351,7 @@ static int start_some(struct sub_thread *th)
 }
 
 static void consume(struct sub_thread *th, struct conn *c, size_t len, int64_t now);
+static void on_subscribed(struct sub_thread *th, struct conn *c);
 
 static void on_connected(struct sub_thread *th, struct conn *c)
 {
@@ -415,6 +417,8 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
     c->state = CONN_OPEN;
     ctr_add(th, CTR(opened), 1);
     ctr_add(th, CTR(open_now), 1);
+    if (th->g->cfg.is_nchan)
+        on_subscribed(th, c); /* nchan subscribes before it answers 101, and says no more */
     rest = c->in_len - hlen;
     if (rest) {
         /* frames that came with the answer (the welcome, often) */
@@ -431,6 +435,18 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
 
 /* --- receiving ------------------------------------------------------------------------------ */
 
+static void on_subscribed(struct sub_thread *th, struct conn *c)
+{
+    if (c->is_subscribed)
+        return;
+    c->is_subscribed = true;
+    ctr_add(th, CTR(subscribed), 1);
+    if (c->is_pending) {
+        c->is_pending = false;
+        th->pending--;
+    }
+}
+
 static void on_message(struct sub_thread *th, struct conn *c, const uint8_t *p, size_t len,
                        int64_t now)
 {
@@ -438,7 +454,7 @@ static void on_message(struct sub_thread *th, struct conn *c, const uint8_t *p, 
     struct sub_group *g = th->g;
     char why[SUB_ERROR_LEN];
 
-    switch (ws_msg_type(s, len)) {
+    switch (g->cfg.is_nchan ? WS_MSG_EVENT : ws_msg_type(s, len)) {
     case WS_MSG_EVENT: {
         int64_t t, lat;
         uint64_t seq;
@@ -460,16 +476,7 @@ static void on_message(struct sub_thread *th, struct conn *c, const uint8_t *p, 
             hist_record(&th->meas, (uint64_t)lat);
         break;
     }
-    case WS_MSG_SUBSCRIBED:
-        if (!c->is_subscribed) {
-            c->is_subscribed = true;
-            ctr_add(th, CTR(subscribed), 1);
-            if (c->is_pending) {
-                c->is_pending = false;
-                th->pending--;
-            }
-        }
-        break;
+    case WS_MSG_SUBSCRIBED: on_subscribed(th, c); break;
     case WS_MSG_ERROR:
         if (!c->is_subscribed) {
             snprintf(why, sizeof(why), "the hub answered %.*s", (int)(len < 150 ? len : 150), s);

@@ -9,6 +9,7 @@
 #include "bench_hist.h"
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -34,6 +35,10 @@ struct sub_config {
     double connect_rate;           /* connections per second for this group; 0: as fast as it can */
     const struct sockaddr_in *src; /* --source-ips, indexed by subscriber % n_src; may be NULL */
     unsigned n_src;
+    /* --peer nchan: GET path?id=CHANNEL (not channels=), the 101 counts as subscribed (nchan
+     * sends no welcome or subscribed), and every text message is an event: the publisher's
+     * body as it was, carrying "t" and "s". */
+    bool is_nchan;
 };
 
 /* Sums over the group; every count only grows except open_now. Plain data, so that a worker

@@ -21,6 +21,12 @@
  * when a report arrives. Publishing, receiving and the hub share this machine's CPUs: the
  * summary shows the bench's own CPU next to the hub's so that a saturated bench is visible.
  *
+ * --peer nchan points the same run at nginx + nchan (tests/bench/compare): subscribers on
+ * PATH?id=CHANNEL count as subscribed at the 101 and take every text message as an event, the
+ * publisher POSTs the event's data object alone to PATH?id=CHANNEL and takes 200-202. --peer
+ * node is Herald's own protocol (tests/bench/peers/node speaks it); herald is the default.
+ * --subscribers 0 measures publishing alone.
+ *
  * Exit status: 0 the run completed (with or without loss), 1 the hub was unreachable (before,
  * or after the run: the summary is printed first) or the connect phase failed, 2 bad usage,
  * 130 interrupted (after printing what was measured). */
@@ -64,8 +70,13 @@
 
 /* --- options -------------------------------------------------------------------------------- */
 
+enum peer { PEER_HERALD, PEER_NCHAN, PEER_NODE };
+
+static const char *const peer_names[] = {"herald", "nchan", "node"};
+
 struct options {
     const char *ws, *api;
+    enum peer peer;
     unsigned subscribers;
     const char *channel;
     unsigned channels;
@@ -94,8 +105,13 @@ static void usage(FILE *f)
         "Target:\n"
         "  --ws URL              WebSocket endpoint [%s]\n"
         "  --api URL             publish endpoint [%s]\n"
+        "  --peer KIND           herald, node (a server speaking Herald's protocol: the same)\n"
+        "                        or nchan: subscribers on --ws?id=CHANNEL, subscribed at the\n"
+        "                        101, every text message an event; the publisher POSTs the\n"
+        "                        data object alone to --api?id=CHANNEL (batch 1), 200-202 OK\n"
+        "                        [herald]\n"
         "Subscribers:\n"
-        "  --subscribers N       WebSocket connections [100]\n"
+        "  --subscribers N       WebSocket connections; 0: publish only [100]\n"
         "  --channel NAME        channel [bench]\n"
         "  --channels K          spread subscribers over K channels NAME-0..NAME-(K-1) [1: NAME]\n"
         "  --threads T           receiver threads per process, each with its own epoll\n"
@@ -175,6 +191,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     enum {
         O_WS = 256,
         O_API,
+        O_PEER,
         O_SUBS,
         O_CHANNEL,
         O_CHANNELS,
@@ -201,6 +218,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     static const struct option longopts[] = {
         {"ws", required_argument, NULL, O_WS},
         {"api", required_argument, NULL, O_API},
+        {"peer", required_argument, NULL, O_PEER},
         {"subscribers", required_argument, NULL, O_SUBS},
         {"channel", required_argument, NULL, O_CHANNEL},
         {"channels", required_argument, NULL, O_CHANNELS},
@@ -251,7 +269,17 @@ static void parse_options(int argc, char **argv, struct options *o)
         switch (c) {
         case O_WS: o->ws = optarg; break;
         case O_API: o->api = optarg; break;
-        case O_SUBS: o->subscribers = parse_uint("subscribers", optarg, 1, 10000000); break;
+        case O_PEER:
+            if (strcmp(optarg, "herald") == 0)
+                o->peer = PEER_HERALD;
+            else if (strcmp(optarg, "nchan") == 0)
+                o->peer = PEER_NCHAN;
+            else if (strcmp(optarg, "node") == 0)
+                o->peer = PEER_NODE;
+            else
+                die_usage("--peer: '%s' is not herald, nchan or node", optarg);
+            break;
+        case O_SUBS: o->subscribers = parse_uint("subscribers", optarg, 0, 10000000); break;
         case O_CHANNEL: o->channel = optarg; break;
         case O_CHANNELS: o->channels = parse_uint("channels", optarg, 1, 1000000); break;
         case O_RATE:
@@ -296,8 +324,10 @@ static void parse_options(int argc, char **argv, struct options *o)
         strspn(o->channel, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:") !=
             strlen(o->channel))
         die_usage("--channel: 1 to 120 characters of A-Z a-z 0-9 _ - . :");
+    if (o->peer == PEER_NCHAN && o->batch > 1)
+        die_usage("--batch: nchan takes one message per request");
     if (o->procs > o->subscribers)
-        o->procs = o->subscribers;
+        o->procs = o->subscribers > 0 ? o->subscribers : 1;
 }
 
 /* --- addresses ------------------------------------------------------------------------------ */
@@ -1053,6 +1083,7 @@ static int publish_phase(struct run *r)
         .rate = o->rate,
         .max_backlog_frames = (uint64_t)o->max_backlog * o->subscribers,
         .frames_per_event = (double)o->subscribers / o->channels,
+        .is_nchan = o->peer == PEER_NCHAN,
     };
     static struct hist live, live_prev, delta;
     struct sub_counters c, c_prev;
@@ -1261,10 +1292,11 @@ static void report_text(FILE *f, struct run *r, const struct summary *s)
     const struct sub_counters *c = &r->final;
     uint64_t closes = closes_total(c);
 
-    fprintf(f, "herald-bench %s: %u subscribers on %u channel%s (%u process%s x %u thread%s)\n",
+    fprintf(f, "herald-bench %s: %u subscribers on %u channel%s (%u process%s x %u thread%s)%s%s\n",
             HERALD_VERSION, o->subscribers, o->channels, o->channels > 1 ? "s" : "",
             r->w.procs ? r->w.procs : 1, r->w.procs > 1 ? "es" : "", o->threads,
-            o->threads > 1 ? "s" : "");
+            o->threads > 1 ? "s" : "", o->peer != PEER_HERALD ? ", --peer " : "",
+            o->peer != PEER_HERALD ? peer_names[o->peer] : "");
     if (o->rate > 0)
         fprintf(f, "  load       --rate %g events/s", o->rate);
     else
@@ -1276,8 +1308,9 @@ static void report_text(FILE *f, struct run *r, const struct summary *s)
             r->connect_s, o->subscribers / r->connect_s);
     fprintf(f,
             "  published  %.0f events/s accepted in the window; %" PRIu64 " events in %" PRIu64
-            " requests, %" PRIu64 " answered 202, %" PRIu64 " failed",
-            s->published_per_s, p->events_sent, p->requests, p->requests_ok, p->requests_failed);
+            " requests, %" PRIu64 " %s, %" PRIu64 " failed",
+            s->published_per_s, p->events_sent, p->requests, p->requests_ok,
+            o->peer == PEER_NCHAN ? "accepted (200-202)" : "answered 202", p->requests_failed);
     if (p->events_skipped)
         fprintf(f, ", %" PRIu64 " events skipped (publisher behind schedule)", p->events_skipped);
     if (p->unanswered)
@@ -1288,7 +1321,7 @@ static void report_text(FILE *f, struct run *r, const struct summary *s)
     if (p->requests_failed) {
         fprintf(f, "  errors     by status:");
         for (unsigned st = 0; st < PUB_STATUS_MAX; st++) {
-            uint64_t n = st == 202 ? 0 : pub_status_count(r->pub, st);
+            uint64_t n = pub_is_accepted(r->pub, st) ? 0 : pub_status_count(r->pub, st);
 
             if (n)
                 fprintf(f, " %s%u: %" PRIu64, st ? "" : "no answer/", st, n);
@@ -1352,12 +1385,13 @@ static void report_json(FILE *f, struct run *r, const struct summary *s)
     bool first = true;
 
     fprintf(f,
-            "{\"version\":\"%s\",\"subscribers\":%u,\"channels\":%u,\"procs\":%u,\"threads\":%u,"
-            "\"mode\":\"%s\",\"rate\":%g,\"inflight\":%u,\"batch\":%u,\"size\":%u,"
-            "\"warmup_s\":%g,\"window_s\":%.3f,\"interrupted\":%s",
-            HERALD_VERSION, o->subscribers, o->channels, r->w.procs ? r->w.procs : 1, o->threads,
-            o->rate > 0 ? "rate" : "saturate", o->rate, o->inflight, o->batch, o->size, o->warmup,
-            s->window_s, r->is_interrupted ? "true" : "false");
+            "{\"version\":\"%s\",\"peer\":\"%s\",\"subscribers\":%u,\"channels\":%u,\"procs\":%u,"
+            "\"threads\":%u,\"mode\":\"%s\",\"rate\":%g,\"inflight\":%u,\"batch\":%u,"
+            "\"size\":%u,\"warmup_s\":%g,\"window_s\":%.3f,\"interrupted\":%s",
+            HERALD_VERSION, peer_names[o->peer], o->subscribers, o->channels,
+            r->w.procs ? r->w.procs : 1, o->threads, o->rate > 0 ? "rate" : "saturate", o->rate,
+            o->inflight, o->batch, o->size, o->warmup, s->window_s,
+            r->is_interrupted ? "true" : "false");
     fprintf(f, ",\"connect\":{\"seconds\":%.3f,\"per_sec\":%.1f}", r->connect_s,
             o->subscribers / r->connect_s);
     fprintf(f,
@@ -1540,6 +1574,7 @@ int main(int argc, char **argv)
         .connect_rate = o.connect_rate / o.procs,
         .src = r.src,
         .n_src = r.n_src,
+        .is_nchan = o.peer == PEER_NCHAN,
     };
     if (workers_start(&r.w, &sc, o.procs, err, sizeof(err)) < 0) {
         fprintf(stderr, "herald-bench: %s\n", err);
