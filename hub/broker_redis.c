@@ -27,12 +27,15 @@
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BACKOFF_FIRST_MS 100
-#define BACKOFF_CAP_MS 3000
+#define BACKOFF_CAP_MS 1500    /* so a link is back within 2 s of Redis */
 #define SETUP_DEADLINE_MS 2000 /* connect + AUTH + SELECT + SUBSCRIBE */
-#define HEARTBEAT_MS 1000
+#define HEARTBEAT_MS 1000      /* published every second, checked every 250 ms */
+#define HEARTBEAT_CHECK_MS 250
 #define HEARTBEAT_LOST_MS 3000
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
@@ -61,6 +64,8 @@ struct broker_redis {
     struct link sub, pub;
     struct event *ev_heartbeat;
     uint64_t hb_seq;
+    int64_t hb_sent_ms;  /* monotonic: when the last heartbeat was published */
+    uint64_t rng;        /* xorshift64 state for the backoff jitter, seeded per process */
     int64_t hb_heard_ms; /* monotonic: when our own heartbeat last came back */
     bool is_ready;       /* last readiness logged */
 };
@@ -140,6 +145,16 @@ static void link_set_state(struct link *l, enum link_state state, const char *wh
     update_ready(l->r);
 }
 
+/* xorshift64: each hub draws its own jitter (seeded from getrandom), so hubs that lost the
+ * same Redis do not all reconnect at the same instant. */
+static uint64_t next_random(struct broker_redis *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
 /* Down: schedule the next attempt with full jitter over [d/2, d], d doubling from 100 ms. */
 static void link_down(struct link *l, const char *why)
 {
@@ -149,7 +164,7 @@ static void link_down(struct link *l, const char *why)
 
     if (d > BACKOFF_CAP_MS)
         d = BACKOFF_CAP_MS;
-    d = d / 2 + random() % (d / 2 + 1);
+    d = d / 2 + (long)(next_random(l->r) % (uint64_t)(d / 2 + 1));
     link_set_state(l, LINK_DOWN, why);
     l->attempt++;
     event_del(l->ev_deadline);
@@ -244,7 +259,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     if (!reply || !l)
         return; /* the context is being freed */
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis", "SUBSCRIBE refused: %s", reply->str);
+        if (l->attempt == 0) /* once per outage, not per retry */
+            log_error("redis", "SUBSCRIBE refused: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
@@ -271,7 +287,8 @@ static void on_pub_pong(redisAsyncContext *ac, void *reply_, void *privdata)
     if (!reply || !l)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis", "pub link: PING refused: %s", reply->str);
+        if (l->attempt == 0)
+            log_error("redis", "pub link: PING refused: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
@@ -299,7 +316,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     if (!reply || !l)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (l->attempt <= 1)
+        if (l->attempt == 0)
             log_error("redis", "%s link: Redis refused the login or database: %s", l->name,
                       reply->str);
         redisAsyncDisconnect(ac); /* on_disconnect retries with backoff */
@@ -437,7 +454,8 @@ static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (r->pub.state == LINK_UP) {
+    if (r->pub.state == LINK_UP && mono_ms() - r->hb_sent_ms >= HEARTBEAT_MS) {
+        r->hb_sent_ms = mono_ms();
         len = redis_wire_heartbeat(buf, sizeof(buf), r->instance, ++r->hb_seq, wall_ms());
         redisAsyncCommand(r->pub.ac, on_heartbeat_reply, NULL, "PUBLISH %s %b", r->channel, buf,
                           len);
@@ -547,7 +565,8 @@ struct broker *broker_redis_new(struct event_base *base, const char *url, const 
                                 char *err, size_t errlen)
 {
     struct broker_redis *r = xcalloc(1, sizeof(*r));
-    struct timeval hb = {.tv_sec = HEARTBEAT_MS / 1000, .tv_usec = (HEARTBEAT_MS % 1000) * 1000};
+    struct timeval hb = {.tv_sec = HEARTBEAT_CHECK_MS / 1000,
+                         .tv_usec = (HEARTBEAT_CHECK_MS % 1000) * 1000};
 
     if (redis_url_parse(url, &r->url, err, errlen) < 0) {
         free(r);
@@ -557,6 +576,8 @@ struct broker *broker_redis_new(struct event_base *base, const char *url, const 
     r->base.deliver = deliver;
     r->base.deliver_arg = arg;
     r->evb = base;
+    if (getrandom(&r->rng, sizeof(r->rng), 0) != sizeof(r->rng) || !r->rng)
+        r->rng = (uint64_t)wall_ms() * 2654435761u ^ (uint64_t)getpid();
     r->channel = xstrdup(channel);
     r->instance = xstrdup(instance);
     r->hb_heard_ms = mono_ms() - HEARTBEAT_LOST_MS - 1;

@@ -1,0 +1,308 @@
+"""test_redis_cluster.py -- several hubs on one real redis-server: every event published
+through any instance reaches the subscribers of every instance exactly once, complete, and
+in one order; what is on the shared channel is the documented wire format; --publish-rate
+counts cluster-wide."""
+
+import json
+import math
+import threading
+import time
+import unittest
+
+from harness import (HubTestCase, Publisher, T, WS, metrics, publish, recv_many,
+                     unique_channel, wait_until)
+from redislib import Cluster, RedisServer, RedisSubscriber, redis_call
+
+EVENTS = 1000
+PER_HUB = 3  # subscribers on each instance
+
+
+def open_clients(cluster, channels, per_hub=PER_HUB):
+    """per_hub subscribers of channels on every hub; returns [(hub, ws)]."""
+    out = []
+    try:
+        for hub in cluster:
+            for _ in range(per_hub):
+                ws = WS.open(hub, channels=channels)
+                if ws.welcome.get("instance") != hub.instance_id:
+                    raise AssertionError(f"welcome from {hub.instance_id} names instance "
+                                         f"{ws.welcome.get('instance')!r}")
+                out.append((hub, ws))
+    except BaseException:
+        for _, ws in out:
+            ws.abort()
+        raise
+    return out
+
+
+def assert_nothing_more(test, clients, ref="end"):
+    """Exactly once: after the events, the next frame every client gets is our pong."""
+    for ws in clients:
+        ws.send_json({"type": "ping", "ref": ref})
+    tail = recv_many(clients, count=1, timeout=T(10))
+    for n, msgs in enumerate(tail.values()):
+        test.assertEqual(msgs, [{"type": "pong", "ref": ref}],
+                         f"client {n}: something after the expected events")
+
+
+class ClusterDeliveryTest(HubTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.redis = RedisServer().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        super().tearDownClass()
+
+    def test_1000_events_round_robin_through_three_apis_arrive_once_in_order_everywhere(self):
+        ch, other = unique_channel("rr"), unique_channel("rr-other")
+        with Cluster(self.redis, 3) as cluster:
+            pairs = open_clients(cluster, [ch])
+            bystanders = [WS.open(hub, channels=[other]) for hub in cluster]
+            clients = [ws for _, ws in pairs]
+            try:
+                ids, failure = [], []
+
+                def publish_all():
+                    pubs = [Publisher(hub) for hub in cluster]
+                    try:
+                        for i in range(EVENTS):
+                            ids.append(pubs[i % 3].publish_ok(ch, {"seq": i, "via": i % 3}))
+                    except BaseException as e:  # reported below
+                        failure.append(e)
+                    finally:
+                        for p in pubs:
+                            p.close()
+
+                started = time.monotonic()
+                publisher = threading.Thread(target=publish_all, daemon=True)
+                publisher.start()
+                try:
+                    got = recv_many(clients, count=EVENTS, timeout=T(60))
+                finally:
+                    publisher.join(T(60))
+                elapsed = time.monotonic() - started
+                self.assertFalse(publisher.is_alive(), "publisher still running")
+                self.assertEqual(failure, [])
+                self.assertEqual(len(set(ids)), EVENTS, "event ids are not unique")
+                for (hub, ws), msgs in zip(pairs, got.values()):
+                    where = f"subscriber on {hub.instance_id}"
+                    self.assertTrue(all(m.get("type") == "event" and m.get("channel") == ch
+                                        for m in msgs), f"{where}: not all events of {ch}")
+                    seqs = [m["data"]["seq"] for m in msgs]
+                    if seqs != list(range(EVENTS)):
+                        wrong = next(i for i, s in enumerate(seqs) if s != i)
+                        self.fail(f"{where}: event {wrong} has seq {seqs[wrong]}")
+                    self.assertEqual([m["id"] for m in msgs], ids, f"{where}: ids")
+                assert_nothing_more(self, clients + bystanders)
+                print(f"\n[cluster] {EVENTS} events round-robin over 3 hubs x "
+                      f"{len(clients)} subscribers in {elapsed:.2f}s", flush=True)
+            finally:
+                for ws in clients + bystanders:
+                    ws.abort()
+
+    def test_concurrent_publishers_on_three_hubs_one_order_on_every_instance(self):
+        ch = unique_channel("conc")
+        with Cluster(self.redis, 3) as cluster:
+            pairs = open_clients(cluster, [ch], per_hub=2)
+            clients = [ws for _, ws in pairs]
+            try:
+                ids = {0: [], 1: [], 2: []}
+                failure = []
+
+                def publish_from(k):
+                    try:
+                        with Publisher(cluster[k]) as pub:
+                            for i in range(k, EVENTS, 3):
+                                ids[k].append(pub.publish_ok(ch, {"seq": i, "via": k}))
+                    except BaseException as e:
+                        failure.append(e)
+
+                threads = [threading.Thread(target=publish_from, args=(k,), daemon=True)
+                           for k in range(3)]
+                for t in threads:
+                    t.start()
+                try:
+                    got = recv_many(clients, count=EVENTS, timeout=T(60))
+                finally:
+                    for t in threads:
+                        t.join(T(60))
+                self.assertEqual(failure, [])
+                orders = [[m["id"] for m in msgs] for msgs in got.values()]
+                everyone = set(ids[0]) | set(ids[1]) | set(ids[2])
+                self.assertEqual(len(everyone), EVENTS)
+                for (hub, _), order in zip(pairs, orders):
+                    self.assertEqual(set(order), everyone,
+                                     f"subscriber on {hub.instance_id}: not every event")
+                    self.assertEqual(order, orders[0],
+                                     f"subscriber on {hub.instance_id} saw another order than "
+                                     f"the subscriber on {pairs[0][0].instance_id}")
+                # each publisher's own events keep the order of its 202s
+                for k in range(3):
+                    own = [i for i in orders[0] if i in set(ids[k])]
+                    self.assertEqual(own, ids[k], f"events published on hub {k} out of order")
+                assert_nothing_more(self, clients)
+            finally:
+                for ws in clients:
+                    ws.abort()
+
+    def test_batch_crosses_instances_whole_and_in_order(self):
+        ch = unique_channel("batch")
+        with Cluster(self.redis, 2) as cluster:
+            pairs = open_clients(cluster, [ch], per_hub=1)
+            clients = [ws for _, ws in pairs]
+            try:
+                batch = [{"channel": ch, "event": "b", "data": {"seq": i}} for i in range(100)]
+                status, _, body = publish(cluster[0], batch)
+                self.assertEqual(status, 202, body)
+                got = recv_many(clients, count=100, timeout=T(10))
+                for msgs in got.values():
+                    self.assertEqual([m["data"]["seq"] for m in msgs], list(range(100)))
+                    self.assertEqual([m["id"] for m in msgs], body["ids"])
+                assert_nothing_more(self, clients)
+            finally:
+                for ws in clients:
+                    ws.abort()
+
+    def test_awkward_payloads_cross_instances_intact(self):
+        """Tabs, newlines, non-ASCII text, a long channel name, a near-limit event and a
+        pretty-printed body go through the line-and-tab framing on Redis unchanged."""
+        ch = "x" * 100 + ":a.b-c_" + unique_channel("odd")[-12:]
+        payloads = [{"text": "tab\there\nnew line\r\n", "quote": "\"\\"},
+                    {"text": "h\u00e9llo \u2028 \u2029 \U0001f600 end"},
+                    [1, 2.5, None, True, {"nested": ["\t", "\n"]}],
+                    "x" * 60000]
+        with Cluster(self.redis, 2, max_message_bytes=65536) as cluster:
+            ws = WS.open(cluster[1], channels=[ch])
+            try:
+                with Publisher(cluster[0]) as pub:
+                    ids = [pub.publish_ok(ch, data, event="e\tv" if i == 0 else None)
+                           for i, data in enumerate(payloads)]
+                    # a pretty-printed body: newlines and tabs between tokens
+                    pretty = json.dumps({"channel": ch, "data": {"n": 23.1, "list": [1, 2],
+                                                                 "s": "a\tb"}}, indent="\t")
+                    self.assertIn("\n", pretty)
+                    status, _, body = pub.publish(pretty)
+                    self.assertEqual(status, 202, body)
+                    ids.append(body["id"])
+                payloads.append({"n": 23.1, "list": [1, 2], "s": "a\tb"})
+                got = [ws.recv_event(T(5)) for _ in payloads]
+                self.assertEqual([m["id"] for m in got], ids)
+                self.assertEqual([m["data"] for m in got], payloads)
+                self.assertEqual(got[0]["event"], "e\tv")
+                self.assertEqual({m["channel"] for m in got}, {ch})
+                self.assertEqual(ws.request({"type": "ping"}), {"type": "pong"})
+            finally:
+                ws.abort()
+
+    def test_wire_format_on_the_shared_channel(self):
+        """What the hubs put on Redis is redis_wire.h's version 1, and a hub delivers an
+        event record put there by anyone speaking it (another hub, another version);
+        payloads it does not understand are counted and skipped."""
+        ch = unique_channel("wire")
+        with Cluster(self.redis, 2) as cluster:
+            spy = RedisSubscriber(self.redis.port, cluster.channel)
+            ws = WS.open(cluster[1], channels=[ch])
+            try:
+                with Publisher(cluster[0]) as pub:
+                    event_id = pub.publish_ok(ch, {"k": "v"}, event="made")
+                payloads = spy.messages(HEARTBEAT_WINDOW)
+                events = [p for p in payloads if p.startswith(b"H1E\n")]
+                beats = [p for p in payloads if p.startswith(b"H1B\n")]
+                self.assertEqual(len(events), 1, payloads)
+                head, body = events[0].split(b"\n", 1)
+                self.assertTrue(body.endswith(b"\n"))
+                name, _, frame = body[:-1].partition(b"\t")
+                self.assertEqual(name.decode(), ch)
+                frame = json.loads(frame)
+                self.assertEqual((frame["type"], frame["channel"], frame["event"], frame["id"],
+                                  frame["data"]), ("event", ch, "made", event_id, {"k": "v"}))
+                senders = {b.split(b"\n")[1].split(b"\t")[0].decode() for b in beats}
+                self.assertEqual(senders, {h.instance_id for h in cluster},
+                                 "each hub publishes a heartbeat a second")
+                self.assertEqual(ws.recv_event(T(5))["id"], event_id)
+
+                # foreign payloads: unknown kinds and malformed records are skipped, a
+                # well-formed record from another publisher is delivered as it is
+                before = metrics(cluster[1]).get("herald_redis_skipped_payloads_total", 0)
+                foreign = {"type": "event", "channel": ch, "id": "from-elsewhere", "ts": 1,
+                           "data": {"x": 1}}
+                for payload in (b"H9Z\nsomething newer\n", b"not herald at all",
+                                b"H1E\nno-tab-here\n",
+                                b"H1E\n" + ch.encode() + b"\t" +
+                                json.dumps(foreign, separators=(",", ":")).encode() + b"\n"):
+                    redis_call(self.redis.port, "PUBLISH", cluster.channel, payload)
+                got = ws.recv_event(T(5))
+                self.assertEqual(got, foreign)
+                wait_until(lambda: metrics(cluster[1]).get(
+                    "herald_redis_skipped_payloads_total", 0) >= before + 3, T(5),
+                    "three skipped payloads counted")
+                self.assertEqual(ws.request({"type": "ping"}), {"type": "pong"})
+                for hub in cluster:
+                    self.assertTrue(hub.running(), f"{hub.instance_id} died on a foreign payload")
+            finally:
+                spy.close()
+                ws.abort()
+
+
+HEARTBEAT_WINDOW = 1.5  # seconds of listening that include at least one heartbeat per hub
+
+
+class ClusterPublishRateTest(HubTestCase):
+    RATE = 5
+    BURST = 8
+
+    def test_publish_rate_is_counted_across_instances(self):
+        ch = unique_channel("rate")
+        with RedisServer() as redis, Cluster(redis, 2, publish_rate=self.RATE) as cluster:
+            pairs = open_clients(cluster, [ch], per_hub=1)
+            clients = [ws for _, ws in pairs]
+            pubs = [Publisher(hub) for hub in cluster]
+            try:
+                for attempt in range(3):
+                    # start just after a second boundary: Redis counts per wall-clock second
+                    now = time.time()
+                    time.sleep(math.ceil(now) - now + 0.02)
+                    window = math.floor(time.time())
+                    answers = []
+                    for i in range(self.BURST):
+                        status, headers, body = pubs[i % 2].publish(
+                            {"channel": ch, "data": {"n": i, "try": attempt}})
+                        answers.append((status, headers.get("Retry-After"), body))
+                    if math.floor(time.time()) == window:
+                        break
+                    # the burst straddled a boundary (a very slow machine): wait out this
+                    # window and the next so no count is left over, then try again
+                    time.sleep(2.1 - (time.time() - window))
+                else:
+                    self.fail("could not publish 8 times within one second")
+                statuses = [a[0] for a in answers]
+                self.assertEqual(statuses.count(202), self.RATE, answers)
+                self.assertEqual(statuses.count(429), self.BURST - self.RATE, answers)
+                # requests were sequential: the first RATE were taken
+                self.assertEqual(statuses, [202] * self.RATE + [429] * (self.BURST - self.RATE))
+                for status, retry_after, body in answers[self.RATE:]:
+                    self.assertIsNotNone(retry_after, "429 without Retry-After")
+                    self.assertGreaterEqual(int(retry_after), 1)
+                    self.assertEqual(body.get("error"), "rate_limited")
+                accepted = [a[2]["id"] for a in answers[:self.RATE]]
+                got = recv_many(clients, count=self.RATE, timeout=T(10))
+                for msgs in got.values():
+                    self.assertEqual([m["id"] for m in msgs], accepted)
+                assert_nothing_more(self, clients)
+                # the next second starts a new count, on either instance
+                wait_until(lambda: math.floor(time.time()) > window, T(2), "the next second")
+                for pub in pubs:
+                    status, _, body = pub.publish({"channel": ch, "data": "later"})
+                    self.assertEqual(status, 202, body)
+            finally:
+                for p in pubs:
+                    p.close()
+                for ws in clients:
+                    ws.abort()
+
+
+if __name__ == "__main__":
+    unittest.main()
