@@ -30,12 +30,14 @@ struct channel_slot {
 struct channel_index {
     struct channel *table;
     size_t count;
+    unsigned plane; /* bit of this index in the registry's plane masks */
 };
 
 struct registry_entry {
     char name[CHANNEL_NAME_MAX + 1];
     UT_hash_handle hh;
     unsigned planes;
+    uint64_t mask; /* planes (indexes) holding the channel, by channel_index_new_plane's n */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -70,7 +72,7 @@ bool channel_name_is_reserved(const char *name, size_t len)
     return len > 0 && name[0] == '$';
 }
 
-static void registry_add(const char *name, size_t len)
+static void registry_add(const char *name, size_t len, unsigned plane)
 {
     struct registry_entry *e;
 
@@ -83,15 +85,18 @@ static void registry_add(const char *name, size_t len)
         registry_size++;
     }
     e->planes++;
+    e->mask |= UINT64_C(1) << (plane % 64);
     pthread_mutex_unlock(&registry_lock);
 }
 
-static void registry_remove(const char *name, size_t len)
+static void registry_remove(const char *name, size_t len, unsigned plane)
 {
     struct registry_entry *e;
 
     pthread_mutex_lock(&registry_lock);
     HASH_FIND(hh, registry, name, len, e);
+    if (e)
+        e->mask &= ~(UINT64_C(1) << (plane % 64));
     if (e && --e->planes == 0) {
         HASH_DEL(registry, e);
         free(e);
@@ -112,7 +117,27 @@ size_t channel_registry_count(void)
 
 struct channel_index *channel_index_new(void)
 {
-    return xcalloc(1, sizeof(struct channel_index));
+    return channel_index_new_plane(0);
+}
+
+struct channel_index *channel_index_new_plane(unsigned plane)
+{
+    struct channel_index *idx = xcalloc(1, sizeof(*idx));
+
+    idx->plane = plane;
+    return idx;
+}
+
+uint64_t channel_registry_planes(const char *name, size_t len)
+{
+    struct registry_entry *e;
+    uint64_t mask;
+
+    pthread_mutex_lock(&registry_lock);
+    HASH_FIND(hh, registry, name, len, e);
+    mask = e ? e->mask : 0;
+    pthread_mutex_unlock(&registry_lock);
+    return mask;
 }
 
 void channel_index_free(struct channel_index *idx)
@@ -124,7 +149,7 @@ void channel_index_free(struct channel_index *idx)
     HASH_ITER(hh, idx->table, ch, tmp)
     {
         HASH_DEL(idx->table, ch);
-        registry_remove(ch->name, strlen(ch->name));
+        registry_remove(ch->name, strlen(ch->name), idx->plane);
         free(ch->m);
         free(ch);
     }
@@ -161,7 +186,7 @@ enum channel_join_result channel_join(struct channel_index *idx, struct channel_
         memcpy(ch->name, name, len);
         HASH_ADD(hh, idx->table, name[0], len, ch);
         idx->count++;
-        registry_add(name, len);
+        registry_add(name, len, idx->plane);
     }
     if (ch->n == ch->cap) {
         ch->cap = ch->cap ? ch->cap * 2 : 4;
@@ -199,7 +224,7 @@ static void leave_slot(struct channel_index *idx, struct channel_set *set, uint3
     if (ch->n == 0) {
         HASH_DEL(idx->table, ch);
         idx->count--;
-        registry_remove(ch->name, strlen(ch->name));
+        registry_remove(ch->name, strlen(ch->name), idx->plane);
         free(ch->m);
         free(ch);
     }

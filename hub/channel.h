@@ -33,7 +33,9 @@ struct channel_member {
 
 /* A per-plane index; every index also feeds the instance-wide registry of distinct names.
  * Delivery thread only. */
-struct channel_index *channel_index_new(void);
+struct channel_index *channel_index_new(void); /* plane 0 */
+/* The index of delivery plane `plane` (0..63): its channels set that bit in the registry. */
+struct channel_index *channel_index_new_plane(unsigned plane);
 void channel_index_free(struct channel_index *idx); /* NULL is a no-op; index must be empty */
 
 enum channel_join_result { CHANNEL_JOINED, CHANNEL_ALREADY, CHANNEL_LIMIT };
@@ -54,5 +56,9 @@ size_t channel_index_count(const struct channel_index *idx);
 
 /* Instance-wide count of distinct channels over all planes (thread-safe). */
 size_t channel_registry_count(void);
+/* The planes that hold name now, as a bit mask (thread-safe): the control plane posts an
+ * event only to those. A plane that joins a channel sets its bit before it answers
+ * "subscribed", so every event published after that answer reaches the new subscriber. */
+uint64_t channel_registry_planes(const char *name, size_t len);
 
 #endif

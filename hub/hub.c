@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "broker.h"
+#include "channel.h"
 #include "config.h"
 #include "herald_version.h"
 #include "log.h"
@@ -62,22 +63,50 @@ void hub_metrics_context(const struct hub *h, struct metrics_context *ctx)
     ctx->is_draining = h->is_draining;
 }
 
-/* Hands one event to every plane. */
+/* Hands one event to the planes that have its channel (a copy each beyond the first, see
+ * message_clone), without waking them: on_wake wakes each once after the current loop turn,
+ * so a batch, or every event read from Redis in one read, costs one wake per plane. */
 static void post_all(struct hub *h, struct message *msg)
 {
-    metrics_add(&metrics.events_received, 1);
-    for (unsigned i = 0; i < h->n_planes; i++) {
-        /* plane 0 shares msg; the others get a copy each (see message_clone) */
-        struct message *copy = i ? message_clone(msg) : message_ref(msg);
-        int rc = plane_post(h->planes[i], copy);
+    uint64_t mask = channel_registry_planes(msg->channel, msg->channel_len);
+    bool shared = false;
 
+    metrics_add(&metrics.events_received, 1);
+    for (unsigned i = 0; i < h->n_planes && mask; i++) {
+        struct message *copy;
+        int rc;
+
+        if (!(mask & (UINT64_C(1) << (i % 64))))
+            continue;
+        copy = shared ? message_clone(msg) : message_ref(msg);
+        shared = true;
+        rc = plane_post_quiet(h->planes[i], copy);
         message_unref(&copy);
         if (rc < 0) {
             metrics_add(&metrics.dropped[DROP_MAILBOX_FULL], 1);
             log_warn("hub", "plane %u is not keeping up: event %s dropped for its clients", i,
                      msg->id);
         }
+        h->dirty |= UINT64_C(1) << (i % 64);
     }
+    if (h->dirty && !h->wake_pending) {
+        h->wake_pending = true;
+        event_active(h->ev_wake, 0, 0);
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+    uint64_t dirty = h->dirty;
+
+    (void)fd;
+    (void)what;
+    h->dirty = 0;
+    h->wake_pending = false;
+    for (unsigned i = 0; i < h->n_planes; i++)
+        if (dirty & (UINT64_C(1) << (i % 64)))
+            plane_flush(h->planes[i]);
 }
 
 static void on_broker_deliver(struct message *msg, void *arg)
@@ -203,6 +232,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     event_ids_init(&h->ids, seed);
 
     h->ev_plane_done = event_new(base, -1, 0, on_plane_done_main, h);
+    h->ev_wake = event_new(base, -1, 0, on_wake, h);
     h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
     h->ev_stats = event_new(base, -1, EV_PERSIST, on_stats_tick, h);
     h->ev_systemd = event_new(base, -1, EV_PERSIST, on_systemd_tick, h);
@@ -271,6 +301,9 @@ void hub_stop(struct hub *h)
     h->ev_systemd = NULL;
     if (h->ev_plane_done)
         event_free(h->ev_plane_done);
+    if (h->ev_wake)
+        event_free(h->ev_wake);
+    h->ev_wake = NULL;
     if (h->ev_drain_deadline)
         event_free(h->ev_drain_deadline);
     h->ev_stats = h->ev_plane_done = h->ev_drain_deadline = NULL;

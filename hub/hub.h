@@ -31,6 +31,9 @@ struct hub {
     int64_t started_ms;
     struct event *ev_stats;      /* $stats, once a second */
     struct event *ev_plane_done; /* activated from the planes' threads */
+    struct event *ev_wake;       /* wakes the planes posted to during this loop turn */
+    uint64_t dirty;              /* planes posted to and not yet woken */
+    bool wake_pending;
     struct event *ev_drain_deadline;
     struct event *ev_systemd; /* READY=1, STATUS=, WATCHDOG=1 */
     uint64_t watchdog_usec;

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct mail_array {
@@ -59,9 +60,9 @@ void mailbox_free(struct mailbox *mb)
     free(mb);
 }
 
-int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, bool may_wake)
 {
-    int was_empty;
+    bool was_empty;
 
     pthread_mutex_lock(&mb->lock);
     if (mb->in.n >= mb->max_mails && kind == MAIL_EVENT) {
@@ -76,9 +77,30 @@ int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg)
     was_empty = mb->in.n == 1;
     atomic_store_explicit(&mb->depth, mb->in.n, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
-    if (was_empty)
+    if (was_empty && may_wake)
         mb->wake(mb->wake_arg);
     return 0;
+}
+
+int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+{
+    return post(mb, kind, msg, true);
+}
+
+int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+{
+    return post(mb, kind, msg, false);
+}
+
+void mailbox_flush(struct mailbox *mb)
+{
+    bool waiting;
+
+    pthread_mutex_lock(&mb->lock);
+    waiting = mb->in.n > 0;
+    pthread_mutex_unlock(&mb->lock);
+    if (waiting)
+        mb->wake(mb->wake_arg);
 }
 
 size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)

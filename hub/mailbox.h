@@ -31,6 +31,11 @@ void mailbox_free(struct mailbox *mb);
  * lock. Returns 0, or -1 when max_mails are already waiting (the plane is not keeping up).
  * Any thread. */
 int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg);
+/* Like mailbox_post, but never wakes the consumer: the poster calls mailbox_flush() once
+ * after a batch of posts. Any thread. */
+int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg);
+/* Wakes the consumer if mails are waiting. Any thread. */
+void mailbox_flush(struct mailbox *mb);
 /* Hands every queued mail to fn; returns how many. The consumer's thread only. */
 size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg);
 /* Mails waiting now (a gauge for metrics). Any thread. */

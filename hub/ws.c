@@ -794,7 +794,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
     };
     p->listen_fd = -1;
     p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    p->idx = channel_index_new();
+    p->idx = channel_index_new_plane(index);
     p->mb = mailbox_new(MAILBOX_MAX_MAILS, wake, p);
     p->scratch = xmalloc(LWS_PRE + SCRATCH_BYTES);
 
@@ -885,6 +885,16 @@ int plane_start(struct plane *p)
 int plane_post(struct plane *p, struct message *msg)
 {
     return mailbox_post(p->mb, MAIL_EVENT, msg);
+}
+
+int plane_post_quiet(struct plane *p, struct message *msg)
+{
+    return mailbox_post_quiet(p->mb, MAIL_EVENT, msg);
+}
+
+void plane_flush(struct plane *p)
+{
+    mailbox_flush(p->mb);
 }
 
 void plane_drain(struct plane *p)

@@ -24,6 +24,9 @@ int plane_start(struct plane *p);
 /* Hands an event to the plane. Takes a reference on success. Returns 0, or -1 when the
  * plane's mailbox is full (the event is dropped for this plane's clients). Any thread. */
 int plane_post(struct plane *p, struct message *msg);
+/* plane_post without waking the plane; plane_flush() wakes it once after a batch. */
+int plane_post_quiet(struct plane *p, struct message *msg);
+void plane_flush(struct plane *p);
 /* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
  * done fires when it has. Any thread. */
 void plane_drain(struct plane *p);

@@ -525,6 +525,28 @@ static void registry_is_thread_safe(void **state)
     assert_int_equal(channel_registry_count(), base);
 }
 
+/* The control plane posts an event only to the planes whose bit is set. */
+static void registry_masks_name_the_planes(void **state)
+{
+    struct channel_index *a = channel_index_new_plane(0), *b = channel_index_new_plane(3);
+    struct channel_set sa = {0}, sb = {0};
+    int ma, mb;
+
+    (void)state;
+    assert_int_equal(channel_registry_planes("mask-x", 6), 0);
+    channel_join(a, &sa, &ma, "mask-x", 6, 10);
+    assert_int_equal(channel_registry_planes("mask-x", 6), 1);
+    channel_join(b, &sb, &mb, "mask-x", 6, 10);
+    assert_int_equal(channel_registry_planes("mask-x", 6), 1 | 8);
+    channel_leave(a, &sa, "mask-x", 6);
+    assert_int_equal(channel_registry_planes("mask-x", 6), 8);
+    channel_leave_all(b, &sb);
+    assert_int_equal(channel_registry_planes("mask-x", 6), 0);
+    channel_leave_all(a, &sa);
+    channel_index_free(a);
+    channel_index_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +560,7 @@ int main(void)
         cmocka_unit_test(leave_all),
         cmocka_unit_test(swap_remove_in_any_order),
         cmocka_unit_test(registry_counts_distinct_names),
+        cmocka_unit_test(registry_masks_name_the_planes),
         cmocka_unit_test(registry_is_thread_safe),
     };
 
