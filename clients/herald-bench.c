@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "herald_version.h"
+#include "url.h"
 
 #define DEFAULT_WS "ws://127.0.0.1:8080/ws"
 #define DEFAULT_API "http://127.0.0.1:8081/publish"
@@ -340,53 +341,34 @@ struct target {
     char shown[320]; /* numeric address:port, for messages */
 };
 
-/* Reads scheme://host[:port][/path] into t, resolving host. Returns 0 or -1 (err set). */
-static int parse_url(const char *url, const char *scheme, const char *def_port, const char *opt,
-                     struct target *t, char *err, size_t errlen)
+/* Reads scheme://host[:port][/path] (clients/url.c) into t, resolving host. Returns 0 or -1
+ * (err set). */
+static int parse_url(const char *url, const char *scheme, const char *opt, struct target *t,
+                     char *err, size_t errlen)
 {
+    const char *const schemes[] = {scheme, NULL};
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    char host[256], port[16], num[INET6_ADDRSTRLEN];
-    const char *p = url, *h, *hend, *slash;
-    size_t sl = strlen(scheme);
+    struct client_url u;
+    char port[16], num[INET6_ADDRSTRLEN];
+    const char *why;
     int rc;
 
-    if (strncmp(p, scheme, sl) != 0) {
-        snprintf(err, errlen, "%s: '%s' must start with %s (TLS is not supported)", opt, url,
-                 scheme);
+    if (client_url_parse(url, schemes, &u, &why) < 0) {
+        snprintf(err, errlen, "%s: '%s': %s (%s://HOST[:PORT][/PATH]; TLS is not supported)", opt,
+                 url, why, scheme);
+        client_url_free(&u);
         return -1;
     }
-    p += sl;
-    slash = strchr(p, '/');
-    hend = slash ? slash : p + strlen(p);
-    h = p;
-    snprintf(t->host, sizeof(t->host), "%.*s", (int)(hend - h), h);
-    snprintf(t->path, sizeof(t->path), "%s", slash ? slash : "/");
-    if (*h == '[') {
-        const char *close = memchr(h, ']', (size_t)(hend - h));
-
-        if (!close)
-            goto bad;
-        snprintf(host, sizeof(host), "%.*s", (int)(close - h - 1), h + 1);
-        h = close + 1;
-    } else {
-        const char *colon = memchr(h, ':', (size_t)(hend - h));
-
-        snprintf(host, sizeof(host), "%.*s", (int)((colon ? colon : hend) - h), h);
-        h = colon ? colon : hend;
-    }
-    if (h < hend && *h == ':')
-        snprintf(port, sizeof(port), "%.*s", (int)(hend - h - 1), h + 1);
-    else if (h == hend)
-        snprintf(port, sizeof(port), "%s", def_port);
-    else
-        goto bad;
-    if (!host[0] || !port[0])
-        goto bad;
-    rc = getaddrinfo(host, port, &hints, &res);
+    snprintf(t->host, sizeof(t->host), "%s", u.authority);
+    snprintf(t->path, sizeof(t->path), "%s", u.path);
+    snprintf(port, sizeof(port), "%d", u.port);
+    rc = getaddrinfo(u.host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "%s: cannot resolve '%s': %s", opt, host, gai_strerror(rc));
+        snprintf(err, errlen, "%s: cannot resolve '%s': %s", opt, u.host, gai_strerror(rc));
+        client_url_free(&u);
         return -1;
     }
+    client_url_free(&u);
     memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
     t->addr_len = res->ai_addrlen;
     getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof(num), NULL, 0, NI_NUMERICHOST);
@@ -394,9 +376,6 @@ static int parse_url(const char *url, const char *scheme, const char *def_port, 
              port);
     freeaddrinfo(res);
     return 0;
-bad:
-    snprintf(err, errlen, "%s: '%s' is not %sHOST[:PORT][/PATH]", opt, url, scheme);
-    return -1;
 }
 
 /* Connects to t within PROBE_TIMEOUT_MS and closes. Returns 0 or -1 (err set). */
@@ -1529,8 +1508,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (parse_url(o.ws, "ws://", "80", "--ws", &r.ws, err, sizeof(err)) < 0 ||
-        parse_url(o.api, "http://", "80", "--api", &r.api, err, sizeof(err)) < 0)
+    if (parse_url(o.ws, "ws", "--ws", &r.ws, err, sizeof(err)) < 0 ||
+        parse_url(o.api, "http", "--api", &r.api, err, sizeof(err)) < 0)
         die_usage("%s", err);
     if (o.source_ips) {
         if (parse_source_ips(o.source_ips, &r.src, &r.n_src, err, sizeof(err)) < 0)

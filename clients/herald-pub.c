@@ -50,6 +50,7 @@
 #include <jansson.h>
 
 #include "herald_version.h"
+#include "url.h"
 
 #define PUB_DEFAULT_URL "http://127.0.0.1:8081/publish"
 #define PUB_IO_TIMEOUT_MS 10000                /* connect, each write, each read */
@@ -66,13 +67,6 @@ enum pub_exit {
     PUB_EXIT_USAGE = 2,
 };
 
-struct pub_url {
-    char *host;      /* to connect to; an IPv6 literal without brackets */
-    char *authority; /* the Host header: host[:port] as written */
-    char *path;      /* request target */
-    char port[6];
-};
-
 struct pub_opts {
     const char *url;
     const char *api_key; /* NULL: no Authorization header */
@@ -85,7 +79,7 @@ struct pub_opts {
 
 /* One keep-alive connection. buf holds bytes read but not yet parsed. */
 struct http_conn {
-    const struct pub_url *url;
+    const struct client_url *url;
     int fd; /* -1 when closed */
     int is_reused;
     char *buf;
@@ -127,15 +121,6 @@ static void *xrealloc(void *p, size_t n)
     return p;
 }
 
-static char *xstrndup(const char *s, size_t n)
-{
-    char *d = xrealloc(NULL, n + 1);
-
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
-}
-
 /* Write n bytes of peer-supplied text to f: control characters become '?'. */
 static void put_clean(FILE *f, const char *s, size_t n)
 {
@@ -145,99 +130,22 @@ static void put_clean(FILE *f, const char *s, size_t n)
 
 /* --- the URL ------------------------------------------------------------------------------ */
 
-static void url_free(struct pub_url *u)
+/* Parse http://HOST[:PORT][/PATH] (clients/url.c). Returns 0, or -1 with a static message. */
+static int url_parse(const char *url, struct client_url *u, const char **err)
 {
-    free(u->host);
-    free(u->authority);
-    free(u->path);
-    memset(u, 0, sizeof(*u));
-}
+    static const char *const schemes[] = {"http", NULL};
 
-/* Parse http://HOST[:PORT][/PATH] into u. Returns 0, or -1 with a static message in *err.
- * u owns its strings afterwards; url_free() releases them, also after a failure. */
-static int url_parse(const char *url, struct pub_url *u, const char **err)
-{
-    const char *rest, *auth_end, *host, *host_end, *port_s = NULL;
-    size_t plen;
-
-    memset(u, 0, sizeof(*u));
     if (!strncmp(url, "https://", 8)) {
+        memset(u, 0, sizeof(*u));
         *err = "https is not supported: publish over http on a trusted network, or through a "
                "proxy";
         return -1;
     }
-    if (strncmp(url, "http://", 7)) {
-        *err = "must start with http://";
-        return -1;
-    }
-    rest = url + 7;
-    auth_end = rest + strcspn(rest, "/?#");
-    if (memchr(rest, '@', (size_t)(auth_end - rest))) {
-        *err = "user information is not supported (use --api-key)";
-        return -1;
-    }
-    if (*rest == '[') {
-        host = rest + 1;
-        host_end = memchr(host, ']', (size_t)(auth_end - host));
-        if (!host_end) {
-            *err = "unterminated [ in host";
-            return -1;
-        }
-        if (host_end + 1 < auth_end) {
-            if (host_end[1] != ':') {
-                *err = "junk after ]";
-                return -1;
-            }
-            port_s = host_end + 2;
-        }
-    } else {
-        host = rest;
-        host_end = memchr(rest, ':', (size_t)(auth_end - rest));
-        if (host_end)
-            port_s = host_end + 1;
-        else
-            host_end = auth_end;
-    }
-    if (host_end == host) {
-        *err = "no host";
-        return -1;
-    }
-    if (port_s) {
-        long port = 0;
-
-        plen = (size_t)(auth_end - port_s);
-        if (plen == 0 || plen > 5) {
-            *err = "bad port";
-            return -1;
-        }
-        for (const char *p = port_s; p < auth_end; p++) {
-            if (*p < '0' || *p > '9') {
-                *err = "bad port";
-                return -1;
-            }
-            port = port * 10 + (*p - '0');
-        }
-        if (port < 1 || port > 65535) {
-            *err = "bad port";
-            return -1;
-        }
-        snprintf(u->port, sizeof(u->port), "%ld", port);
-    } else {
-        snprintf(u->port, sizeof(u->port), "80");
-    }
-    u->host = xstrndup(host, (size_t)(host_end - host));
-    u->authority = xstrndup(rest, (size_t)(auth_end - rest));
-    plen = strcspn(auth_end, "#");
-    if (*auth_end == '/') {
-        u->path = xstrndup(auth_end, plen);
-    } else { /* "http://host" or "http://host?x" */
-        u->path = xrealloc(NULL, plen + 2);
-        u->path[0] = '/';
-        memcpy(u->path + 1, auth_end, plen);
-        u->path[plen + 1] = '\0';
-    }
-    if (strpbrk(u->path, " \r\n") || strpbrk(u->authority, " \r\n")) {
-        *err = "spaces or line breaks in the URL";
+    if (client_url_parse(url, schemes, u, err) < 0) {
+        if (!strcmp(*err, "unsupported scheme"))
+            *err = "must start with http://";
+        else if (!strcmp(*err, "user information is not supported"))
+            *err = "user information is not supported (use --api-key)";
         return -1;
     }
     return 0;
@@ -286,7 +194,10 @@ static int conn_open(struct http_conn *c, char *err, size_t errlen)
     int rc, saved = 0;
 
     conn_close(c);
-    rc = getaddrinfo(c->url->host, c->url->port, &hints, &res);
+    char port[8];
+
+    snprintf(port, sizeof(port), "%d", c->url->port);
+    rc = getaddrinfo(c->url->host, port, &hints, &res);
     if (rc) {
         snprintf(err, errlen, "cannot resolve %s: %s", c->url->host, gai_strerror(rc));
         return -1;
@@ -1203,7 +1114,7 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
 int main(int argc, char **argv)
 {
     struct pub_opts opts;
-    struct pub_url url;
+    struct client_url url;
     struct http_conn conn = {.fd = -1};
     const char *err = NULL;
     int status;
@@ -1227,6 +1138,6 @@ int main(int argc, char **argv)
 done:
     conn_close(&conn);
     free(conn.buf);
-    url_free(&url);
+    client_url_free(&url);
     return status;
 }

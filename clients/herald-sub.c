@@ -40,6 +40,7 @@
 #include <libwebsockets.h>
 
 #include "herald_version.h"
+#include "url.h"
 
 #define SUB_DEFAULT_URL "ws://127.0.0.1:8080/ws"
 #define SUB_PROTOCOL "herald"
@@ -72,15 +73,6 @@ enum sub_state {
 static const char *const state_names[] = {"connecting", "open",    "subscribing",
                                           "ready",      "closing", "done"};
 
-struct sub_url {
-    char *address;   /* host to connect to; an IPv6 literal without brackets */
-    char *authority; /* Host header: host[:port] as written */
-    char *path;      /* request target: path and query */
-    char *display;   /* the URL without its query (which may hold a token), for messages */
-    int port;
-    int is_tls;
-};
-
 struct sub_opts {
     const char *url;
     const char *token;       /* NULL: no Authorization header */
@@ -93,7 +85,7 @@ struct sub_opts {
 
 struct sub {
     const struct sub_opts *opts;
-    struct sub_url url;
+    struct client_url url;
     struct lws_context *ctx;
     struct lws *wsi;            /* NULL once the connection is gone */
     lws_sorted_usec_list_t sul; /* the wake-up tick */
@@ -141,15 +133,6 @@ static void *xmalloc(size_t n)
         exit(SUB_EXIT_CONNECT);
     }
     return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *d = xmalloc(n + 1);
-
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
 }
 
 static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -209,103 +192,25 @@ static void print_help(void)
           stdout);
 }
 
-static void url_free(struct sub_url *u)
+/* Parse ws[s]://HOST[:PORT][/PATH][?QUERY] (clients/url.c), within what lws 4.1.6 can send:
+ * it writes the Host header into 128 bytes and the request line into 2048. */
+static int url_parse(const char *url, struct client_url *u, const char **err)
 {
-    free(u->address);
-    free(u->authority);
-    free(u->path);
-    free(u->display);
-    memset(u, 0, sizeof(*u));
-}
+    static const char *const schemes[] = {"ws", "wss", NULL};
 
-/* Parse ws[s]://HOST[:PORT][/PATH][?QUERY] into u. Returns 0, or -1 with a message in *err (a
- * static string). u owns its strings afterwards: url_free() releases them, also after a failure. */
-static int url_parse(const char *url, struct sub_url *u, const char **err)
-{
-    const char *rest, *auth_end, *host, *host_end, *port_s = NULL, *q;
-    size_t scheme_len;
-
-    memset(u, 0, sizeof(*u));
-    if (!strncmp(url, "ws://", 5)) {
-        scheme_len = 5;
-        u->port = 80;
-    } else if (!strncmp(url, "wss://", 6)) {
-        scheme_len = 6;
-        u->port = 443;
-        u->is_tls = 1;
-    } else {
-        *err = "must start with ws:// or wss://";
+    if (client_url_parse(url, schemes, u, err) < 0) {
+        if (!strcmp(*err, "unsupported scheme"))
+            *err = "must start with ws:// or wss://";
         return -1;
     }
-    rest = url + scheme_len;
-    auth_end = rest + strcspn(rest, "/?#");
-    if (memchr(rest, '@', (size_t)(auth_end - rest))) {
-        *err = "user information is not supported";
-        return -1;
-    }
-    if (*rest == '[') { /* [IPv6]:port */
-        host = rest + 1;
-        host_end = memchr(host, ']', (size_t)(auth_end - host));
-        if (!host_end) {
-            *err = "unterminated [ in host";
-            return -1;
-        }
-        if (host_end + 1 < auth_end) {
-            if (host_end[1] != ':') {
-                *err = "junk after ]";
-                return -1;
-            }
-            port_s = host_end + 2;
-        }
-    } else {
-        host = rest;
-        host_end = memchr(rest, ':', (size_t)(auth_end - rest));
-        if (host_end)
-            port_s = host_end + 1;
-        else
-            host_end = auth_end;
-    }
-    if (host_end == host) {
-        *err = "no host";
-        return -1;
-    }
-    if (port_s) {
-        long port = 0;
-
-        if (port_s == auth_end) {
-            *err = "empty port";
-            return -1;
-        }
-        for (const char *p = port_s; p < auth_end; p++) {
-            if (*p < '0' || *p > '9' || (port = port * 10 + (*p - '0')) > 65535) {
-                *err = "bad port";
-                return -1;
-            }
-        }
-        if (port == 0) {
-            *err = "bad port";
-            return -1;
-        }
-        u->port = (int)port;
-    }
-    if ((size_t)(auth_end - rest) > 120) { /* lws writes the Host header into 128 bytes */
+    if (strlen(u->authority) > 120) {
         *err = "host too long";
         return -1;
     }
-    u->address = xstrndup(host, (size_t)(host_end - host));
-    u->authority = xstrndup(rest, (size_t)(auth_end - rest));
-
-    q = auth_end + strcspn(auth_end, "#"); /* a fragment is never sent */
-    if (*auth_end == '/')
-        u->path = xstrndup(auth_end, (size_t)(q - auth_end));
-    else /* "ws://host?x" or "ws://host": the path is "/" */
-        u->path = xprintf("/%.*s", (int)(q - auth_end), auth_end);
-    if (strlen(u->path) > 1900) { /* lws writes the request line into 2048 bytes */
+    if (strlen(u->path) > 1900) {
         *err = "path too long";
         return -1;
     }
-    u->display = xprintf("%.*s%s%.*s", (int)scheme_len, url, u->authority,
-                         (int)strcspn(u->path, "?"), u->path);
     return 0;
 }
 
@@ -805,10 +710,10 @@ static void report_connect_failure(const struct sub *s)
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(s->url.address, NULL, &hints, &res);
+    rc = getaddrinfo(s->url.host, NULL, &hints, &res);
     if (rc)
         fprintf(stderr, "herald-sub: cannot connect to %s: cannot resolve %s: %s\n", s->url.display,
-                s->url.address, gai_strerror(rc));
+                s->url.host, gai_strerror(rc));
     else
         fprintf(stderr, "herald-sub: cannot connect to %s: connection failed\n", s->url.display);
     if (res)
@@ -848,7 +753,7 @@ static int sub_run(struct sub *s)
 
     memset(&ci, 0, sizeof(ci));
     ci.context = s->ctx;
-    ci.address = s->url.address;
+    ci.address = s->url.host;
     ci.port = s->url.port;
     ci.ssl_connection = s->url.is_tls ? LCCSCF_USE_SSL : 0;
     ci.path = s->url.path;
@@ -905,7 +810,7 @@ done:
     free(s.rx);
     free(s.auth);
     free(s.is_acked);
-    url_free(&s.url);
+    client_url_free(&s.url);
     free(opts.channels);
     return status;
 }
