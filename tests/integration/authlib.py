@@ -25,8 +25,7 @@ import subprocess
 import time
 
 from harness import (HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, WS, ConnectionClosed,
-                     HandshakeError, ProtocolError, T, WSTimeout, _GUID, _decode_body,
-                     _target_address, free_port, log_dir)
+                     HandshakeError, T, WSTimeout, _decode_body, free_port, log_dir)
 
 HERALD_TOKEN_BIN = os.environ.get("HERALD_TOKEN_BIN") or os.path.join(
     REPO_ROOT, "build", "clients", "herald-token")
@@ -96,63 +95,11 @@ def claims_of(token):
 # Connecting with a chosen source address and headers
 
 def connect(target, path="/ws", headers=None, source=None, timeout=None, rcvbuf=None):
-    """Like harness.WS.connect, from the local address source (e.g. "127.0.0.2"; any
-    address of 127.0.0.0/8 works on Linux). Returns a WS once the hub answered 101; raises
-    harness.HandshakeError (with .status, .headers, .body) for any other status."""
-    timeout = T(5) if timeout is None else timeout
-    host, port, path = _target_address(target, path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if source:
-            sock.bind((source, 0))
-        sock.settimeout(timeout)
-        sock.connect((host, port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-                 "Sec-WebSocket-Version: 13"]
-        for name, value in (headers or {}).items():
-            lines.append(f"{name}: {value}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        deadline = time.monotonic() + timeout
-        data = b""
-        while b"\r\n\r\n" not in data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WSTimeout(f"no handshake answer within {timeout:.1f}s")
-            sock.settimeout(remaining)
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionClosed("eof")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        head_lines = head.decode("latin-1").split("\r\n")
-        status = int(head_lines[0].split(" ", 2)[1])
-        rheaders = {}
-        for line in head_lines[1:]:
-            name, _, value = line.partition(":")
-            rheaders[name.strip().lower()] = value.strip()
-        if status != 101:
-            body = rest
-            want = int(rheaders.get("content-length", "0") or 0)
-            while len(body) < want and time.monotonic() < deadline:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-            raise HandshakeError(status, rheaders, body)
-        accept = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
-        if rheaders.get("sec-websocket-accept") != accept:
-            raise ProtocolError(f"bad Sec-WebSocket-Accept {rheaders.get('sec-websocket-accept')!r}")
-        sock.settimeout(timeout)
-        return WS(sock, rest, rheaders)
-    except BaseException:
-        sock.close()
-        raise
+    """harness.WS.connect from the local address source (e.g. "127.0.0.2"). Returns a WS once
+    the hub answered 101; raises harness.HandshakeError (with .status, .headers, .body) for
+    any other status."""
+    return WS.connect(target, path, headers=headers, timeout=timeout, rcvbuf=rcvbuf,
+                      source=source)
 
 
 def token_path(token=None, channels=()):

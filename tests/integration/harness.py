@@ -573,14 +573,17 @@ class WS:
 
     # -- connecting --------------------------------------------------------------------
     @classmethod
-    def connect(cls, target, path="/ws", headers=None, timeout=None, rcvbuf=None):
-        """Open a connection to a Hub, a port or a ws:// URL and complete the handshake."""
+    def connect(cls, target, path="/ws", headers=None, timeout=None, rcvbuf=None, source=None):
+        """Open a connection to a Hub, a port or a ws:// URL and complete the handshake.
+        source binds the client to a local address first (any of 127.0.0.0/8 on Linux)."""
         timeout = T(5) if timeout is None else timeout
         host, port, path = _target_address(target, path)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if source:
+                sock.bind((source, 0))
             sock.settimeout(timeout)
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
