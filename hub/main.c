@@ -10,8 +10,32 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 extern char **environ;
+
+/* lws sizes its descriptor table from RLIMIT_NOFILE, and Debian's build (lws_config.h defines
+ * _DEBUG) walks the whole table twice on every connection close: at LimitNOFILE=1048576 a
+ * close costs milliseconds and a drain of many clients takes minutes. So the hub sets its own
+ * soft limit from what it needs: --max-connections plus room for everything else, or 65,536
+ * without a limit (raise it with --max-connections), never above the hard limit. */
+static void size_descriptor_table(const struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = cfg->max_connections ? (rlim_t)cfg->max_connections + 1024 : 65536;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (want > rl.rlim_max)
+        want = rl.rlim_max;
+    if (want != rl.rlim_cur) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_error_errno("main", "setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)want);
+    }
+    log_info("main", "descriptor table: %llu (hard limit %llu)", (unsigned long long)want,
+             (unsigned long long)rl.rlim_max);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -46,6 +70,7 @@ int main(int argc, char **argv)
     }
     log_setup(cfg.log_level, cfg.log_format, cfg.instance_id);
     signal(SIGPIPE, SIG_IGN);
+    size_descriptor_table(&cfg);
 
     if (evthread_use_pthreads() < 0 || !(base = event_base_new())) {
         log_error("main", "cannot create the event loop");

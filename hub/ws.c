@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <libwebsockets.h>
 #include <netdb.h>
@@ -58,6 +59,8 @@ struct plane {
     const struct config *cfg;
     unsigned index;
     struct lws_context *ctx;
+    struct ev_loop *loop; /* libev, epoll: the plane's thread runs it */
+    void *foreign_loops[1];
     struct lws_vhost *vh;
     int listen_fd; /* owned by lws once adopted */
     int spare_fd;  /* kept free for accept-and-close when out of descriptors */
@@ -661,7 +664,11 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (c)
             release_conn(c);
         return 0;
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: mailbox_drain(p->mb, on_mail, p); return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        mailbox_drain(p->mb, on_mail, p);
+        if (atomic_load(&p->stop))
+            ev_break(p->loop, EVBREAK_ALL);
+        return 0;
     default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
@@ -828,7 +835,18 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
     info.vhost_name = "herald";
     info.user = p;
     info.retry_and_idle_policy = &p->retry;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
+    /* lws's own loop polls every descriptor with poll() each turn; on libev (Debian's evlib
+     * plugin) it waits with epoll. The loop is ours ("foreign"), so lws installs no signal
+     * watcher of its own and the plane decides when it stops. */
+    p->loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (!p->loop) {
+        snprintf(err, errlen, "cannot create the event loop of delivery plane %u", index);
+        goto fail;
+    }
+    p->foreign_loops[0] = p->loop;
+    info.foreign_loops = p->foreign_loops;
+    info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     info.count_threads = 1;
     info.timeout_secs = 10;
@@ -903,8 +921,7 @@ static void *plane_main(void *arg)
     on_alive_tick(&p->sul_alive);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
     while (!atomic_load(&p->stop))
-        if (lws_service(p->ctx, 0) < 0)
-            break;
+        ev_run(p->loop, 0);
     return NULL;
 }
 
@@ -952,6 +969,8 @@ void plane_free(struct plane *p)
         return;
     if (p->ctx)
         lws_context_destroy(p->ctx); /* closes the adopted listen socket too */
+    if (p->loop)
+        ev_loop_destroy(p->loop);
     if (p->spare_fd >= 0)
         close(p->spare_fd);
     channel_index_free(p->idx);
