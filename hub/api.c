@@ -8,6 +8,7 @@
 
 #include "apikeys.h"
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "event.h"
 #include "hub.h"
@@ -93,14 +94,6 @@ static const char *reason_phrase(int status)
     }
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void send_json(struct evhttp_request *req, int status, const char *body)
 {
     struct evbuffer *out = evbuffer_new();
@@ -162,7 +155,7 @@ static void on_published(const char *err, void *arg)
 
     if (!err)
         metrics_add(&metrics.events_published, pr->n);
-    histogram_observe(&publish_latency, (uint64_t)(mono_us() - pr->started_us));
+    histogram_observe(&publish_latency, (uint64_t)(clock_mono_us() - pr->started_us));
     if (req) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         if (err) {
@@ -242,7 +235,7 @@ static long long local_rate(struct api *api, const char *who)
     struct rate_entry *e;
     const struct ratelimit_cfg cfg = {.per_sec = api->hub->cfg->publish_rate,
                                       .burst = api->hub->cfg->publish_rate};
-    int64_t now = hub_mono_ms();
+    int64_t now = clock_mono_ms();
 
     HASH_FIND_STR(api->rates, who, e);
     if (!e) {
@@ -335,7 +328,7 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     }
     text = (const char *)evbuffer_pullup(body, -1);
     pr = xcalloc(1, sizeof(*pr));
-    if (event_parse_publish(text ? text : "", len, hub_wall_ms(), &h->ids, &pr->msgs, &pr->n, err,
+    if (event_parse_publish(text ? text : "", len, clock_wall_ms(), &h->ids, &pr->msgs, &pr->n, err,
                             sizeof(err)) < 0) {
         free(pr);
         publish_refused(req, 400, "bad_request", err);
@@ -344,7 +337,7 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     pr->is_batch = len > 0 && text[strspn(text, " \t\r\n")] == '[';
     pr->req = req;
     pr->api = api;
-    pr->started_us = mono_us();
+    pr->started_us = clock_mono_us();
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_gone, pr);
     if (h->cfg->publish_rate) {
         long long wait;

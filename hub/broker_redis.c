@@ -14,6 +14,7 @@
  * file includes hiredis. */
 #include "broker.h"
 
+#include "clock.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -79,26 +80,10 @@ struct pub_req {
 
 static void link_open(struct link *l);
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool compute_ready(const struct broker_redis *r)
 {
     return r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
-           mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS;
+           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS;
 }
 
 /* Logs readiness changes once and keeps the gauge. */
@@ -233,8 +218,8 @@ static void on_payload(struct broker_redis *r, const char *p, size_t len)
     case REDIS_WIRE_HEARTBEAT:
         if (hb.instance_len == strlen(r->instance) &&
             !memcmp(hb.instance, r->instance, hb.instance_len)) {
-            r->hb_heard_ms = mono_ms();
-            atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, wall_ms() - hb.sent_ms,
+            r->hb_heard_ms = clock_mono_ms();
+            atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, clock_wall_ms() - hb.sent_ms,
                                   memory_order_relaxed);
             update_ready(r);
         }
@@ -271,7 +256,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         reply->element[2]->type == REDIS_REPLY_STRING) {
         on_payload(r, reply->element[2]->str, reply->element[2]->len);
     } else if (!strcmp(reply->element[0]->str, "subscribe")) {
-        r->hb_heard_ms = mono_ms(); /* a fresh subscription gets a full heartbeat window */
+        r->hb_heard_ms = clock_mono_ms(); /* a fresh subscription gets a full heartbeat window */
         link_set_state(l, LINK_UP, NULL);
     }
 }
@@ -454,16 +439,16 @@ static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (r->pub.state == LINK_UP && mono_ms() - r->hb_sent_ms >= HEARTBEAT_MS) {
-        r->hb_sent_ms = mono_ms();
-        len = redis_wire_heartbeat(buf, sizeof(buf), r->instance, ++r->hb_seq, wall_ms());
+    if (r->pub.state == LINK_UP && clock_mono_ms() - r->hb_sent_ms >= HEARTBEAT_MS) {
+        r->hb_sent_ms = clock_mono_ms();
+        len = redis_wire_heartbeat(buf, sizeof(buf), r->instance, ++r->hb_seq, clock_wall_ms());
         redisAsyncCommand(r->pub.ac, on_heartbeat_reply, NULL, "PUBLISH %s %b", r->channel, buf,
                           len);
     }
     if (r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
-        mono_ms() - r->hb_heard_ms > HEARTBEAT_LOST_MS) {
+        clock_mono_ms() - r->hb_heard_ms > HEARTBEAT_LOST_MS) {
         log_warn("redis", "own heartbeat not heard for %lld ms: the link is dead; reconnecting",
-                 (long long)(mono_ms() - r->hb_heard_ms));
+                 (long long)(clock_mono_ms() - r->hb_heard_ms));
         link_reset(&r->sub, "heartbeat lost");
         link_reset(&r->pub, "heartbeat lost");
     }
@@ -499,7 +484,8 @@ static int redis_count(struct broker *b, const char *who, broker_count_fn *cb, v
 
     if (r->pub.state != LINK_UP)
         return -1;
-    snprintf(key, sizeof(key), "%s:rate:%s:%lld", r->channel, who, (long long)(wall_ms() / 1000));
+    snprintf(key, sizeof(key), "%s:rate:%s:%lld", r->channel, who,
+             (long long)(clock_wall_ms() / 1000));
     req = xmalloc(sizeof(*req));
     *req = (struct count_req){.cb = cb, .arg = arg};
     if (redisAsyncCommand(r->pub.ac, on_count_reply, req, "EVAL %s 1 %s 2000", count_script, key) !=
@@ -577,10 +563,10 @@ struct broker *broker_redis_new(struct event_base *base, const char *url, const 
     r->base.deliver_arg = arg;
     r->evb = base;
     if (getrandom(&r->rng, sizeof(r->rng), 0) != sizeof(r->rng) || !r->rng)
-        r->rng = (uint64_t)wall_ms() * 2654435761u ^ (uint64_t)getpid();
+        r->rng = (uint64_t)clock_wall_ms() * 2654435761u ^ (uint64_t)getpid();
     r->channel = xstrdup(channel);
     r->instance = xstrdup(instance);
-    r->hb_heard_ms = mono_ms() - HEARTBEAT_LOST_MS - 1;
+    r->hb_heard_ms = clock_mono_ms() - HEARTBEAT_LOST_MS - 1;
     link_init(&r->sub, "sub", r);
     link_init(&r->pub, "pub", r);
     r->ev_heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat_tick, r);

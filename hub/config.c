@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "apikeys.h"
+#include "errbuf.h"
 #include "herald_version.h"
 #include "jwt.h"
 #include "log.h"
@@ -94,18 +95,6 @@ static const struct option_spec options[] = {
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const struct option_spec *find_option(const char *name, size_t len)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -168,19 +157,20 @@ static int apply(struct config *cfg, const struct option_spec *o, const char *va
     switch (o->type) {
     case OPT_ADDR:
         if (parse_addr(value, (struct config_addr *)(void *)field) < 0) {
-            set_err(err, errlen, "--%s: '%s' is not HOST:PORT (from %s)", o->name, value, source);
+            errbuf_set(err, errlen, "--%s: '%s' is not HOST:PORT (from %s)", o->name, value,
+                       source);
             return -1;
         }
         return 0;
     case OPT_UINT:
         if (parse_uint(value, &n) < 0) {
-            set_err(err, errlen, "--%s: '%s' is not a whole number (from %s)", o->name, value,
-                    source);
+            errbuf_set(err, errlen, "--%s: '%s' is not a whole number (from %s)", o->name, value,
+                       source);
             return -1;
         }
         if (n < o->min || n > o->max) {
-            set_err(err, errlen, "--%s: %lu is out of range %lu..%lu (from %s)", o->name, n, o->min,
-                    o->max, source);
+            errbuf_set(err, errlen, "--%s: %lu is out of range %lu..%lu (from %s)", o->name, n,
+                       o->min, o->max, source);
             return -1;
         }
         *(unsigned *)(void *)field = (unsigned)n;
@@ -189,13 +179,13 @@ static int apply(struct config *cfg, const struct option_spec *o, const char *va
         char **p = (char **)(void *)field;
 
         if (!value[0]) {
-            set_err(err, errlen, "--%s: must not be empty (from %s)", o->name, source);
+            errbuf_set(err, errlen, "--%s: must not be empty (from %s)", o->name, source);
             return -1;
         }
         free(*p);
         *p = strdup(value);
         if (!*p) {
-            set_err(err, errlen, "out of memory");
+            errbuf_set(err, errlen, "out of memory");
             return -1;
         }
         return 0;
@@ -207,8 +197,8 @@ static int apply(struct config *cfg, const struct option_spec *o, const char *va
                 return 0;
             }
         }
-        set_err(err, errlen, "--%s: '%s' is not one of the accepted values (from %s)", o->name,
-                value, source);
+        errbuf_set(err, errlen, "--%s: '%s' is not one of the accepted values (from %s)", o->name,
+                   value, source);
         return -1;
     }
     return -1;
@@ -243,11 +233,11 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
     int rc = -1;
 
     if (!root) {
-        set_err(err, errlen, "--config: %s: %s (line %d)", path, jerr.text, jerr.line);
+        errbuf_set(err, errlen, "--config: %s: %s (line %d)", path, jerr.text, jerr.line);
         return -1;
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen, "--config: %s: the file must hold one JSON object", path);
+        errbuf_set(err, errlen, "--config: %s: the file must hold one JSON object", path);
         goto out;
     }
     snprintf(source, sizeof(source), "config file %s", path);
@@ -258,7 +248,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
         const char *s;
 
         if (!o) {
-            set_err(err, errlen, "--config: %s: unknown option \"%s\"", path, key);
+            errbuf_set(err, errlen, "--config: %s: unknown option \"%s\"", path, key);
             goto out;
         }
         if (json_is_string(val)) {
@@ -267,8 +257,8 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
             snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
             s = num;
         } else {
-            set_err(err, errlen, "--%s: the value in %s must be a %s", o->name, path,
-                    o->type == OPT_UINT ? "whole number" : "string");
+            errbuf_set(err, errlen, "--%s: the value in %s must be a %s", o->name, path,
+                       o->type == OPT_UINT ? "whole number" : "string");
             goto out;
         }
         if (apply(cfg, o, s, source, err, errlen) < 0)
@@ -402,17 +392,17 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
             return CONFIG_EXIT;
         }
         if (strncmp(a, "--", 2) != 0) {
-            set_err(err, errlen, "unexpected argument '%s' (see --help)", a);
+            errbuf_set(err, errlen, "unexpected argument '%s' (see --help)", a);
             return CONFIG_ERROR;
         }
         eq = strchr(a + 2, '=');
         len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         if (!(len == 6 && !memcmp(a + 2, "config", 6)) && !find_option(a + 2, len)) {
-            set_err(err, errlen, "unknown option '%.*s' (see --help)", (int)len + 2, a);
+            errbuf_set(err, errlen, "unknown option '%.*s' (see --help)", (int)len + 2, a);
             return CONFIG_ERROR;
         }
         if (!eq && i + 1 >= argc) {
-            set_err(err, errlen, "%s needs a value", a);
+            errbuf_set(err, errlen, "%s needs a value", a);
             return CONFIG_ERROR;
         }
         if (len == 6 && !memcmp(a + 2, "config", 6))
@@ -475,8 +465,8 @@ static int parse_origins(struct config *cfg, char *err, size_t errlen)
                 return -1;
             cfg->origins[n++] = o;
             if ((strncmp(o, "http://", 7) && strncmp(o, "https://", 8)) || o[len - 1] == '/') {
-                set_err(err, errlen,
-                        "--allowed-origins: '%s' is not scheme://host[:port] (no path)", o);
+                errbuf_set(err, errlen,
+                           "--allowed-origins: '%s' is not scheme://host[:port] (no path)", o);
                 return -1;
             }
         }
@@ -506,12 +496,12 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         cfg->instance_id = strdup(buf);
     }
     if (strlen(cfg->instance_id) > 100) {
-        set_err(err, errlen, "--instance-id: longer than 100 characters");
+        errbuf_set(err, errlen, "--instance-id: longer than 100 characters");
         return -1;
     }
     for (const char *p = cfg->instance_id; *p; p++) {
         if ((unsigned char)*p < 0x21 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e) {
-            set_err(err, errlen, "--instance-id: only printable ASCII without quotes or spaces");
+            errbuf_set(err, errlen, "--instance-id: only printable ASCII without quotes or spaces");
             return -1;
         }
     }
@@ -526,7 +516,7 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         cfg->web_root = strdup(dir);
     }
     if (!is_dir(cfg->web_root)) {
-        set_err(err, errlen, "--web-root: '%s' is not a directory", cfg->web_root);
+        errbuf_set(err, errlen, "--web-root: '%s' is not a directory", cfg->web_root);
         return -1;
     }
     if (cfg->redis_url) {
@@ -534,12 +524,12 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         char why[160];
 
         if (redis_url_parse(cfg->redis_url, &u, why, sizeof(why)) < 0) {
-            set_err(err, errlen, "--redis-url: %s", why);
+            errbuf_set(err, errlen, "--redis-url: %s", why);
             return -1;
         }
     }
     if (strlen(cfg->redis_channel) > 256) {
-        set_err(err, errlen, "--redis-channel: longer than 256 characters");
+        errbuf_set(err, errlen, "--redis-channel: longer than 256 characters");
         return -1;
     }
     if (cfg->api_key || cfg->api_keys_file) {
@@ -552,7 +542,7 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 
         if (jwt_read_secret(cfg->jwt_secret_file, &cfg->jwt_secret, &cfg->jwt_secret_len, why,
                             sizeof(why)) < 0) {
-            set_err(err, errlen, "--jwt-secret-file: %s", why);
+            errbuf_set(err, errlen, "--jwt-secret-file: %s", why);
             return -1;
         }
     }
@@ -561,14 +551,12 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 
         cfg->trusted = netaddr_list_parse(cfg->trusted_proxies, why, sizeof(why));
         if (!cfg->trusted) {
-            set_err(err, errlen, "--trusted-proxies: %s", why);
+            errbuf_set(err, errlen, "--trusted-proxies: %s", why);
             return -1;
         }
     }
     if (cfg->allowed_origins && parse_origins(cfg, err, errlen) < 0)
         return -1;
-    if (cfg->client_burst < 1)
-        cfg->client_burst = 1;
     return 0;
 }
 

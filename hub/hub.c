@@ -10,6 +10,7 @@
 #include "api.h"
 #include "broker.h"
 #include "channel.h"
+#include "clock.h"
 #include "config.h"
 #include "herald_version.h"
 #include "log.h"
@@ -26,22 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t hub_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t hub_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool hub_is_ready(const struct hub *h)
 {
     return !h->is_draining && h->broker && broker_is_ready(h->broker);
@@ -53,7 +38,7 @@ void hub_metrics_context(const struct hub *h, struct metrics_context *ctx)
     ctx->instance = h->cfg->instance_id;
     ctx->broker = h->broker ? h->broker->ops->name : "none";
     ctx->started_ms = h->started_ms;
-    ctx->now_ms = hub_wall_ms();
+    ctx->now_ms = clock_wall_ms();
     ctx->planes = h->n_planes;
     for (unsigned i = 0; i < h->n_planes; i++) {
         ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
@@ -189,7 +174,7 @@ static void on_systemd_tick(evutil_socket_t fd, short what, void *arg)
         h->was_ready = ready;
     }
     if (h->watchdog_usec) {
-        int64_t now = plane_clock_ms(), limit = (int64_t)(h->watchdog_usec / 2000);
+        int64_t now = clock_mono_ms(), limit = (int64_t)(h->watchdog_usec / 2000);
 
         for (unsigned i = 0; i < h->n_planes; i++) {
             if (now - plane_alive_ms(h->planes[i]) > limit) {
@@ -226,7 +211,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     memset(h, 0, sizeof(*h));
     h->cfg = cfg;
     h->base = base;
-    h->started_ms = hub_wall_ms();
+    h->started_ms = clock_wall_ms();
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)h->started_ms ^ (uint64_t)getpid();
     event_ids_init(&h->ids, seed);

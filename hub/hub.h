@@ -27,7 +27,6 @@ struct hub {
     atomic_uint planes_done; /* drains finished: counted by the planes' threads */
     struct event_ids ids;
     bool is_draining;
-    int exit_code;
     int64_t started_ms;
     struct event *ev_stats;      /* $stats, once a second */
     struct event *ev_plane_done; /* activated from the planes' threads */
@@ -53,9 +52,5 @@ void hub_stop(struct hub *h);
 /* Readiness: accepting clients and the broker is up. */
 bool hub_is_ready(const struct hub *h);
 void hub_metrics_context(const struct hub *h, struct metrics_context *ctx);
-/* Unix time in milliseconds. */
-int64_t hub_wall_ms(void);
-/* A monotonic clock in milliseconds. */
-int64_t hub_mono_ms(void);
 
 #endif

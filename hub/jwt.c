@@ -5,6 +5,8 @@
  * and clients/herald-token through the herald_jwt library. */
 #include "jwt.h"
 
+#include "errbuf.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -14,18 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -125,57 +115,57 @@ int jwt_verify(const char *token, size_t len, const void *secret, size_t secret_
 
     memset(out, 0, sizeof(*out));
     if (len == 0 || len > JWT_MAX_BYTES) {
-        set_err(err, errlen, "token absent or too long");
+        errbuf_set(err, errlen, "token absent or too long");
         return -1;
     }
     dot1 = memchr(token, '.', len);
     dot2 = dot1 ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1)) : NULL;
     if (!dot2 || memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1))) {
-        set_err(err, errlen, "not three segments");
+        errbuf_set(err, errlen, "not three segments");
         return -1;
     }
     header = segment_json(token, (size_t)(dot1 - token));
     v = header ? json_object_get(header, "alg") : NULL;
     if (!json_is_string(v) || strcmp(json_string_value(v), "HS256") != 0) {
-        set_err(err, errlen, "alg is not HS256");
+        errbuf_set(err, errlen, "alg is not HS256");
         goto fail;
     }
     if ((size_t)(end - dot2 - 1) > 86) { /* 32 bytes of base64url is 43 characters */
-        set_err(err, errlen, "bad signature");
+        errbuf_set(err, errlen, "bad signature");
         goto fail;
     }
     sig_len = b64url_decode(dot2 + 1, (size_t)(end - dot2 - 1), sig);
     if (!HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)token,
               (size_t)(dot2 - token), mac, &mac_len) ||
         sig_len != (long)mac_len || CRYPTO_memcmp(sig, mac, mac_len) != 0) {
-        set_err(err, errlen, "bad signature");
+        errbuf_set(err, errlen, "bad signature");
         goto fail;
     }
     claims = segment_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
     if (!claims) {
-        set_err(err, errlen, "claims are not a JSON object");
+        errbuf_set(err, errlen, "claims are not a JSON object");
         goto fail;
     }
     v = json_object_get(claims, "exp");
     if (!json_is_integer(v)) {
-        set_err(err, errlen, "exp missing");
+        errbuf_set(err, errlen, "exp missing");
         goto fail;
     }
     out->exp = json_integer_value(v);
     if (out->exp <= now_s) {
-        set_err(err, errlen, "expired");
+        errbuf_set(err, errlen, "expired");
         goto fail;
     }
     v = json_object_get(claims, "sub");
     if (v && (!json_is_string(v) || json_string_length(v) >= sizeof(out->sub))) {
-        set_err(err, errlen, "sub is not a short string");
+        errbuf_set(err, errlen, "sub is not a short string");
         goto fail;
     }
     if (v)
         memcpy(out->sub, json_string_value(v), json_string_length(v) + 1);
     v = json_object_get(claims, "channels");
     if (!json_is_array(v) || json_array_size(v) > JWT_MAX_CHANNELS) {
-        set_err(err, errlen, "channels is not a list");
+        errbuf_set(err, errlen, "channels is not a list");
         goto fail;
     }
     out->channels = calloc(json_array_size(v) + 1, sizeof(char *));
@@ -185,7 +175,7 @@ int jwt_verify(const char *token, size_t len, const void *secret, size_t secret_
         json_t *c = json_array_get(v, i);
 
         if (!json_is_string(c) || json_string_length(c) > 129) {
-            set_err(err, errlen, "channels holds a non-string");
+            errbuf_set(err, errlen, "channels holds a non-string");
             goto fail;
         }
         out->channels[i] = strdup(json_string_value(c));
@@ -285,13 +275,13 @@ int jwt_read_secret(const char *path, unsigned char **out, size_t *len, char *er
     *out = NULL;
     *len = 0;
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     n = fread(buf, 1, sizeof(buf), f);
     fclose(f);
     if (n == sizeof(buf)) {
-        set_err(err, errlen, "%s: longer than 4095 bytes", path);
+        errbuf_set(err, errlen, "%s: longer than 4095 bytes", path);
         return -1;
     }
     if (n && buf[n - 1] == '\n')
@@ -299,12 +289,12 @@ int jwt_read_secret(const char *path, unsigned char **out, size_t *len, char *er
     if (n && buf[n - 1] == '\r')
         n--;
     if (n < 32) {
-        set_err(err, errlen, "%s: the secret must be at least 32 bytes", path);
+        errbuf_set(err, errlen, "%s: the secret must be at least 32 bytes", path);
         return -1;
     }
     *out = malloc(n);
     if (!*out) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return -1;
     }
     memcpy(*out, buf, n);

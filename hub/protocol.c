@@ -5,6 +5,7 @@
 #include "protocol.h"
 
 #include "channel.h"
+#include "errbuf.h"
 #include "message.h"
 
 #include <jansson.h>
@@ -12,18 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err, size_t errlen)
 {
@@ -35,11 +24,11 @@ int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err,
 
     memset(cmd, 0, sizeof(*cmd));
     if (!root) {
-        set_err(err, errlen, "invalid JSON: %s", jerr.text);
+        errbuf_set(err, errlen, "invalid JSON: %s", jerr.text);
         return -1;
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen, "a frame must be a JSON object");
+        errbuf_set(err, errlen, "a frame must be a JSON object");
         goto out;
     }
     ref = json_object_get(root, "ref");
@@ -47,7 +36,7 @@ int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err,
         cmd->ref = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
     type = json_object_get(root, "type");
     if (!json_is_string(type)) {
-        set_err(err, errlen, "\"type\" must be a string");
+        errbuf_set(err, errlen, "\"type\" must be a string");
         goto out;
     }
     t = json_string_value(type);
@@ -61,13 +50,13 @@ int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err,
     else if (!strcmp(t, "unsubscribe"))
         cmd->type = PROTO_UNSUBSCRIBE;
     else {
-        set_err(err, errlen, "unknown \"type\": expected subscribe, unsubscribe or ping");
+        errbuf_set(err, errlen, "unknown \"type\": expected subscribe, unsubscribe or ping");
         goto out;
     }
     ch = json_object_get(root, "channel");
     if (!json_is_string(ch) ||
         !channel_name_is_valid(json_string_value(ch), json_string_length(ch))) {
-        set_err(err, errlen, "\"channel\" must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+        errbuf_set(err, errlen, "\"channel\" must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
         goto out;
     }
     cmd->channel_len = json_string_length(ch);

@@ -40,7 +40,6 @@ struct session {
     /* closing: set once, by session_close() */
     uint16_t close_code;
     char close_reason[64];
-    void *conn; /* the transport's handle (ws.c's struct lws *), opaque here */
 };
 
 struct session *session_new(const struct session_limits *lim, uint64_t id, int64_t now_ms);

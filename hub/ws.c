@@ -13,6 +13,7 @@
 #include "ws.h"
 
 #include "channel.h"
+#include "clock.h"
 #include "config.h"
 #include "jwt.h"
 #include "log.h"
@@ -109,22 +110,6 @@ struct ws_conn {
 
 static atomic_ullong next_conn_id = 1;
 static atomic_long admitted; /* upgrades past the filter and not yet released, all planes */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct plane *plane_of(struct lws *wsi)
 {
@@ -230,7 +215,7 @@ static void on_drain_tick(lws_sorted_usec_list_t *sul)
 {
     struct plane *p = lws_container_of(sul, struct plane, sul_drain);
 
-    if (p->n_conns == 0 || now_ms() >= p->drain_deadline_ms)
+    if (p->n_conns == 0 || clock_mono_ms() >= p->drain_deadline_ms)
         finish_drain(p);
     else
         lws_sul_schedule(p->ctx, 0, &p->sul_drain, on_drain_tick, TICK_US);
@@ -241,7 +226,7 @@ static void start_drain(struct plane *p)
     if (p->is_draining)
         return;
     p->is_draining = true;
-    p->drain_deadline_ms = now_ms() + (int64_t)p->cfg->drain_seconds * 1000;
+    p->drain_deadline_ms = clock_mono_ms() + (int64_t)p->cfg->drain_seconds * 1000;
     log_info("ws", "plane %u: draining %zu clients", p->index, p->n_conns);
     for (struct ws_conn *c = p->conns; c; c = c->next)
         cut(c, 1001, "going away", CLOSE_DRAIN, true,
@@ -430,7 +415,7 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
 
     /* c was zeroed by lws and filled by on_filter */
     c->wsi = wsi;
-    c->s = session_new(&p->lim, atomic_fetch_add(&next_conn_id, 1), now_ms());
+    c->s = session_new(&p->lim, atomic_fetch_add(&next_conn_id, 1), clock_mono_ms());
     c->next = p->conns;
     if (p->conns)
         p->conns->prev = c;
@@ -443,7 +428,7 @@ static int on_established(struct plane *p, struct ws_conn *c, struct lws *wsi)
         cut(c, c->refuse_code, c->refuse_reason, c->refuse_why, false, CUT_GRACE_SECS);
         return 0;
     }
-    c->last_rx_ms = c->last_ping_ms = now_ms();
+    c->last_rx_ms = c->last_ping_ms = clock_mono_ms();
     snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)c->s->id);
     reply(p, c, proto_welcome(conn_id, p->cfg->instance_id, p->cfg->heartbeat));
     log_debug("ws", "conn %llu: open on plane %u", (unsigned long long)c->s->id, p->index);
@@ -502,7 +487,7 @@ static int close_now(struct ws_conn *c, enum lws_close_status code, const char *
 
 static int on_receive(struct plane *p, struct ws_conn *c, const void *in, size_t len)
 {
-    c->last_rx_ms = now_ms();
+    c->last_rx_ms = clock_mono_ms();
     if (session_is_closing(c->s))
         return 0;
     if (lws_frame_is_binary(c->wsi))
@@ -515,7 +500,7 @@ static int on_receive(struct plane *p, struct ws_conn *c, const void *in, size_t
         return 0;
 
     metrics_add(&metrics.frames_received, 1);
-    switch (session_rate_check(c->s, now_ms())) {
+    switch (session_rate_check(c->s, clock_mono_ms())) {
     case SESSION_RATE_OK: on_command(p, c); break;
     case SESSION_RATE_LIMITED: {
         struct proto_cmd cmd;
@@ -556,7 +541,7 @@ static int on_writeable(struct plane *p, struct ws_conn *c)
     size_t used = 0;
     unsigned long long events = 0;
     struct message *m;
-    int64_t wall = wall_ms();
+    int64_t wall = clock_wall_ms();
 
     if (c->needs_ping) {
         /* a ping ahead of the queue; with a payload, because lws 4.1.6 does not report an
@@ -657,7 +642,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_SERVER_WRITEABLE: return c->s ? on_writeable(p, c) : -1;
     case LWS_CALLBACK_RECEIVE_PONG:
         if (c->s)
-            c->last_rx_ms = now_ms();
+            c->last_rx_ms = clock_mono_ms();
         return 0;
     case LWS_CALLBACK_CLOSED: on_closed(p, c); return 0;
     case LWS_CALLBACK_WSI_DESTROY:
@@ -792,7 +777,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
     p->done = done;
     p->done_arg = done_arg;
     atomic_init(&p->stop, false);
-    atomic_init(&p->alive_ms, now_ms());
+    atomic_init(&p->alive_ms, clock_mono_ms());
     p->lim = (struct session_limits){
         .send_queue_bytes = cfg->send_queue_bytes,
         .max_message_bytes = cfg->max_message_bytes,
@@ -880,7 +865,7 @@ fail:
 static void on_sweep(lws_sorted_usec_list_t *sul)
 {
     struct plane *p = lws_container_of(sul, struct plane, sul_sweep);
-    int64_t now = now_ms(), wall_s = wall_ms() / 1000;
+    int64_t now = clock_mono_ms(), wall_s = clock_wall_ms() / 1000;
     int64_t hb = (int64_t)p->cfg->heartbeat * 1000;
 
     for (struct ws_conn *c = p->conns; c; c = c->next) {
@@ -910,7 +895,7 @@ static void on_alive_tick(lws_sorted_usec_list_t *sul)
 {
     struct plane *p = lws_container_of(sul, struct plane, sul_alive);
 
-    atomic_store_explicit(&p->alive_ms, now_ms(), memory_order_relaxed);
+    atomic_store_explicit(&p->alive_ms, clock_mono_ms(), memory_order_relaxed);
     lws_sul_schedule(p->ctx, 0, &p->sul_alive, on_alive_tick, ALIVE_US);
 }
 
@@ -931,11 +916,6 @@ int plane_start(struct plane *p)
         return -1;
     p->is_started = true;
     return 0;
-}
-
-int plane_post(struct plane *p, struct message *msg)
-{
-    return mailbox_post(p->mb, MAIL_EVENT, msg);
 }
 
 int plane_post_quiet(struct plane *p, struct message *msg)
@@ -982,11 +962,6 @@ void plane_free(struct plane *p)
 int64_t plane_alive_ms(const struct plane *p)
 {
     return atomic_load_explicit(&p->alive_ms, memory_order_relaxed);
-}
-
-int64_t plane_clock_ms(void)
-{
-    return now_ms();
 }
 
 const struct histogram *plane_delivery_latency(const struct plane *p)

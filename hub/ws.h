@@ -21,10 +21,9 @@ struct plane *plane_new(const struct config *cfg, unsigned index, plane_done_fn 
                         void *done_arg, char *err, size_t errlen);
 /* Starts the plane's thread. Returns 0 or -1. */
 int plane_start(struct plane *p);
-/* Hands an event to the plane. Takes a reference on success. Returns 0, or -1 when the
- * plane's mailbox is full (the event is dropped for this plane's clients). Any thread. */
-int plane_post(struct plane *p, struct message *msg);
-/* plane_post without waking the plane; plane_flush() wakes it once after a batch. */
+/* Hands an event to the plane without waking it; plane_flush() wakes it once after a batch.
+ * Takes a reference on success. Returns 0, or -1 when the plane's mailbox is full (the event
+ * is dropped for this plane's clients). Any thread. */
 int plane_post_quiet(struct plane *p, struct message *msg);
 void plane_flush(struct plane *p);
 /* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
@@ -38,8 +37,7 @@ void plane_free(struct plane *p);
 size_t plane_mailbox_depth(const struct plane *p);
 /* The plane's delivery latency histogram (written by its thread only). */
 const struct histogram *plane_delivery_latency(const struct plane *p);
-/* When the plane's loop last turned (plane_clock_ms() time), for the watchdog. Any thread. */
+/* When the plane's loop last turned (clock_mono_ms()), for the watchdog. Any thread. */
 int64_t plane_alive_ms(const struct plane *p);
-int64_t plane_clock_ms(void); /* the monotonic clock plane_alive_ms uses */
 
 #endif
