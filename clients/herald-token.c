@@ -1,9 +1,9 @@
 /* herald-token -- mints an HS256 connection token for /ws from a secret file.
  *   herald-token --secret-file FILE [--sub NAME] [--ttl SECONDS] CHANNEL...
  * Prints the token and a newline. For operators and tests; the hub verifies with the same
- * code (hub/jwt.c, the herald_jwt library). */
+ * code (hub/common/jwt.c, the herald_jwt library). */
+#include "common/jwt.h"
 #include "herald_version.h"
-#include "jwt.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,9 +1,10 @@
 /* main.c -- herald: options, logging, signals, and the control loop.
  * Exit status: 0 after a drain (SIGTERM, SIGINT), 1 when start-up fails (a port in use),
  * 2 for a bad option value. */
-#include "config.h"
-#include "hub.h"
-#include "log.h"
+#include "common/config.h"
+#include "common/keyhash.h"
+#include "common/log.h"
+#include "control/hub.h"
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -69,6 +70,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_setup(cfg.log_level, cfg.log_format, cfg.instance_id);
+    if (keyhash_init() < 0) {
+        log_error("main", "cannot initialise libsodium (the keyed hash of the hub's tables)");
+        config_free(&cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     size_descriptor_table(&cfg);
 

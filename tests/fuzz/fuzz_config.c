@@ -2,9 +2,9 @@
  * an argv and an environment (after a lone "--" entry); "--config" entries are skipped so the
  * fuzzer never makes the parser open files. The address, Redis URL and CIDR list parsers get
  * the raw bytes too. */
-#include "config.h"
-#include "netaddr.h"
-#include "redis_url.h"
+#include "common/config.h"
+#include "common/netaddr.h"
+#include "common/redis_url.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* fuzz_jwt.c -- libFuzzer target: token verification on arbitrary bytes (it must never accept
  * them: the fuzzer cannot forge HMAC-SHA256), and sign-then-verify of claims derived from the
  * input (it must always accept, with the same grants). */
-#include "jwt.h"
+#include "common/jwt.h"
 
 #include <stdint.h>
 #include <stdlib.h>

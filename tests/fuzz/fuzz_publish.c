@@ -1,9 +1,9 @@
 /* fuzz_publish.c -- libFuzzer target: a POST /publish body through validation and
  * serialization, then the Redis wire format round trip of what it produced: every event must
  * come back with its channel and exact frame. */
-#include "event.h"
-#include "message.h"
-#include "redis_wire.h"
+#include "broker/redis_wire.h"
+#include "common/message.h"
+#include "control/event.h"
 
 #include <jansson.h>
 

@@ -1,7 +1,10 @@
-/* test_channel.c -- hub/channel.c: channel names, the per-plane index and the registry.
- * The registry is process-wide, so every test here leaves its indexes empty and compares
- * channel_registry_count() with what it was when the test began. */
-#include "channel.h"
+/* test_channel.c -- hub/delivery/channel.c with hub/common/channel_name.c and
+ * hub/common/registry.c: channel names, the per-plane index and the registry. The registry is
+ * process-wide, so every test here leaves its indexes empty and compares registry_count() with
+ * what it was when the test began. */
+#include "common/keyhash.h"
+#include "common/registry.h"
+#include "delivery/channel.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -91,9 +94,9 @@ static int m1, m2, m3; /* members: only their addresses matter */
 
 static void join_already_limit(void **state)
 {
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0};
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
     uint32_t n = 99;
 
     (void)state;
@@ -110,7 +113,7 @@ static void join_already_limit(void **state)
     assert_int_equal(channel_index_count(idx), 2);
     assert_null(channel_members(idx, "z", 1, &n));
     assert_int_equal(n, 0);
-    assert_int_equal(channel_registry_count(), base + 2);
+    assert_int_equal(registry_count(), base + 2);
     /* the limit is per set: b may join z */
     assert_int_equal(channel_join(idx, &b, &m2, "z", 1, 1), CHANNEL_JOINED);
     assert_int_equal(channel_join(idx, &b, &m2, "x", 1, 1), CHANNEL_LIMIT);
@@ -122,14 +125,14 @@ static void join_already_limit(void **state)
     channel_leave_all(idx, &a);
     channel_leave_all(idx, &b);
     assert_int_equal(channel_index_count(idx), 0);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
     channel_index_free(idx);
     channel_index_free(NULL);
 }
 
 static void members_listing(void **state)
 {
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0}, c = {0};
     const struct channel_member *mem;
     uint32_t n = 99;
@@ -178,7 +181,7 @@ static void members_listing(void **state)
 
 static void leave_of_a_non_member(void **state)
 {
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0};
     uint32_t n;
 
@@ -201,21 +204,21 @@ static void leave_of_a_non_member(void **state)
 
 static void channel_freed_when_empty(void **state)
 {
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0};
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
     uint32_t n = 99;
 
     (void)state;
     channel_join(idx, &a, &m1, "x", 1, 10);
     channel_join(idx, &b, &m2, "x", 1, 10);
     assert_int_equal(channel_index_count(idx), 1);
-    assert_int_equal(channel_registry_count(), base + 1);
+    assert_int_equal(registry_count(), base + 1);
     assert_int_equal(channel_leave(idx, &a, "x", 1), 0);
     assert_int_equal(channel_index_count(idx), 1);
     assert_int_equal(channel_leave(idx, &b, "x", 1), 0);
     assert_int_equal(channel_index_count(idx), 0);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
     assert_null(channel_members(idx, "x", 1, &n));
     assert_int_equal(n, 0);
     /* and can be made again */
@@ -224,15 +227,15 @@ static void channel_freed_when_empty(void **state)
     assert_int_equal(n, 1);
     channel_leave_all(idx, &a);
     channel_leave_all(idx, &b);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
     channel_index_free(idx);
 }
 
 static void leave_all(void **state)
 {
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0};
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
     const char *names[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
     const struct channel_member *mem;
     uint32_t n;
@@ -251,7 +254,7 @@ static void leave_all(void **state)
     assert_int_equal(a.cap, 0);
     /* the channels b shares survive, with b alone in them */
     assert_int_equal(channel_index_count(idx), 3);
-    assert_int_equal(channel_registry_count(), base + 3);
+    assert_int_equal(registry_count(), base + 3);
     for (int i = 0; i < 6; i++) {
         mem = channel_members(idx, names[i], 2, &n);
         assert_int_equal(n, i % 2 == 0 ? 1 : 0);
@@ -268,7 +271,7 @@ static void leave_all(void **state)
     channel_leave_all(idx, &a);
     channel_leave_all(idx, &b);
     assert_int_equal(channel_index_count(idx), 0);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
     channel_index_free(idx);
 }
 
@@ -371,12 +374,12 @@ static void model_leave(struct model *m, int i, int c)
 static void swap_remove_in_any_order(void **state)
 {
     struct model *m = calloc(1, sizeof(*m));
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
     int pairs[N_MEMBERS * N_CHANNELS][2], npairs = 0;
 
     (void)state;
     assert_non_null(m);
-    m->idx = channel_index_new();
+    m->idx = channel_index_new(0, 0);
     m->rng = UINT64_C(0x9e3779b97f4a7c15);
     for (int c = 0; c < N_CHANNELS; c++)
         snprintf(m->names[c], sizeof(m->names[c]), "chan-%d", c);
@@ -399,7 +402,7 @@ static void swap_remove_in_any_order(void **state)
     for (int k = 0; k < npairs; k++)
         model_join(m, pairs[k][0], pairs[k][1]);
     check_model(m);
-    assert_int_equal(channel_registry_count(), base + N_CHANNELS);
+    assert_int_equal(registry_count(), base + N_CHANNELS);
 
     /* half of the pairs leave, in the shuffled order: first, middle and last slots alike */
     for (int k = 0; k < npairs / 2; k++) {
@@ -444,26 +447,26 @@ static void swap_remove_in_any_order(void **state)
     }
     check_model(m);
     assert_int_equal(channel_index_count(m->idx), 0);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
     channel_index_free(m->idx);
     free(m);
 }
 
 static void registry_counts_distinct_names(void **state)
 {
-    struct channel_index *i1 = channel_index_new(), *i2 = channel_index_new();
+    struct channel_index *i1 = channel_index_new(0, 0), *i2 = channel_index_new(0, 0);
     struct channel_set a = {0}, b = {0}, c = {0};
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
 
     (void)state;
     channel_join(i1, &a, &m1, "shared", 6, 10);
-    assert_int_equal(channel_registry_count(), base + 1);
+    assert_int_equal(registry_count(), base + 1);
     channel_join(i2, &b, &m2, "shared", 6, 10);
-    assert_int_equal(channel_registry_count(), base + 1);
+    assert_int_equal(registry_count(), base + 1);
     channel_join(i2, &b, &m2, "only2", 5, 10);
-    assert_int_equal(channel_registry_count(), base + 2);
+    assert_int_equal(registry_count(), base + 2);
     channel_join(i1, &c, &m3, "shared", 6, 10); /* a second member, same plane */
-    assert_int_equal(channel_registry_count(), base + 2);
+    assert_int_equal(registry_count(), base + 2);
     assert_int_equal(channel_index_count(i1), 1);
     assert_int_equal(channel_index_count(i2), 2);
 
@@ -471,14 +474,14 @@ static void registry_counts_distinct_names(void **state)
     channel_leave(i1, &c, "shared", 6);
     /* i2 still holds shared */
     assert_int_equal(channel_index_count(i1), 0);
-    assert_int_equal(channel_registry_count(), base + 2);
+    assert_int_equal(registry_count(), base + 2);
     channel_leave(i2, &b, "only2", 5);
-    assert_int_equal(channel_registry_count(), base + 1);
+    assert_int_equal(registry_count(), base + 1);
     channel_join(i1, &a, &m1, "shared", 6, 10);
     channel_leave_all(i2, &b);
-    assert_int_equal(channel_registry_count(), base + 1);
+    assert_int_equal(registry_count(), base + 1);
     channel_leave_all(i1, &a);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
 
     channel_leave_all(i1, &c);
     channel_index_free(i1);
@@ -494,7 +497,7 @@ struct plane_arg {
 static void *plane_thread(void *p)
 {
     struct plane_arg *arg = p;
-    struct channel_index *idx = channel_index_new();
+    struct channel_index *idx = channel_index_new(0, 0);
     struct channel_set set = {0};
     char name[16];
 
@@ -513,7 +516,7 @@ static void registry_is_thread_safe(void **state)
 {
     struct plane_arg args[4];
     pthread_t th[4];
-    size_t base = channel_registry_count();
+    size_t base = registry_count();
 
     (void)state;
     for (int i = 0; i < 4; i++) {
@@ -522,29 +525,59 @@ static void registry_is_thread_safe(void **state)
     }
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    assert_int_equal(channel_registry_count(), base);
+    assert_int_equal(registry_count(), base);
 }
 
 /* The control plane posts an event only to the planes whose bit is set. */
 static void registry_masks_name_the_planes(void **state)
 {
-    struct channel_index *a = channel_index_new_plane(0), *b = channel_index_new_plane(3);
+    struct channel_index *a = channel_index_new(0, 0), *b = channel_index_new(3, 0);
     struct channel_set sa = {0}, sb = {0};
     int ma, mb;
 
     (void)state;
-    assert_int_equal(channel_registry_planes("mask-x", 6), 0);
+    assert_int_equal(registry_planes("mask-x", 6), 0);
     channel_join(a, &sa, &ma, "mask-x", 6, 10);
-    assert_int_equal(channel_registry_planes("mask-x", 6), 1);
+    assert_int_equal(registry_planes("mask-x", 6), 1);
     channel_join(b, &sb, &mb, "mask-x", 6, 10);
-    assert_int_equal(channel_registry_planes("mask-x", 6), 1 | 8);
+    assert_int_equal(registry_planes("mask-x", 6), 1 | 8);
     channel_leave(a, &sa, "mask-x", 6);
-    assert_int_equal(channel_registry_planes("mask-x", 6), 8);
+    assert_int_equal(registry_planes("mask-x", 6), 8);
     channel_leave_all(b, &sb);
-    assert_int_equal(channel_registry_planes("mask-x", 6), 0);
+    assert_int_equal(registry_planes("mask-x", 6), 0);
     channel_leave_all(a, &sa);
     channel_index_free(a);
     channel_index_free(b);
+}
+
+/* --max-channels: a new name past the cap is refused and changes nothing; names already held
+ * can still be joined by anyone, and leaving one frees a place. */
+static void max_channels_caps_distinct_names(void **state)
+{
+    size_t base = registry_count();
+    struct channel_index *idx = channel_index_new(0, base + 2);
+    struct channel_index *other = channel_index_new(1, base + 2);
+    struct channel_set a = {0}, b = {0};
+    uint32_t n;
+
+    (void)state;
+    assert_int_equal(channel_join(idx, &a, &m1, "cap-1", 5, 10), CHANNEL_JOINED);
+    assert_int_equal(channel_join(idx, &a, &m1, "cap-2", 5, 10), CHANNEL_JOINED);
+    assert_int_equal(channel_join(idx, &a, &m1, "cap-3", 5, 10), CHANNEL_FULL);
+    assert_int_equal(channel_join(other, &b, &m2, "cap-3", 5, 10), CHANNEL_FULL);
+    assert_null(channel_members(idx, "cap-3", 5, &n));
+    assert_int_equal(registry_count(), base + 2);
+    assert_int_equal(registry_planes("cap-3", 5), 0);
+    /* a held name on another plane is not new to the instance */
+    assert_int_equal(channel_join(other, &b, &m2, "cap-1", 5, 10), CHANNEL_JOINED);
+    assert_int_equal(registry_planes("cap-1", 5), 1 | 2);
+    assert_int_equal(channel_leave(idx, &a, "cap-2", 5), 0);
+    assert_int_equal(channel_join(other, &b, &m2, "cap-3", 5, 10), CHANNEL_JOINED);
+    channel_leave_all(idx, &a);
+    channel_leave_all(other, &b);
+    assert_int_equal(registry_count(), base);
+    channel_index_free(idx);
+    channel_index_free(other);
 }
 
 int main(void)
@@ -562,7 +595,9 @@ int main(void)
         cmocka_unit_test(registry_counts_distinct_names),
         cmocka_unit_test(registry_masks_name_the_planes),
         cmocka_unit_test(registry_is_thread_safe),
+        cmocka_unit_test(max_channels_caps_distinct_names),
     };
 
+    assert_int_equal(keyhash_init(), 0);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

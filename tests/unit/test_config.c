@@ -1,9 +1,9 @@
-/* test_config.c -- hub/config.c: defaults, the four sources and their order, bounds, errors.
+/* test_config.c -- hub/common/config.c: defaults, the four sources and their order, bounds, errors.
  * Every call gets an envp built here, never the real environment, and temporary config files
  * made with mkstemp. */
-#include "config.h"
+#include "common/config.h"
+#include "common/log.h"
 #include "herald_version.h"
-#include "log.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

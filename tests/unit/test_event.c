@@ -1,7 +1,7 @@
-/* test_event.c -- hub/event.c: publish bodies in, event frames out. Frames are checked as
+/* test_event.c -- hub/control/event.c: publish bodies in, event frames out. Frames are checked as
  * exact text (key order included) and parsed back with jansson. */
-#include "event.h"
-#include "message.h"
+#include "common/message.h"
+#include "control/event.h"
 
 #include <inttypes.h>
 #include <jansson.h>

@@ -1,7 +1,7 @@
-/* test_mailbox.c -- hub/mailbox.c: order, wakes, the bound, the depth gauge, references,
+/* test_mailbox.c -- hub/common/mailbox.c: order, wakes, the bound, the depth gauge, references,
  * and one producer thread against one draining thread. */
-#include "mailbox.h"
-#include "message.h"
+#include "common/mailbox.h"
+#include "common/message.h"
 
 #include <errno.h>
 #include <pthread.h>

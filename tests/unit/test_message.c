@@ -1,5 +1,5 @@
-/* test_message.c -- hub/message.c: WebSocket headers, wire bytes and reference counting. */
-#include "message.h"
+/* test_message.c -- hub/common/message.c: WebSocket headers, wire bytes and reference counting. */
+#include "common/message.h"
 
 #include <pthread.h>
 #include <setjmp.h>

@@ -1,6 +1,7 @@
-/* test_protocol.c -- hub/protocol.c: client frames in, replies out, "ref" echoed as sent. */
-#include "message.h"
-#include "protocol.h"
+/* test_protocol.c -- hub/delivery/protocol.c: client frames in, replies out, "ref" echoed as sent.
+ */
+#include "common/message.h"
+#include "delivery/protocol.h"
 
 #include <jansson.h>
 #include <setjmp.h>

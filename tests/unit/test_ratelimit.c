@@ -1,5 +1,5 @@
-/* test_ratelimit.c -- hub/ratelimit.c: token buckets driven by a clock the test holds. */
-#include "ratelimit.h"
+/* test_ratelimit.c -- hub/common/ratelimit.c: token buckets driven by a clock the test holds. */
+#include "common/ratelimit.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

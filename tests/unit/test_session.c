@@ -1,7 +1,8 @@
-/* test_session.c -- hub/session.c: the send queue and its byte budget, fragment
- * reassembly, the frame rate with its grace period, and closing. */
-#include "message.h"
-#include "session.h"
+/* test_session.c -- hub/delivery/session.c: the send queue and its byte budget, the wake
+ * signal, fragment reassembly, the frame rate with its grace period, liveness and expiry, and
+ * closing. */
+#include "common/message.h"
+#include "delivery/session.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,33 @@
 #include <cmocka.h>
 
 #define T0 INT64_C(1700000000000)
+
+static size_t rx_len(const struct session *s)
+{
+    size_t n;
+
+    session_rx(s, &n);
+    return n;
+}
+
+static const char *rx_of(const struct session *s)
+{
+    size_t n;
+
+    return session_rx(s, &n);
+}
+
+/* Pops every queued message; returns how many there were. */
+static size_t drop_all(struct session *s)
+{
+    size_t n = 0;
+
+    while (session_front(s)) {
+        session_pop(s);
+        n++;
+    }
+    return n;
+}
 
 static struct session_limits limits(size_t queue_bytes)
 {
@@ -44,30 +72,30 @@ static struct message *msg_of(size_t json_len)
 static void enqueue_up_to_budget(void **state)
 {
     struct session_limits lim = limits(30);
-    struct session *s = session_new(&lim, 7, T0);
+    struct session *s = session_new(&lim, 7, T0, NULL, NULL);
     struct message *m = msg_of(8); /* 10 wire bytes */
 
     (void)state;
-    assert_int_equal(s->id, 7);
+    assert_int_equal(session_id(s), 7);
     assert_int_equal(message_wire_len(m), 10);
     assert_null(session_front(s));
-    assert_int_equal(session_enqueue(s, m), 0);
-    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(session_send(s, m), 0);
+    assert_int_equal(session_send(s, m), 0);
     /* the budget equal to the queued bytes is still within it */
-    assert_int_equal(session_enqueue(s, m), 0);
-    assert_int_equal(s->q_bytes, 30);
+    assert_int_equal(session_send(s, m), 0);
+    assert_int_equal(session_queue_bytes(s), 30);
     assert_int_equal(refs(m), 4);
     /* one byte over: refused, nothing taken */
-    assert_int_equal(session_enqueue(s, m), -1);
+    assert_int_equal(session_send(s, m), -1);
     assert_int_equal(refs(m), 4);
-    assert_int_equal(s->q_len, 3);
-    assert_int_equal(s->q_bytes, 30);
+    assert_int_equal(session_queue_len(s), 3);
+    assert_int_equal(session_queue_bytes(s), 30);
     /* a pop makes room again */
     session_pop(s);
-    assert_int_equal(s->q_bytes, 20);
+    assert_int_equal(session_queue_bytes(s), 20);
     assert_int_equal(refs(m), 3);
-    assert_int_equal(session_enqueue(s, m), 0);
-    assert_int_equal(session_enqueue(s, m), -1);
+    assert_int_equal(session_send(s, m), 0);
+    assert_int_equal(session_send(s, m), -1);
     session_free(s);
     assert_int_equal(refs(m), 1); /* session_free released the queue */
     message_unref(&m);
@@ -80,27 +108,27 @@ static void enqueue_exact_boundary_with_mixed_sizes(void **state)
     struct message *c = msg_of(65536); /* 65546 */
     size_t total = message_wire_len(a) + message_wire_len(b) + message_wire_len(c);
     struct session_limits lim = limits(total);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct message *one = msg_of(0); /* 2 */
 
     (void)state;
     assert_int_equal(total, 127 + 130 + 65546);
-    assert_int_equal(session_enqueue(s, c), 0);
-    assert_int_equal(session_enqueue(s, b), 0);
-    assert_int_equal(s->q_bytes, 65546 + 130);
-    assert_int_equal(session_enqueue(s, a), 0);
-    assert_int_equal(s->q_bytes, total);
-    assert_int_equal(session_enqueue(s, one), -1);
+    assert_int_equal(session_send(s, c), 0);
+    assert_int_equal(session_send(s, b), 0);
+    assert_int_equal(session_queue_bytes(s), 65546 + 130);
+    assert_int_equal(session_send(s, a), 0);
+    assert_int_equal(session_queue_bytes(s), total);
+    assert_int_equal(session_send(s, one), -1);
     session_pop(s);
-    assert_int_equal(s->q_bytes, 127 + 130);
+    assert_int_equal(session_queue_bytes(s), 127 + 130);
     assert_ptr_equal(session_front(s), b);
     session_pop(s);
     session_pop(s);
-    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(session_queue_bytes(s), 0);
     assert_null(session_front(s));
     session_pop(s); /* empty: nothing */
-    assert_int_equal(s->q_bytes, 0);
-    assert_int_equal(s->q_len, 0);
+    assert_int_equal(session_queue_bytes(s), 0);
+    assert_int_equal(session_queue_len(s), 0);
     session_free(s);
     message_unref(&a);
     message_unref(&b);
@@ -111,14 +139,14 @@ static void enqueue_exact_boundary_with_mixed_sizes(void **state)
 static void message_larger_than_budget(void **state)
 {
     struct session_limits lim = limits(1024);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct message *big = msg_of(1023); /* 1027 wire bytes */
 
     (void)state;
-    assert_int_equal(session_enqueue(s, big), -1);
+    assert_int_equal(session_send(s, big), -1);
     assert_int_equal(refs(big), 1);
-    assert_int_equal(s->q_len, 0);
-    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(session_queue_len(s), 0);
+    assert_int_equal(session_queue_bytes(s), 0);
     session_free(s);
     message_unref(&big);
 }
@@ -126,7 +154,7 @@ static void message_larger_than_budget(void **state)
 static void fifo_across_ring_growth(void **state)
 {
     struct session_limits lim = limits(1u << 30);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct message *msgs[120];
     size_t bytes = 0;
     int next_out = 0, next_in = 0;
@@ -140,7 +168,7 @@ static void fifo_across_ring_growth(void **state)
     }
     /* wrap the ring before it first grows: head moves to the middle */
     for (; next_in < 6; next_in++) {
-        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+        assert_int_equal(session_send(s, msgs[next_in]), 0);
         bytes += message_wire_len(msgs[next_in]);
     }
     for (; next_out < 4; next_out++) {
@@ -150,21 +178,21 @@ static void fifo_across_ring_growth(void **state)
     }
     /* fill past the first capacity while wrapped, then on to 100 queued */
     for (; next_in < 104; next_in++) {
-        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+        assert_int_equal(session_send(s, msgs[next_in]), 0);
         bytes += message_wire_len(msgs[next_in]);
-        assert_int_equal(s->q_bytes, bytes);
+        assert_int_equal(session_queue_bytes(s), bytes);
         assert_ptr_equal(session_front(s), msgs[next_out]);
     }
-    assert_int_equal(s->q_len, 100);
+    assert_int_equal(session_queue_len(s), 100);
     /* drain half, add the rest, drain everything: strict FIFO */
     for (; next_out < 54; next_out++) {
         assert_ptr_equal(session_front(s), msgs[next_out]);
         session_pop(s);
         bytes -= message_wire_len(msgs[next_out]);
-        assert_int_equal(s->q_bytes, bytes);
+        assert_int_equal(session_queue_bytes(s), bytes);
     }
     for (; next_in < 120; next_in++)
-        assert_int_equal(session_enqueue(s, msgs[next_in]), 0);
+        assert_int_equal(session_send(s, msgs[next_in]), 0);
     for (; next_out < 120; next_out++) {
         struct message *f = session_front(s);
 
@@ -174,8 +202,8 @@ static void fifo_across_ring_growth(void **state)
         assert_int_equal(refs(msgs[next_out]), 1);
     }
     assert_null(session_front(s));
-    assert_int_equal(s->q_len, 0);
-    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(session_queue_len(s), 0);
+    assert_int_equal(session_queue_bytes(s), 0);
     session_free(s);
     for (int i = 0; i < 120; i++)
         message_unref(&msgs[i]);
@@ -184,22 +212,22 @@ static void fifo_across_ring_growth(void **state)
 static void drop_queue(void **state)
 {
     struct session_limits lim = limits(1u << 20);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct message *m = msg_of(10);
 
     (void)state;
-    assert_int_equal(session_drop_queue(s), 0);
+    assert_int_equal(drop_all(s), 0);
     for (int i = 0; i < 37; i++)
-        assert_int_equal(session_enqueue(s, m), 0);
+        assert_int_equal(session_send(s, m), 0);
     assert_int_equal(refs(m), 38);
-    assert_int_equal(session_drop_queue(s), 37);
+    assert_int_equal(drop_all(s), 37);
     assert_int_equal(refs(m), 1);
-    assert_int_equal(s->q_len, 0);
-    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(session_queue_len(s), 0);
+    assert_int_equal(session_queue_bytes(s), 0);
     assert_null(session_front(s));
-    assert_int_equal(session_drop_queue(s), 0);
+    assert_int_equal(drop_all(s), 0);
     /* still usable */
-    assert_int_equal(session_enqueue(s, m), 0);
+    assert_int_equal(session_send(s, m), 0);
     assert_ptr_equal(session_front(s), m);
     session_free(s);
     assert_int_equal(refs(m), 1);
@@ -210,41 +238,41 @@ static void drop_queue(void **state)
 static void closing_session_takes_nothing(void **state)
 {
     struct session_limits lim = limits(1u << 20);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct message *m = msg_of(10);
     char longer[200];
 
     (void)state;
     assert_false(session_is_closing(s));
-    session_enqueue(s, m);
-    session_enqueue(s, m);
+    session_send(s, m);
+    session_send(s, m);
     assert_int_equal(session_close(s, 1013, "slow consumer"), 2);
     assert_true(session_is_closing(s));
-    assert_int_equal(s->close_code, 1013);
-    assert_string_equal(s->close_reason, "slow consumer");
+    assert_int_equal(session_close_code(s), 1013);
+    assert_string_equal(session_close_reason(s), "slow consumer");
     assert_int_equal(refs(m), 1);
-    /* 0, as if queued, but nothing is kept */
-    assert_int_equal(session_enqueue(s, m), 0);
+    /* 1: closing, and nothing is kept */
+    assert_int_equal(session_send(s, m), 1);
     assert_int_equal(refs(m), 1);
-    assert_int_equal(s->q_len, 0);
-    assert_int_equal(s->q_bytes, 0);
+    assert_int_equal(session_queue_len(s), 0);
+    assert_int_equal(session_queue_bytes(s), 0);
     assert_null(session_front(s));
     /* the first close wins */
     assert_int_equal(session_close(s, 1008, "other"), 0);
-    assert_int_equal(s->close_code, 1013);
-    assert_string_equal(s->close_reason, "slow consumer");
+    assert_int_equal(session_close_code(s), 1013);
+    assert_string_equal(session_close_reason(s), "slow consumer");
     session_free(s);
 
     /* a long reason is cut to fit, a NULL one is empty */
-    s = session_new(&lim, 2, T0);
+    s = session_new(&lim, 2, T0, NULL, NULL);
     memset(longer, 'r', sizeof(longer) - 1);
     longer[sizeof(longer) - 1] = '\0';
     session_close(s, 1001, longer);
-    assert_int_equal(strlen(s->close_reason), sizeof(s->close_reason) - 1);
+    assert_int_equal(strlen(session_close_reason(s)), 63);
     session_free(s);
-    s = session_new(&lim, 3, T0);
+    s = session_new(&lim, 3, T0, NULL, NULL);
     session_close(s, 1000, NULL);
-    assert_string_equal(s->close_reason, "");
+    assert_string_equal(session_close_reason(s), "");
     assert_true(session_is_closing(s));
     session_free(s);
     message_unref(&m);
@@ -253,7 +281,7 @@ static void closing_session_takes_nothing(void **state)
 static void rx_append_limit(void **state)
 {
     struct session_limits lim = limits(1024); /* max_message_bytes 100 */
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     char data[200], want[200];
 
     (void)state;
@@ -261,33 +289,33 @@ static void rx_append_limit(void **state)
         data[i] = (char)('A' + i % 26);
     /* exactly the limit in one piece */
     assert_int_equal(session_rx_append(s, data, 100), 0);
-    assert_int_equal(s->rx_len, 100);
-    assert_memory_equal(s->rx, data, 100);
+    assert_int_equal(rx_len(s), 100);
+    assert_memory_equal(rx_of(s), data, 100);
     assert_int_equal(session_rx_append(s, data, 0), 0);
     assert_int_equal(session_rx_append(s, data, 1), -1);
-    assert_int_equal(s->rx_len, 100);
-    assert_memory_equal(s->rx, data, 100);
+    assert_int_equal(rx_len(s), 100);
+    assert_memory_equal(rx_of(s), data, 100);
     session_rx_reset(s);
-    assert_int_equal(s->rx_len, 0);
+    assert_int_equal(rx_len(s), 0);
     /* one over in one piece */
     assert_int_equal(session_rx_append(s, data, 101), -1);
-    assert_int_equal(s->rx_len, 0);
+    assert_int_equal(rx_len(s), 0);
     /* the limit over several fragments */
     assert_int_equal(session_rx_append(s, data, 40), 0);
     assert_int_equal(session_rx_append(s, data + 40, 40), 0);
     assert_int_equal(session_rx_append(s, data + 80, 19), 0);
     assert_int_equal(session_rx_append(s, data + 99, 2), -1); /* would be 101 */
-    assert_int_equal(s->rx_len, 99);
+    assert_int_equal(rx_len(s), 99);
     assert_int_equal(session_rx_append(s, data + 99, 1), 0);
-    assert_int_equal(s->rx_len, 100);
-    assert_memory_equal(s->rx, data, 100);
+    assert_int_equal(rx_len(s), 100);
+    assert_memory_equal(rx_of(s), data, 100);
     assert_int_equal(session_rx_append(s, data, 1), -1);
     session_rx_reset(s);
     /* after a reset the whole budget is back */
     memcpy(want, data + 50, 100);
     assert_int_equal(session_rx_append(s, data + 50, 60), 0);
     assert_int_equal(session_rx_append(s, data + 110, 40), 0);
-    assert_memory_equal(s->rx, want, 100);
+    assert_memory_equal(rx_of(s), want, 100);
     session_free(s);
 }
 
@@ -300,7 +328,7 @@ static void rx_append_grows_and_keeps_bytes(void **state)
     (void)state;
     assert_non_null(data);
     lim.max_message_bytes = 65536;
-    s = session_new(&lim, 1, T0);
+    s = session_new(&lim, 1, T0, NULL, NULL);
     for (int i = 0; i < 70000; i++)
         data[i] = (char)(i * 7 + i / 251);
     /* fragments of uneven sizes across many buffer growths */
@@ -309,15 +337,15 @@ static void rx_append_grows_and_keeps_bytes(void **state)
 
         assert_int_equal(session_rx_append(s, data + off, n), 0);
         off += n;
-        assert_int_equal(s->rx_len, off);
+        assert_int_equal(rx_len(s), off);
     }
-    assert_memory_equal(s->rx, data, 65536);
+    assert_memory_equal(rx_of(s), data, 65536);
     assert_int_equal(session_rx_append(s, data, 1), -1);
     /* a big buffer reset, then reused */
     session_rx_reset(s);
-    assert_int_equal(s->rx_len, 0);
+    assert_int_equal(rx_len(s), 0);
     assert_int_equal(session_rx_append(s, data + 5, 300), 0);
-    assert_memory_equal(s->rx, data + 5, 300);
+    assert_memory_equal(rx_of(s), data + 5, 300);
     session_free(s);
     free(data);
 }
@@ -335,7 +363,7 @@ struct flood {
 static void flood(struct session *s, int64_t *t, int64_t stop, int64_t step, struct flood *f)
 {
     for (; *t < stop; *t += step) {
-        enum session_rate r = session_rate_check(s, *t);
+        enum session_rate r = session_rate_check(s, *t, 1);
 
         if (r == SESSION_RATE_OK) {
             f->ok++;
@@ -357,15 +385,15 @@ static void flood(struct session *s, int64_t *t, int64_t stop, int64_t step, str
 static void rate_at_the_limit_is_fine(void **state)
 {
     struct session_limits lim = limits(1024);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct flood f = {.first_limited = -1, .close_at = -1};
     int64_t t = T0;
 
     (void)state;
     /* ten a second for a minute, after the burst at start */
     for (int i = 0; i < 20; i++)
-        assert_int_equal(session_rate_check(s, T0), SESSION_RATE_OK);
-    assert_int_equal(session_rate_check(s, T0), SESSION_RATE_LIMITED);
+        assert_int_equal(session_rate_check(s, T0, 1), SESSION_RATE_OK);
+    assert_int_equal(session_rate_check(s, T0, 1), SESSION_RATE_LIMITED);
     t = T0 + 100;
     flood(s, &t, T0 + 60000, 100, &f);
     assert_int_equal(f.first_limited, -1);
@@ -376,7 +404,7 @@ static void rate_at_the_limit_is_fine(void **state)
 static void steady_flood_closes_after_grace(void **state)
 {
     struct session_limits lim = limits(1024); /* 10/s, burst 20, grace 5000 ms */
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct flood f = {.first_limited = -1, .close_at = -1};
     int64_t t = T0;
 
@@ -394,7 +422,7 @@ static void steady_flood_closes_after_grace(void **state)
 static void pause_over_a_second_resets_the_run(void **state)
 {
     struct session_limits lim = limits(1024);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct flood f = {.first_limited = -1, .close_at = -1};
     struct flood g = {.first_limited = -1, .close_at = -1};
     int64_t t = T0;
@@ -416,7 +444,7 @@ static void pause_over_a_second_resets_the_run(void **state)
 static void pause_under_a_second_keeps_the_run(void **state)
 {
     struct session_limits lim = limits(1024);
-    struct session *s = session_new(&lim, 1, T0);
+    struct session *s = session_new(&lim, 1, T0, NULL, NULL);
     struct flood f = {.first_limited = -1, .close_at = -1};
     struct flood g = {.first_limited = -1, .close_at = -1};
     int64_t t = T0;

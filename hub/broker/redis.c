@@ -1,0 +1,651 @@
+/* redis.c -- the Redis broker: many hubs, one shared pub/sub channel.
+ * Control thread. Two links, because a subscribed connection cannot PUBLISH: `sub` holds the
+ * SUBSCRIBE and hands every event that comes back to deliver; `pub` pipelines PUBLISHes, and
+ * a publish is done (202) only when Redis answered its PUBLISH. A batch is one PUBLISH, so it
+ * is taken or refused whole. Every hub delivers only what comes back from the subscription:
+ * one path and one order on every instance.
+ *
+ * hiredis 0.14.1 has no reconnect and no timeouts, so this file keeps them: a link that drops,
+ * fails to connect, or does not finish AUTH/SELECT/SUBSCRIBE within a deadline is freed and
+ * retried on a capped, jittered exponential backoff (first retry within 100 ms). A dead
+ * subscription on a live socket is caught by a heartbeat: each hub publishes one a second and
+ * expects to hear its own back; three seconds of silence resets both links. Each link's state
+ * changes only in link_set_state(), which logs the transitions (not every retry). Only this
+ * file includes hiredis. */
+#include "broker.h"
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/message.h"
+#include "common/metrics.h"
+#include "common/redis_url.h"
+#include "common/xalloc.h"
+#include "control/pubrate.h"
+#include "redis_wire.h"
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_CAP_MS 1500    /* so a link is back within 2 s of Redis */
+#define SETUP_DEADLINE_MS 2000 /* connect + AUTH + SELECT + SUBSCRIBE */
+#define HEARTBEAT_MS 1000      /* published every second, checked every 250 ms */
+#define HEARTBEAT_CHECK_MS 250
+#define HEARTBEAT_LOST_MS 3000
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
+static const char *const state_names[] = {"down", "connecting", "up"};
+
+struct broker_redis;
+
+struct link {
+    const char *name; /* "sub" or "pub" */
+    struct broker_redis *r;
+    redisAsyncContext *ac; /* NULL when down; ac->data points back here while it is ours */
+    enum link_state state; /* written only by link_set_state() */
+    unsigned attempt;      /* failed attempts since the link was last up */
+    unsigned setup_pending;
+    bool was_ever_up;
+    struct event *ev_retry;
+    struct event *ev_deadline;
+};
+
+struct broker_redis {
+    struct broker base;
+    struct event_base *evb;
+    struct redis_url url;
+    char *channel;
+    char *instance;
+    struct link sub, pub;
+    struct event *ev_heartbeat;
+    uint64_t hb_seq;
+    int64_t hb_sent_ms;  /* monotonic: when the last heartbeat was published */
+    uint64_t rng;        /* xorshift64 state for the backoff jitter, seeded per process */
+    int64_t hb_heard_ms; /* monotonic: when our own heartbeat last came back */
+    bool is_ready;       /* last readiness logged */
+};
+
+struct pub_req {
+    struct broker_redis *r;
+    broker_done_fn *done;
+    void *arg;
+    size_t n;
+};
+
+static void link_open(struct link *l);
+
+static bool compute_ready(const struct broker_redis *r)
+{
+    return r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
+           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS;
+}
+
+/* Logs readiness changes once and keeps the gauge. */
+static void update_ready(struct broker_redis *r)
+{
+    bool ready = compute_ready(r);
+
+    atomic_store_explicit(&metrics.redis_connected,
+                          r->sub.state == LINK_UP && r->pub.state == LINK_UP, memory_order_relaxed);
+    if (ready == r->is_ready)
+        return;
+    r->is_ready = ready;
+    if (ready)
+        log_info("redis", "broker ready: subscribed to %s on %s:%d", r->channel, r->url.host,
+                 r->url.port);
+    else
+        log_warn("redis", "broker not ready: /ready and publishes answer 503 until Redis is back");
+}
+
+static void link_set_state(struct link *l, enum link_state state, const char *why)
+{
+    enum link_state old = l->state;
+
+    if (state == old)
+        return;
+    l->state = state;
+    if (state == LINK_UP) {
+        if (l->was_ever_up)
+            log_info("redis", "%s link up again after %u failed attempts", l->name, l->attempt);
+        else
+            log_info("redis", "%s link up", l->name);
+        l->was_ever_up = true;
+        l->attempt = 0;
+        event_del(l->ev_deadline);
+    } else if (state == LINK_DOWN && old == LINK_UP) {
+        log_warn("redis", "%s link lost: %s; reconnecting", l->name, why ? why : "unknown");
+    } else if (state == LINK_DOWN && l->attempt == 0 && !l->was_ever_up) {
+        log_warn("redis", "%s link cannot connect to %s:%d: %s; retrying", l->name, l->r->url.host,
+                 l->r->url.port, why ? why : "unknown");
+    } else {
+        log_debug("redis", "%s link %s -> %s%s%s", l->name, state_names[old], state_names[state],
+                  why ? ": " : "", why ? why : "");
+    }
+    update_ready(l->r);
+}
+
+/* xorshift64: each hub draws its own jitter (seeded from getrandom), so hubs that lost the
+ * same Redis do not all reconnect at the same instant. */
+static uint64_t next_random(struct broker_redis *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
+/* Down: schedule the next attempt with full jitter over [d/2, d], d doubling from 100 ms. */
+static void link_down(struct link *l, const char *why)
+{
+    unsigned shift = l->attempt < 10 ? l->attempt : 10;
+    long d = BACKOFF_FIRST_MS << shift;
+    struct timeval tv;
+
+    if (d > BACKOFF_CAP_MS)
+        d = BACKOFF_CAP_MS;
+    d = d / 2 + (long)(next_random(l->r) % (uint64_t)(d / 2 + 1));
+    link_set_state(l, LINK_DOWN, why);
+    l->attempt++;
+    event_del(l->ev_deadline);
+    tv.tv_sec = d / 1000;
+    tv.tv_usec = (d % 1000) * 1000;
+    evtimer_add(l->ev_retry, &tv);
+}
+
+/* Frees the link's context from outside any hiredis callback: pending replies fire with NULL
+ * (so pending publishes answer 503), then the link retries. */
+static void link_reset(struct link *l, const char *why)
+{
+    redisAsyncContext *ac = l->ac;
+
+    if (ac) {
+        l->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    link_down(l, why);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    metrics_add(&metrics.redis_reconnects, 1);
+    link_open(arg);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct link *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->state != LINK_UP)
+        link_reset(l, "no answer from Redis within the connect deadline");
+}
+
+/* --- the subscription ---------------------------------------------------------------------- */
+
+static void deliver_record(const char *channel, size_t channel_len, const char *json,
+                           size_t json_len, void *arg)
+{
+    struct broker_redis *r = arg;
+    struct message *msg = message_new(channel, channel_len, json, json_len);
+    const char *ts = memmem(json, json_len, ",\"ts\":", 6);
+
+    /* the publish time, for the delivery latency histogram: the first ,"ts": is the event's
+     * own (a quote inside a JSON string is escaped, and "data" comes after "ts") */
+    if (ts)
+        msg->ts_ms = strtoll(ts + 6, NULL, 10);
+
+    r->base.deliver(msg, r->base.deliver_arg);
+    message_unref(&msg);
+}
+
+static void on_payload(struct broker_redis *r, const char *p, size_t len)
+{
+    struct redis_wire_heartbeat hb;
+    size_t bad = 0;
+
+    switch (redis_wire_decode(p, len, deliver_record, r, &hb, &bad)) {
+    case REDIS_WIRE_EVENTS: break;
+    case REDIS_WIRE_HEARTBEAT:
+        if (hb.instance_len == strlen(r->instance) &&
+            !memcmp(hb.instance, r->instance, hb.instance_len)) {
+            r->hb_heard_ms = clock_mono_ms();
+            atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, clock_wall_ms() - hb.sent_ms,
+                                  memory_order_relaxed);
+            update_ready(r);
+        }
+        break;
+    case REDIS_WIRE_UNKNOWN:
+        metrics_add(&metrics.redis_unknown_payloads, 1);
+        log_debug("redis", "skipped a payload of an unknown format (%zu bytes)", len);
+        break;
+    }
+    if (bad) {
+        metrics_add(&metrics.redis_unknown_payloads, bad);
+        log_warn("redis", "skipped %zu malformed event records", bad);
+    }
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct broker_redis *r = privdata;
+    struct link *l = ac->data;
+
+    if (!reply || !l)
+        return; /* the context is being freed */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (l->attempt == 0) /* once per outage, not per retry */
+            log_error("redis", "SUBSCRIBE refused: %s", reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (!strcmp(reply->element[0]->str, "message") &&
+        reply->element[2]->type == REDIS_REPLY_STRING) {
+        on_payload(r, reply->element[2]->str, reply->element[2]->len);
+    } else if (!strcmp(reply->element[0]->str, "subscribe")) {
+        r->hb_heard_ms = clock_mono_ms(); /* a fresh subscription gets a full heartbeat window */
+        link_set_state(l, LINK_UP, NULL);
+    }
+}
+
+/* --- connecting ---------------------------------------------------------------------------- */
+
+static void on_pub_pong(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct link *l = ac->data;
+
+    (void)privdata;
+    if (!reply || !l)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (l->attempt == 0)
+            log_error("redis", "pub link: PING refused: %s", reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    link_set_state(l, LINK_UP, NULL);
+}
+
+/* After AUTH and SELECT: the sub link subscribes, the pub link proves Redis answers. Each is
+ * up only when Redis has replied, not when TCP connected (a stopped Redis still accepts). */
+static void link_ready_step(struct link *l)
+{
+    struct broker_redis *r = l->r;
+
+    if (l == &r->sub)
+        redisAsyncCommand(l->ac, on_sub_reply, r, "SUBSCRIBE %s", r->channel);
+    else
+        redisAsyncCommand(l->ac, on_pub_pong, NULL, "PING");
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct link *l = ac->data;
+
+    (void)privdata;
+    if (!reply || !l)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (l->attempt == 0)
+            log_error("redis", "%s link: Redis refused the login or database: %s", l->name,
+                      reply->str);
+        redisAsyncDisconnect(ac); /* on_disconnect retries with backoff */
+        return;
+    }
+    if (--l->setup_pending == 0)
+        link_ready_step(l);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct link *l = ac->data;
+    struct broker_redis *r;
+
+    if (!l)
+        return;
+    r = l->r;
+    if (status != REDIS_OK) {
+        l->ac = NULL; /* hiredis frees it after we return */
+        link_down(l, ac->errstr);
+        return;
+    }
+    redisEnableKeepAlive(&ac->c);
+    l->setup_pending = 0;
+    if (r->url.has_password) {
+        if (r->url.user[0])
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", r->url.user, r->url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", r->url.password);
+        l->setup_pending++;
+    }
+    if (r->url.db) {
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->url.db);
+        l->setup_pending++;
+    }
+    if (l->setup_pending == 0)
+        link_ready_step(l);
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct link *l = cac->data;
+
+    if (!l)
+        return;   /* we freed it */
+    l->ac = NULL; /* hiredis frees it after we return */
+    link_down(l, status == REDIS_OK ? "disconnected" : cac->errstr);
+}
+
+static void link_open(struct link *l)
+{
+    struct broker_redis *r = l->r;
+    struct timeval deadline = {.tv_sec = SETUP_DEADLINE_MS / 1000,
+                               .tv_usec = (SETUP_DEADLINE_MS % 1000) * 1000};
+    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+
+    if (!ac || ac->err) {
+        char why[160];
+
+        snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        link_down(l, why);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    redisLibeventAttach(ac, r->evb);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    link_set_state(l, LINK_CONNECTING, NULL);
+    evtimer_add(l->ev_deadline, &deadline);
+}
+
+/* --- publishing ------------------------------------------------------------------------------ */
+
+static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct pub_req *req = privdata;
+    const char *err = NULL;
+
+    (void)ac;
+    if (!reply)
+        err = "the Redis connection was lost before it answered";
+    else if (reply->type == REDIS_REPLY_ERROR)
+        err = "Redis refused the publish";
+    if (err)
+        metrics_add(&metrics.redis_publish_errors, 1);
+    req->done(err, req->arg);
+    free(req);
+}
+
+static int redis_publish(struct broker *b, struct message *const *msgs, size_t n,
+                         broker_done_fn *done, void *arg)
+{
+    struct broker_redis *r = (struct broker_redis *)b;
+    struct pub_req *req;
+    size_t len;
+    char *payload;
+    int rc;
+
+    if (!compute_ready(r))
+        return -1;
+    payload = redis_wire_events(msgs, n, &len);
+    req = xcalloc(1, sizeof(*req));
+    *req = (struct pub_req){.r = r, .done = done, .arg = arg, .n = n};
+    rc = redisAsyncCommand(r->pub.ac, on_publish_reply, req, "PUBLISH %s %b", r->channel, payload,
+                           len);
+    free(payload);
+    if (rc != REDIS_OK) {
+        free(req);
+        metrics_add(&metrics.redis_publish_errors, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_heartbeat_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+
+    (void)ac;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_debug("redis", "heartbeat refused: %s", reply->str);
+}
+
+static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct broker_redis *r = arg;
+    char buf[256];
+    size_t len;
+
+    (void)fd;
+    (void)what;
+    if (r->pub.state == LINK_UP && clock_mono_ms() - r->hb_sent_ms >= HEARTBEAT_MS) {
+        r->hb_sent_ms = clock_mono_ms();
+        len = redis_wire_heartbeat(buf, sizeof(buf), r->instance, ++r->hb_seq, clock_wall_ms());
+        redisAsyncCommand(r->pub.ac, on_heartbeat_reply, NULL, "PUBLISH %s %b", r->channel, buf,
+                          len);
+    }
+    if (r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
+        clock_mono_ms() - r->hb_heard_ms > HEARTBEAT_LOST_MS) {
+        log_warn("redis", "own heartbeat not heard for %lld ms: the link is dead; reconnecting",
+                 (long long)(clock_mono_ms() - r->hb_heard_ms));
+        link_reset(&r->sub, "heartbeat lost");
+        link_reset(&r->pub, "heartbeat lost");
+    }
+    update_ready(r);
+}
+
+/* --- the cluster-wide publish limiter (control/pubrate.h) ---------------------------------
+ * One EVAL per publish request on the pub link: INCR and PEXPIRE of a per-second key in one
+ * script, so a key never outlives its window even if a hub dies between the two. Requests
+ * are listed so that freeing the limiter answers every pending one (PUBRATE_GONE) at once:
+ * a request whose reply arrives later (or never, when the link is freed) only frees itself. */
+
+struct count_req {
+    pubrate_done_fn *done; /* NULL once answered */
+    void *arg;
+    unsigned per_sec;
+    struct count_req *prev, *next; /* the limiter's pending list, while done is set */
+    struct redis_pubrate *owner;
+};
+
+struct redis_pubrate {
+    struct pubrate base;
+    struct broker_redis *r;
+    unsigned per_sec;
+    struct count_req *pending;
+};
+
+static void count_unlink(struct count_req *req)
+{
+    struct redis_pubrate *rp = req->owner;
+
+    if (req->prev)
+        req->prev->next = req->next;
+    else if (rp)
+        rp->pending = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+    req->owner = NULL;
+}
+
+static void on_count_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct count_req *req = privdata;
+    pubrate_done_fn *done = req->done;
+
+    (void)ac;
+    if (done) {
+        count_unlink(req);
+        req->done = NULL;
+        if (!reply || reply->type != REDIS_REPLY_INTEGER)
+            done(PUBRATE_UNKNOWN, 0, req->arg);
+        else if (reply->integer > (long long)req->per_sec)
+            done(PUBRATE_LIMITED, 1, req->arg);
+        else
+            done(PUBRATE_OK, 0, req->arg);
+    }
+    free(req);
+}
+
+static const char count_script[] = "local n = redis.call('INCR', KEYS[1]) "
+                                   "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+                                   "return n";
+
+static enum pubrate_verdict redis_rate_take(struct pubrate *base, const char *who,
+                                            long long *retry_after_s, pubrate_done_fn *done,
+                                            void *arg)
+{
+    struct redis_pubrate *rp = (struct redis_pubrate *)base;
+    struct broker_redis *r = rp->r;
+    struct count_req *req;
+    char key[512];
+
+    (void)retry_after_s;
+    if (r->pub.state != LINK_UP)
+        return PUBRATE_UNKNOWN;
+    snprintf(key, sizeof(key), "%s:rate:%s:%lld", r->channel, who,
+             (long long)(clock_wall_ms() / 1000));
+    req = xcalloc(1, sizeof(*req));
+    *req = (struct count_req){.done = done, .arg = arg, .per_sec = rp->per_sec, .owner = rp};
+    if (redisAsyncCommand(r->pub.ac, on_count_reply, req, "EVAL %s 1 %s 2000", count_script, key) !=
+        REDIS_OK) {
+        free(req);
+        return PUBRATE_UNKNOWN;
+    }
+    req->next = rp->pending;
+    if (rp->pending)
+        rp->pending->prev = req;
+    rp->pending = req;
+    return PUBRATE_PENDING;
+}
+
+static void redis_rate_free(struct pubrate *base)
+{
+    struct redis_pubrate *rp = (struct redis_pubrate *)base;
+
+    while (rp->pending) {
+        struct count_req *req = rp->pending;
+        pubrate_done_fn *done = req->done;
+
+        count_unlink(req);
+        req->done = NULL; /* hiredis still holds it: on_count_reply frees it */
+        done(PUBRATE_GONE, 0, req->arg);
+    }
+    free(rp);
+}
+
+static const struct pubrate_ops redis_rate_ops = {.take = redis_rate_take, .free = redis_rate_free};
+
+static struct pubrate *redis_pubrate(struct broker *b, unsigned per_sec)
+{
+    struct redis_pubrate *rp = xcalloc(1, sizeof(*rp));
+
+    rp->base.ops = &redis_rate_ops;
+    rp->r = (struct broker_redis *)b;
+    rp->per_sec = per_sec;
+    return &rp->base;
+}
+
+static bool redis_is_ready(const struct broker *b)
+{
+    return compute_ready((const struct broker_redis *)b);
+}
+
+static void link_free(struct link *l)
+{
+    redisAsyncContext *ac = l->ac;
+
+    if (l->ev_retry)
+        event_free(l->ev_retry);
+    if (l->ev_deadline)
+        event_free(l->ev_deadline);
+    l->ev_retry = l->ev_deadline = NULL;
+    if (ac) {
+        l->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac); /* pending publishes answer 503 */
+    }
+}
+
+static void redis_free(struct broker *b)
+{
+    struct broker_redis *r = (struct broker_redis *)b;
+
+    if (r->ev_heartbeat)
+        event_free(r->ev_heartbeat);
+    link_free(&r->sub);
+    link_free(&r->pub);
+    free(r->channel);
+    free(r->instance);
+    free(r);
+}
+
+static const struct broker_ops redis_ops = {
+    .name = "redis",
+    .publish = redis_publish,
+    .is_ready = redis_is_ready,
+    .pubrate = redis_pubrate,
+    .free = redis_free,
+};
+
+static void link_init(struct link *l, const char *name, struct broker_redis *r)
+{
+    l->name = name;
+    l->r = r;
+    l->ev_retry = evtimer_new(r->evb, on_retry, l);
+    l->ev_deadline = evtimer_new(r->evb, on_deadline, l);
+}
+
+struct broker *broker_redis_new(struct event_base *base, const char *url, const char *channel,
+                                const char *instance, broker_deliver_fn *deliver, void *arg,
+                                char *err, size_t errlen)
+{
+    struct broker_redis *r = xcalloc(1, sizeof(*r));
+    struct timeval hb = {.tv_sec = HEARTBEAT_CHECK_MS / 1000,
+                         .tv_usec = (HEARTBEAT_CHECK_MS % 1000) * 1000};
+
+    if (redis_url_parse(url, &r->url, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->base.ops = &redis_ops;
+    r->base.deliver = deliver;
+    r->base.deliver_arg = arg;
+    r->evb = base;
+    if (getrandom(&r->rng, sizeof(r->rng), 0) != sizeof(r->rng) || !r->rng)
+        r->rng = (uint64_t)clock_wall_ms() * 2654435761u ^ (uint64_t)getpid();
+    r->channel = xstrdup(channel);
+    r->instance = xstrdup(instance);
+    r->hb_heard_ms = clock_mono_ms() - HEARTBEAT_LOST_MS - 1;
+    link_init(&r->sub, "sub", r);
+    link_init(&r->pub, "pub", r);
+    r->ev_heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat_tick, r);
+    event_add(r->ev_heartbeat, &hb);
+    link_open(&r->sub);
+    link_open(&r->pub);
+    return &r->base;
+}

@@ -1,0 +1,74 @@
+/* config.h -- the hub's options: one table serves flags, HERALD_* variables, the JSON config
+ * file, defaults, bounds and --help. Read-only once the planes start. */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct apikeys;
+struct netaddr_list;
+
+#define CONFIG_HOST_MAX 256
+
+struct config_addr {
+    char host[CONFIG_HOST_MAX];
+    unsigned port;
+};
+
+struct config {
+    struct config_addr listen;     /* --listen */
+    struct config_addr api_listen; /* --api-listen */
+    char *web_root;                /* --web-root; NULL: the installed or source web/ */
+    char *redis_url;               /* NULL: the in-process broker */
+    char *redis_channel;
+    unsigned max_message_bytes;
+    unsigned client_rate;
+    unsigned client_burst;
+    unsigned send_queue_bytes;
+    unsigned max_subscriptions;
+    unsigned heartbeat;        /* seconds */
+    unsigned delivery_threads; /* 0: one per core */
+    unsigned drain_seconds;
+    char *instance_id; /* NULL: hostname-pid */
+    char *api_key;
+    char *api_keys_file;
+    char *jwt_secret_file;
+    char *allowed_origins;           /* comma list; NULL: any */
+    char *trusted_proxies;           /* comma list of addresses and CIDR blocks */
+    unsigned max_connections;        /* 0: no limit */
+    unsigned max_connections_per_ip; /* 0: no limit */
+    unsigned ipv6_prefix;            /* per-address limits count an IPv6 client by this prefix */
+    unsigned max_channels;           /* distinct channels one instance holds; 0: no limit */
+    unsigned publish_rate;           /* per second per key (or IP); 0: no limit */
+    /* resolved by config_resolve() from the above */
+    struct apikeys *keys;      /* NULL: POST /publish is open */
+    unsigned char *jwt_secret; /* NULL: /ws is open */
+    size_t jwt_secret_len;
+    struct netaddr_list *trusted; /* never NULL after config_resolve */
+    char **origins;               /* NULL: any origin; else NULL-terminated */
+    int log_level;                /* enum log_level */
+    int log_format;               /* enum log_format */
+};
+
+enum config_result {
+    CONFIG_OK,    /* run the hub */
+    CONFIG_EXIT,  /* --help or --version was printed: exit 0 */
+    CONFIG_ERROR, /* err holds one line naming the option: exit 2 */
+};
+
+/* Fills cfg from defaults, then the JSON file of --config (or HERALD_CONFIG), then the
+ * HERALD_* entries of envp, then argv: a later source overrides an earlier one. Every value
+ * is checked against its bounds. out receives --help and --version. cfg must be released
+ * with config_free(), whatever the result. */
+enum config_result config_load(struct config *cfg, int argc, char *const argv[], char *const envp[],
+                               FILE *out, char *err, size_t errlen);
+/* Resolves the defaults that depend on the machine: instance id, delivery threads, web
+ * root. Returns 0, or -1 with err set. */
+int config_resolve(struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+void config_usage(FILE *out);
+/* The manual page, in roff, from the same option table. */
+void config_man(FILE *out);
+
+#endif

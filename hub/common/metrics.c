@@ -1,0 +1,403 @@
+/* metrics.c -- one set of atomic counters for the whole process, written by every thread with
+ * relaxed atomics (they are statistics, not synchronisation) and read by the control plane.
+ * One table below lists every metric: its Prometheus name, type and help, its key in the
+ * /stats and $stats JSON, and where its value is. Both renderers walk that table, so /metrics
+ * and /stats cannot disagree on what a value is. */
+#include "metrics.h"
+
+#include "registry.h"
+#include "xalloc.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct metrics metrics;
+struct histogram publish_latency;
+
+const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1] = {
+    250,   500,    1000,   2000,   5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
+
+void histogram_observe(struct histogram *h, uint64_t us)
+{
+    size_t i = 0;
+
+    while (i < HISTOGRAM_BUCKETS - 1 && us > histogram_bounds_us[i])
+        i++;
+#define BUMP(x, n)                                                                                 \
+    atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),            \
+                          memory_order_relaxed)
+    BUMP(h->bucket[i], 1);
+    BUMP(h->count, 1);
+    BUMP(h->sum_us, us);
+#undef BUMP
+}
+
+static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "mailbox_full", "closing"};
+static const char *const close_names[CLOSE_REASONS] = {
+    "normal", "slow_consumer", "rate_limit", "bad_frame", "drain", "timeout", "auth", "origin"};
+static const char *const refuse_names[REFUSE_REASONS] = {"capacity", "per_ip", "draining", "path",
+                                                         "bad_request"};
+
+struct buf {
+    char *p;
+    size_t n, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int len;
+
+    for (;;) {
+        va_start(ap, fmt);
+        len = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+        va_end(ap);
+        if (len >= 0 && (size_t)len < b->cap - b->n)
+            break;
+        b->cap = b->cap * 2 + (size_t)len + 64;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    b->n += (size_t)len;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* Resident set size in bytes, from /proc/self/statm; 0 if unknown. */
+static double rss_bytes(const struct metrics_context *ctx)
+{
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    (void)ctx;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double dropped_total(const struct metrics_context *ctx)
+{
+    unsigned long long n = 0;
+
+    (void)ctx;
+    for (int i = 0; i < DROP_REASONS; i++)
+        n += LOAD(metrics.dropped[i]);
+    return (double)n;
+}
+
+static double ready(const struct metrics_context *ctx)
+{
+    return ctx->is_ready;
+}
+static double draining(const struct metrics_context *ctx)
+{
+    return ctx->is_draining;
+}
+static double channels(const struct metrics_context *ctx)
+{
+    (void)ctx;
+    return (double)registry_count();
+}
+static double mailbox_depth(const struct metrics_context *ctx)
+{
+    return (double)ctx->mailbox_depth;
+}
+static double planes(const struct metrics_context *ctx)
+{
+    return ctx->planes;
+}
+static double uptime(const struct metrics_context *ctx)
+{
+    return (double)(ctx->now_ms - ctx->started_ms) / 1000.0;
+}
+static double now_ms(const struct metrics_context *ctx)
+{
+    return (double)ctx->now_ms;
+}
+static double heartbeat_lag(const struct metrics_context *ctx)
+{
+    (void)ctx;
+    return (double)LOAD(metrics.redis_heartbeat_lag_ms) / 1000.0;
+}
+
+enum metric_type { COUNTER, GAUGE, HISTOGRAM };
+enum json_form { JSON_NONE, JSON_INT, JSON_BOOL };
+
+struct metric {
+    const char *name; /* Prometheus name; NULL: only in the JSON */
+    enum metric_type type;
+    const char *help;
+    const char *json; /* key in /stats and $stats; NULL: only in /metrics */
+    enum json_form form;
+    bool is_redis; /* only with the Redis broker */
+    /* where the value is: exactly one of these */
+    atomic_ullong *counter;
+    atomic_llong *gauge;
+    atomic_int *flag;
+    atomic_ullong *by_reason; /* one counter per label value */
+    const char *const *reasons;
+    size_t n_reasons;
+    double (*computed)(const struct metrics_context *ctx);
+    int decimals; /* of a computed value in /metrics */
+};
+
+#define REASONS(arr, names)                                                                        \
+    .by_reason = (arr), .reasons = (names), .n_reasons = sizeof(names) / sizeof((names)[0])
+
+static const struct metric table[] = {
+    {.name = "herald_ready",
+     .type = GAUGE,
+     .help = "1 when the hub accepts clients and its broker is up.",
+     .json = "ready",
+     .form = JSON_BOOL,
+     .computed = ready},
+    {.name = "herald_draining",
+     .type = GAUGE,
+     .help = "1 while shutting down.",
+     .json = "draining",
+     .form = JSON_BOOL,
+     .computed = draining},
+    {.name = "herald_connections",
+     .type = GAUGE,
+     .help = "WebSocket connections open now.",
+     .json = "connections",
+     .form = JSON_INT,
+     .gauge = &metrics.connections},
+    {.name = "herald_connections_accepted_total",
+     .type = COUNTER,
+     .help = "WebSocket connections accepted.",
+     .counter = &metrics.connections_accepted},
+    {.name = "herald_connections_refused_total",
+     .type = COUNTER,
+     .help = "Upgrades refused before a session, by reason.",
+     REASONS(metrics.refused, refuse_names)},
+    {.name = "herald_disconnects_total",
+     .type = COUNTER,
+     .help = "Connections ended, by reason.",
+     REASONS(metrics.closed, close_names)},
+    {.name = "herald_subscriptions",
+     .type = GAUGE,
+     .help = "Channel subscriptions held now.",
+     .json = "subscriptions",
+     .form = JSON_INT,
+     .gauge = &metrics.subscriptions},
+    {.name = "herald_channels",
+     .type = GAUGE,
+     .help = "Distinct channels with a subscriber now.",
+     .json = "channels",
+     .form = JSON_INT,
+     .computed = channels},
+    {.name = "herald_publish_requests_total",
+     .type = COUNTER,
+     .help = "POST /publish requests.",
+     .counter = &metrics.publish_requests},
+    {.name = "herald_publish_errors_total",
+     .type = COUNTER,
+     .help = "POST /publish requests refused.",
+     .counter = &metrics.publish_errors},
+    {.name = "herald_publish_rate_limited_total",
+     .type = COUNTER,
+     .help = "Publishes refused with 429.",
+     .counter = &metrics.publish_rate_limited},
+    {.name = "herald_publish_rate_fail_open_total",
+     .type = COUNTER,
+     .help = "Publishes let through because the cluster-wide count could not be read.",
+     .counter = &metrics.publish_rate_fail_open},
+    {.name = "herald_events_published_total",
+     .type = COUNTER,
+     .help = "Events the broker took from this hub's API.",
+     .json = "events_published",
+     .form = JSON_INT,
+     .counter = &metrics.events_published},
+    {.name = "herald_events_received_total",
+     .type = COUNTER,
+     .help = "Events handed to the delivery planes.",
+     .json = "events_received",
+     .form = JSON_INT,
+     .counter = &metrics.events_received},
+    {.name = "herald_events_delivered_total",
+     .type = COUNTER,
+     .help = "Event frames written to clients.",
+     .json = "events_delivered",
+     .form = JSON_INT,
+     .counter = &metrics.events_delivered},
+    {.type = COUNTER, .json = "events_dropped", .form = JSON_INT, .computed = dropped_total},
+    {.name = "herald_events_dropped_total",
+     .type = COUNTER,
+     .help = "Event frames not delivered, by reason.",
+     .json = "dropped",
+     .form = JSON_INT,
+     REASONS(metrics.dropped, drop_names)},
+    {.name = "herald_client_frames_total",
+     .type = COUNTER,
+     .help = "Frames received from clients.",
+     .counter = &metrics.frames_received},
+    {.name = "herald_mailbox_depth",
+     .type = GAUGE,
+     .help = "Mails waiting for the delivery planes.",
+     .json = "mailbox_depth",
+     .form = JSON_INT,
+     .computed = mailbox_depth},
+    {.name = "herald_delivery_planes",
+     .type = GAUGE,
+     .help = "Delivery threads.",
+     .computed = planes},
+    {.name = "herald_redis_connected",
+     .type = GAUGE,
+     .help = "1 when both Redis links are up.",
+     .is_redis = true,
+     .flag = &metrics.redis_connected},
+    {.name = "herald_redis_reconnects_total",
+     .type = COUNTER,
+     .help = "Attempts to reconnect a Redis link.",
+     .is_redis = true,
+     .counter = &metrics.redis_reconnects},
+    {.name = "herald_redis_publish_errors_total",
+     .type = COUNTER,
+     .help = "PUBLISHes that failed.",
+     .is_redis = true,
+     .counter = &metrics.redis_publish_errors},
+    {.name = "herald_redis_skipped_payloads_total",
+     .type = COUNTER,
+     .help = "Payloads or records not understood.",
+     .is_redis = true,
+     .counter = &metrics.redis_unknown_payloads},
+    {.name = "herald_redis_heartbeat_lag_seconds",
+     .type = GAUGE,
+     .help = "Publish to receipt of our last heartbeat.",
+     .is_redis = true,
+     .computed = heartbeat_lag,
+     .decimals = 3},
+    {.name = "herald_process_resident_memory_bytes",
+     .type = GAUGE,
+     .help = "Resident set size.",
+     .json = "memory_bytes",
+     .form = JSON_INT,
+     .computed = rss_bytes},
+    {.name = "herald_uptime_seconds",
+     .type = GAUGE,
+     .help = "Seconds since start.",
+     .json = "uptime_s",
+     .form = JSON_INT,
+     .computed = uptime,
+     .decimals = 3},
+    {.type = GAUGE, .json = "ts", .form = JSON_INT, .computed = now_ms},
+    {.name = "herald_publish_latency_seconds",
+     .type = HISTOGRAM,
+     .help = "POST /publish received to the broker's answer (202 or 503)."},
+    {.name = "herald_delivery_latency_seconds",
+     .type = HISTOGRAM,
+     .help = "An event's publish time (ts) to the write() that carried it to a client."},
+};
+
+/* The value of a scalar metric (not by_reason, not a histogram). */
+static double value_of(const struct metric *m, const struct metrics_context *ctx)
+{
+    if (m->counter)
+        return (double)LOAD(*m->counter);
+    if (m->gauge)
+        return (double)LOAD(*m->gauge);
+    if (m->flag)
+        return (double)LOAD(*m->flag);
+    return m->computed(ctx);
+}
+
+/* Sums n one-writer histograms into one Prometheus histogram (cumulative buckets). */
+static void put_histogram(struct buf *b, const char *name, const struct histogram *const *parts,
+                          size_t n)
+{
+    unsigned long long cum = 0, count = 0, sum = 0;
+
+    for (size_t i = 0; i < HISTOGRAM_BUCKETS; i++) {
+        for (size_t k = 0; k < n; k++)
+            cum += LOAD(parts[k]->bucket[i]);
+        if (i < HISTOGRAM_BUCKETS - 1)
+            put(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)histogram_bounds_us[i] / 1e6, cum);
+        else
+            put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    for (size_t k = 0; k < n; k++) {
+        count += LOAD(parts[k]->count);
+        sum += LOAD(parts[k]->sum_us);
+    }
+    put(b, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum / 1e6, name, count);
+}
+
+static bool is_shown(const struct metric *m, const struct metrics_context *ctx)
+{
+    return !m->is_redis || !strcmp(ctx->broker, "redis");
+}
+
+char *metrics_render_prometheus(const struct metrics_context *ctx)
+{
+    static const char *const type_names[] = {"counter", "gauge", "histogram"};
+    const struct histogram *publish_parts[1] = {&publish_latency};
+    struct buf b = {xmalloc(4096), 0, 4096};
+
+    b.p[0] = '\0';
+    put(&b,
+        "# HELP herald_info The hub's build and instance.\n# TYPE herald_info gauge\n"
+        "herald_info{instance=\"%s\",broker=\"%s\"} 1\n",
+        ctx->instance, ctx->broker);
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const struct metric *m = &table[i];
+
+        if (!m->name || !is_shown(m, ctx))
+            continue;
+        put(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, type_names[m->type]);
+        if (m->type == HISTOGRAM) {
+            if (!strcmp(m->name, "herald_publish_latency_seconds"))
+                put_histogram(&b, m->name, publish_parts, 1);
+            else
+                put_histogram(&b, m->name, ctx->delivery, ctx->planes);
+        } else if (m->by_reason) {
+            for (size_t k = 0; k < m->n_reasons; k++)
+                put(&b, "%s{reason=\"%s\"} %llu\n", m->name, m->reasons[k], LOAD(m->by_reason[k]));
+        } else {
+            put(&b, "%s %.*f\n", m->name, m->decimals, value_of(m, ctx));
+        }
+    }
+    return b.p;
+}
+
+char *metrics_render_json(const struct metrics_context *ctx)
+{
+    json_t *o = json_object();
+    char *s;
+
+    json_object_set_new(o, "instance", json_string(ctx->instance));
+    json_object_set_new(o, "broker", json_string(ctx->broker));
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const struct metric *m = &table[i];
+        json_t *v;
+
+        if (!m->json || !is_shown(m, ctx))
+            continue;
+        if (m->by_reason) {
+            v = json_object();
+            for (size_t k = 0; k < m->n_reasons; k++)
+                json_object_set_new(v, m->reasons[k],
+                                    json_integer((json_int_t)LOAD(m->by_reason[k])));
+        } else if (m->form == JSON_BOOL) {
+            v = json_boolean(value_of(m, ctx) != 0);
+        } else {
+            v = json_integer((json_int_t)value_of(m, ctx));
+        }
+        json_object_set_new(o, m->json, v);
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        xalloc_fail(0);
+    return s;
+}

@@ -1,0 +1,103 @@
+/* metrics.h -- the hub's counters and gauges (C11 atomics, any thread), rendered as
+ * Prometheus text for /metrics and as the JSON snapshot of /stats and $stats. */
+#ifndef HERALD_METRICS_H
+#define HERALD_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum drop_reason {
+    DROP_SLOW_CONSUMER, /* queued for a connection cut as a slow consumer */
+    DROP_MAILBOX_FULL,  /* a delivery plane's mailbox was full */
+    DROP_CLOSING,       /* arrived for a connection already closing */
+    DROP_REASONS
+};
+
+enum close_reason {
+    CLOSE_NORMAL,        /* the client closed or went away */
+    CLOSE_SLOW_CONSUMER, /* 1013 */
+    CLOSE_RATE_LIMIT,    /* 1008 */
+    CLOSE_BAD_FRAME,     /* 1003, 1007, 1009 */
+    CLOSE_DRAIN,         /* 1001 */
+    CLOSE_TIMEOUT,       /* heartbeat or a stuck socket */
+    CLOSE_AUTH,          /* 1008: no or bad token, token expired */
+    CLOSE_ORIGIN,        /* 1008: Origin not allowed */
+    CLOSE_REASONS
+};
+
+enum refuse_reason {
+    REFUSE_CAPACITY,    /* --max-connections: HTTP 503 */
+    REFUSE_PER_IP,      /* --max-connections-per-ip: HTTP 429 */
+    REFUSE_DRAINING,    /* shutting down */
+    REFUSE_PATH,        /* an upgrade on another path than /ws */
+    REFUSE_BAD_REQUEST, /* a header too long to judge */
+    REFUSE_REASONS
+};
+
+struct metrics {
+    atomic_llong connections;   /* gauge */
+    atomic_llong subscriptions; /* gauge */
+    atomic_ullong connections_accepted;
+    atomic_ullong events_published; /* taken by the broker from the API */
+    atomic_ullong events_received;  /* handed to the delivery planes */
+    atomic_ullong events_delivered; /* event frames written to clients */
+    atomic_ullong frames_received;  /* client frames */
+    atomic_ullong publish_requests;
+    atomic_ullong publish_errors;         /* answered 4xx/5xx */
+    atomic_ullong publish_rate_limited;   /* answered 429 */
+    atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
+    atomic_ullong dropped[DROP_REASONS];
+    atomic_ullong closed[CLOSE_REASONS];
+    atomic_ullong refused[REFUSE_REASONS];
+    /* Redis broker */
+    atomic_int redis_connected; /* both links up */
+    atomic_ullong redis_reconnects;
+    atomic_ullong redis_publish_errors;
+    atomic_ullong redis_unknown_payloads;
+    atomic_llong redis_heartbeat_lag_ms; /* publish to receipt of our own last heartbeat */
+};
+
+extern struct metrics metrics;
+
+/* A latency histogram with one writer (a plane, or the control thread): the writer updates
+ * with relaxed load + store, readers sum with relaxed loads. Upper bounds in microseconds. */
+#define HISTOGRAM_BUCKETS 15
+extern const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1]; /* the last is +Inf */
+struct histogram {
+    atomic_ullong bucket[HISTOGRAM_BUCKETS];
+    atomic_ullong count;
+    atomic_ullong sum_us;
+};
+void histogram_observe(struct histogram *h, uint64_t us);
+/* POST /publish received to the broker's answer (control thread). */
+extern struct histogram publish_latency;
+
+static inline void metrics_add(atomic_ullong *c, unsigned long long n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+static inline void metrics_gauge_add(atomic_llong *g, long long n)
+{
+    atomic_fetch_add_explicit(g, n, memory_order_relaxed);
+}
+
+/* What the renderers need beyond the counters. */
+struct metrics_context {
+    const char *instance;
+    const char *broker; /* "memory" or "redis" */
+    int64_t started_ms; /* process start, Unix ms */
+    int64_t now_ms;
+    size_t mailbox_depth; /* summed over the planes */
+    unsigned planes;
+    int is_ready;
+    int is_draining;
+    const struct histogram *delivery[64]; /* one per plane */
+};
+
+/* Prometheus text format; returns a malloc'd string. */
+char *metrics_render_prometheus(const struct metrics_context *ctx);
+/* The /stats and $stats snapshot as compact JSON; returns a malloc'd string. */
+char *metrics_render_json(const struct metrics_context *ctx);
+
+#endif

@@ -1,0 +1,35 @@
+/* api.h -- the HTTP API of SPEC.md on --api-listen (evhttp on the control loop). The API
+ * sees the rest of the hub only through struct api_host: no call goes back into hub.c. */
+#ifndef HERALD_API_H
+#define HERALD_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct api;
+struct broker;
+struct config;
+struct event_base;
+struct event_ids;
+struct metrics_context;
+struct pubrate;
+
+/* What the API needs from the hub. Every pointer outlives the API. */
+struct api_host {
+    const struct config *cfg;
+    struct event_base *base;
+    struct broker *broker;
+    struct pubrate *pubrate; /* NULL: no --publish-rate */
+    struct event_ids *ids;   /* event ids for published events */
+    /* the hub's state, asked per request */
+    bool (*is_draining)(void *arg);
+    bool (*is_ready)(void *arg);
+    void (*metrics_context)(void *arg, struct metrics_context *ctx);
+    void *arg;
+};
+
+/* Binds --api-listen. Copies host. Returns NULL with err set. */
+struct api *api_new(const struct api_host *host, char *err, size_t errlen);
+void api_free(struct api *api); /* NULL is a no-op */
+
+#endif

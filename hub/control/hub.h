@@ -1,0 +1,55 @@
+/* hub.h -- the running hub as the control plane sees it: config, broker, delivery planes,
+ * API, drain state. Control thread only, unless a field says otherwise. */
+#ifndef HERALD_HUB_H
+#define HERALD_HUB_H
+
+#include "event.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct admission_gate;
+struct api;
+struct broker;
+struct config;
+struct event;
+struct event_base;
+struct plane;
+struct pubrate;
+
+struct hub {
+    const struct config *cfg;
+    struct event_base *base;
+    struct broker *broker;
+    struct pubrate *pubrate; /* NULL: no --publish-rate */
+    struct admission_gate *gate;
+    struct api *api;
+    struct plane **planes;
+    unsigned n_planes;
+    atomic_uint planes_done; /* drains finished: counted by the planes' threads */
+    struct event_ids ids;
+    bool is_draining;
+    int64_t started_ms;
+    struct event *ev_stats;      /* $stats, once a second */
+    struct event *ev_plane_done; /* activated from the planes' threads */
+    struct event *ev_wake;       /* wakes the planes posted to during this loop turn */
+    uint64_t dirty;              /* planes posted to and not yet woken */
+    bool wake_pending;
+    struct event *ev_drain_deadline;
+    struct event *ev_systemd; /* READY=1, STATUS=, WATCHDOG=1 */
+    uint64_t watchdog_usec;
+    bool sent_ready, was_ready;
+};
+
+/* Builds every part in start order (broker, planes, API) and starts the planes. Returns 0,
+ * or -1 with err set (the caller exits 1) after freeing what it built. */
+int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, char *err,
+              size_t errlen);
+/* Begins the drain (SIGTERM/SIGINT): /ready 503, publishes 503, clients closed with 1001;
+ * the event loop exits when every plane is done or the drain time has passed. */
+void hub_drain(struct hub *h);
+/* Stops the planes and frees every part, in reverse order. */
+void hub_stop(struct hub *h);
+
+#endif

@@ -1,0 +1,290 @@
+/* plane.c -- a delivery plane's life: its lws context over its own libev loop, its thread,
+ * its mailbox, its timers (the heartbeat sweep, the watchdog's alive stamp) and its drain.
+ * Events arrive through the mailbox (common/mailbox.c), woken by lws_cancel_service() and
+ * drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED; each goes to writer_fanout(). Connections
+ * come from listen.c and live in conn.c. */
+#include "plane_priv.h"
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/mailbox.h"
+#include "common/message.h"
+#include "common/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAILBOX_MAX_MAILS 65536 /* events waiting for one plane before it drops */
+#define RATE_GRACE_MS 3000      /* over the frame rate this long: close 1008 */
+#define TICK_US (100 * LWS_US_PER_MS)
+#define ALIVE_US (500 * LWS_US_PER_MS)
+#define SWEEP_US (250 * LWS_US_PER_MS)
+
+void plane_add_conn(struct plane *p, struct conn *c)
+{
+    c->prev = NULL;
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->n_conns++;
+}
+
+static void finish_drain(struct plane *p)
+{
+    if (p->is_done)
+        return;
+    p->is_done = true;
+    lws_sul_cancel(&p->sul_drain);
+    log_info("ws", "plane %u: drained, %zu clients left", p->index, p->n_conns);
+    p->done(p, p->done_arg);
+}
+
+void plane_remove_conn(struct plane *p, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    p->n_conns--;
+    if (p->is_draining && p->n_conns == 0)
+        finish_drain(p);
+}
+
+static void on_drain_tick(lws_sorted_usec_list_t *sul)
+{
+    struct plane *p = lws_container_of(sul, struct plane, sul_drain);
+
+    if (p->n_conns == 0 || clock_mono_ms() >= p->drain_deadline_ms)
+        finish_drain(p);
+    else
+        lws_sul_schedule(p->ctx, 0, &p->sul_drain, on_drain_tick, TICK_US);
+}
+
+static void start_drain(struct plane *p)
+{
+    if (p->is_draining)
+        return;
+    p->is_draining = true;
+    p->drain_deadline_ms = clock_mono_ms() + (int64_t)p->cfg->drain_seconds * 1000;
+    log_info("ws", "plane %u: draining %zu clients", p->index, p->n_conns);
+    for (struct conn *c = p->conns; c; c = c->next)
+        conn_cut(c, 1001, "going away", CLOSE_DRAIN, true,
+                 p->cfg->drain_seconds ? (int)p->cfg->drain_seconds : 1);
+    on_drain_tick(&p->sul_drain);
+}
+
+static void on_mail(struct mail *mail, void *arg)
+{
+    struct plane *p = arg;
+
+    switch (mail->kind) {
+    case MAIL_EVENT:
+        writer_fanout(p, mail->msg);
+        message_unref(&mail->msg);
+        break;
+    case MAIL_DRAIN: start_drain(p); break;
+    }
+}
+
+void plane_on_wake(struct plane *p)
+{
+    mailbox_drain(p->mb, on_mail, p);
+    if (atomic_load(&p->stop))
+        ev_break(p->loop, EVBREAK_ALL);
+}
+
+/* Every 250 ms, over the plane's connections: heartbeats and token expiry. lws can keep a
+ * validity timer per connection (retry_and_idle_policy), but in 4.1.6 each one is a sorted
+ * insert into a list of every connection's timer, O(n) each time a peer proves alive: at
+ * 10,000 connections that was a quarter of the plane's CPU. One sweep is O(n) per 250 ms. */
+static void on_sweep(lws_sorted_usec_list_t *sul)
+{
+    struct plane *p = lws_container_of(sul, struct plane, sul_sweep);
+    int64_t now = clock_mono_ms(), now_s = clock_wall_ms() / 1000;
+
+    for (struct conn *c = p->conns; c; c = c->next)
+        conn_sweep(p, c, now, now_s);
+    lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
+}
+
+static void on_alive_tick(lws_sorted_usec_list_t *sul)
+{
+    struct plane *p = lws_container_of(sul, struct plane, sul_alive);
+
+    atomic_store_explicit(&p->alive_ms, clock_mono_ms(), memory_order_relaxed);
+    lws_sul_schedule(p->ctx, 0, &p->sul_alive, on_alive_tick, ALIVE_US);
+}
+
+static void wake(void *arg)
+{
+    struct plane *p = arg;
+
+    lws_cancel_service(p->ctx);
+}
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_write(level == LLL_ERR    ? LOG_ERROR
+              : level == LLL_WARN ? LOG_WARN
+                                  : LOG_DEBUG,
+              "lws", "%.*s", (int)n, line);
+}
+
+struct plane *plane_new(const struct config *cfg, unsigned index, struct admission_gate *gate,
+                        plane_done_fn *done, void *done_arg, char *err, size_t errlen)
+{
+    struct plane *p = xcalloc(1, sizeof(*p));
+    struct lws_context_creation_info info;
+    static const uint32_t retry_table[] = {1000};
+
+    p->cfg = cfg;
+    p->index = index;
+    p->gate = gate;
+    p->done = done;
+    p->done_arg = done_arg;
+    atomic_init(&p->stop, false);
+    atomic_init(&p->alive_ms, clock_mono_ms());
+    p->lim = (struct session_limits){
+        .send_queue_bytes = cfg->send_queue_bytes,
+        .max_message_bytes = cfg->max_message_bytes,
+        .max_subscriptions = cfg->max_subscriptions,
+        .rate = {.per_sec = cfg->client_rate, .burst = cfg->client_burst},
+        .rate_grace_ms = RATE_GRACE_MS,
+    };
+    p->listen_fd = p->spare_fd = -1;
+    p->idx = channel_index_new(index, cfg->max_channels);
+    p->mb = mailbox_new(MAILBOX_MAX_MAILS, wake, p);
+    p->scratch = xmalloc(LWS_PRE + PLANE_SCRATCH_BYTES);
+    p->mount = (struct lws_http_mount){
+        .mountpoint = "/",
+        .mountpoint_len = 1,
+        .origin = cfg->web_root,
+        .def = "index.html",
+        .origin_protocol = LWSMPRO_FILE,
+    };
+    /* no lws validity timers (zero hangup): the plane's sweep does heartbeats, see on_sweep */
+    p->retry = (lws_retry_bo_t){
+        .retry_ms_table = retry_table,
+        .retry_ms_table_count = 1,
+    };
+
+    lws_set_log_level(log_enabled(LOG_DEBUG) ? LLL_ERR | LLL_WARN : LLL_ERR, lws_log);
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen ourselves: see listen.c */
+    info.protocols = conn_protocol(p);
+    info.mounts = &p->mount;
+    info.vhost_name = "herald";
+    info.user = p;
+    info.retry_and_idle_policy = &p->retry;
+    /* lws's own loop polls every descriptor with poll() each turn; on libev (Debian's evlib
+     * plugin) it waits with epoll. The loop is ours ("foreign"), so lws installs no signal
+     * watcher of its own and the plane decides when it stops. */
+    p->loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (!p->loop) {
+        snprintf(err, errlen, "cannot create the event loop of delivery plane %u", index);
+        goto fail;
+    }
+    p->foreign_loops[0] = p->loop;
+    info.foreign_loops = p->foreign_loops;
+    info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    info.count_threads = 1;
+    info.timeout_secs = 10;
+
+    p->ctx = lws_create_context(&info);
+    if (!p->ctx) {
+        snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
+        goto fail;
+    }
+    p->vh = lws_get_vhost_by_name(p->ctx, "herald");
+    if (listen_open(p, err, errlen) < 0)
+        goto fail;
+    return p;
+fail:
+    plane_free(p);
+    return NULL;
+}
+
+static void *plane_main(void *arg)
+{
+    struct plane *p = arg;
+
+    listen_start(p);
+    on_alive_tick(&p->sul_alive);
+    lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
+    while (!atomic_load(&p->stop))
+        ev_run(p->loop, 0);
+    return NULL;
+}
+
+int plane_start(struct plane *p)
+{
+    if (pthread_create(&p->thread, NULL, plane_main, p) != 0)
+        return -1;
+    p->is_started = true;
+    return 0;
+}
+
+int plane_post_quiet(struct plane *p, struct message *msg)
+{
+    return mailbox_post_quiet(p->mb, MAIL_EVENT, msg);
+}
+
+void plane_flush(struct plane *p)
+{
+    mailbox_flush(p->mb);
+}
+
+void plane_drain(struct plane *p)
+{
+    mailbox_post(p->mb, MAIL_DRAIN, NULL);
+}
+
+void plane_stop(struct plane *p)
+{
+    if (!p->is_started)
+        return;
+    atomic_store(&p->stop, true);
+    lws_cancel_service(p->ctx);
+    pthread_join(p->thread, NULL);
+    p->is_started = false;
+}
+
+void plane_free(struct plane *p)
+{
+    if (!p)
+        return;
+    listen_close(p);
+    if (p->ctx)
+        lws_context_destroy(p->ctx);
+    if (p->loop)
+        ev_loop_destroy(p->loop);
+    channel_index_free(p->idx);
+    mailbox_free(p->mb);
+    free(p->scratch);
+    free(p);
+}
+
+int64_t plane_alive_ms(const struct plane *p)
+{
+    return atomic_load_explicit(&p->alive_ms, memory_order_relaxed);
+}
+
+const struct histogram *plane_delivery_latency(const struct plane *p)
+{
+    return &p->delivery_latency;
+}
+
+size_t plane_mailbox_depth(const struct plane *p)
+{
+    return mailbox_depth(p->mb);
+}

@@ -1,0 +1,46 @@
+/* plane.h -- a delivery plane: one thread running one lws context on --listen (/ws and the
+ * dashboard files) over its own libev loop, with its connections, its channel index and its
+ * mailbox. The control plane sees only this interface; no lws type crosses it. */
+#ifndef HERALD_PLANE_H
+#define HERALD_PLANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct admission_gate;
+struct config;
+struct histogram;
+struct message;
+struct plane;
+
+/* A drain finished on plane (every client closed, or the drain time ran out). Fires once,
+ * on the plane's own thread: it must be thread-safe (hub.c uses event_active). */
+typedef void plane_done_fn(struct plane *p, void *arg);
+
+/* Creates the plane's lws context and binds --listen (every plane shares the port). gate holds
+ * the connection counts all planes share. Does not start the thread. Returns NULL with err set
+ * when the context or the socket cannot be made. Main thread. */
+struct plane *plane_new(const struct config *cfg, unsigned index, struct admission_gate *gate,
+                        plane_done_fn *done, void *done_arg, char *err, size_t errlen);
+/* Starts the plane's thread. Returns 0 or -1. */
+int plane_start(struct plane *p);
+/* Hands an event to the plane without waking it; plane_flush() wakes it once after a batch.
+ * Takes a reference on success. Returns 0, or -1 when the plane's mailbox is full (the event
+ * is dropped for this plane's clients). Any thread. */
+int plane_post_quiet(struct plane *p, struct message *msg);
+void plane_flush(struct plane *p);
+/* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
+ * done fires when it has. Any thread. */
+void plane_drain(struct plane *p);
+/* Stops the thread and joins it. Main thread. */
+void plane_stop(struct plane *p);
+/* Destroys the context (closing what is left) and frees. Main thread, after plane_stop.
+ * NULL is a no-op. */
+void plane_free(struct plane *p);
+size_t plane_mailbox_depth(const struct plane *p);
+/* The plane's delivery latency histogram (written by its thread only). */
+const struct histogram *plane_delivery_latency(const struct plane *p);
+/* When the plane's loop last turned (clock_mono_ms()), for the watchdog. Any thread. */
+int64_t plane_alive_ms(const struct plane *p);
+
+#endif

@@ -1,0 +1,107 @@
+/* plane_priv.h -- what the files of one delivery plane share, and nothing outside delivery/
+ * includes: the plane (plane.c), its listen socket (listen.c), its connections and the lws
+ * callback (conn.c), and the writing of frames (writer.c). Delivery thread only, except the
+ * fields marked otherwise. */
+#ifndef HERALD_PLANE_PRIV_H
+#define HERALD_PLANE_PRIV_H
+
+#include "admission.h"
+#include "common/metrics.h"
+#include "plane.h"
+#include "session.h"
+
+#include <ev.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct conn;
+
+struct plane {
+    const struct config *cfg;
+    unsigned index;
+    struct admission_gate *gate; /* shared by every plane */
+    struct lws_context *ctx;
+    struct ev_loop *loop; /* libev, epoll: the plane's thread runs it */
+    void *foreign_loops[1];
+    struct lws_vhost *vh;
+    /* listen.c */
+    int listen_fd;
+    int spare_fd; /* kept free for accept-and-close when out of descriptors */
+    ev_io accept_watcher;
+    /* plane.c */
+    struct mailbox *mb;
+    struct channel_index *idx;
+    struct session_limits lim;
+    struct conn *conns; /* every open connection, for the sweep and the drain */
+    size_t n_conns;
+    pthread_t thread;
+    bool is_started;
+    atomic_bool stop; /* any thread: set by plane_stop() */
+    bool is_draining;
+    bool is_done; /* done has fired */
+    int64_t drain_deadline_ms;
+    lws_sorted_usec_list_t sul_drain;
+    lws_sorted_usec_list_t sul_alive;
+    lws_sorted_usec_list_t sul_sweep;
+    struct histogram delivery_latency; /* written by this plane only */
+    atomic_llong alive_ms;             /* any thread reads: the watchdog; written every ALIVE_US */
+    plane_done_fn *done;
+    void *done_arg;
+    /* writer.c */
+    unsigned char *scratch; /* LWS_PRE + PLANE_SCRATCH_BYTES */
+    /* conn.c */
+    struct lws_protocols protocols[2];
+    struct lws_http_mount mount;
+    lws_retry_bo_t retry;
+};
+
+#define PLANE_SCRATCH_BYTES (64 * 1024) /* one coalesced write */
+#define PLANE_CUT_GRACE_SECS 3 /* a cut client's socket gets this long to take its close frame */
+
+/* One client connection: the link between a wsi and its session (lws keeps this as the
+ * wsi's per-session data, zeroed when the connection is made). */
+struct conn {
+    struct session *s; /* NULL until ESTABLISHED, and again after CLOSED */
+    struct lws *wsi;
+    struct conn *prev, *next; /* the plane's list */
+    enum close_reason why;    /* what ended it, for metrics */
+    struct admission adm;     /* what the handshake decided and holds */
+    bool is_dropped;          /* silent too long: being killed */
+};
+
+/* conn.c */
+const struct lws_protocols *conn_protocol(struct plane *p); /* the "herald" protocol */
+/* Ends c from outside its own callback (or inside it): marks it closing with code, drops its
+ * queue (unless keep_queue: a drain lets it flush) and asks for WRITEABLE, where the close
+ * frame leaves. A socket that cannot take even that is killed after grace_secs. */
+void conn_cut(struct conn *c, uint16_t code, const char *reason, enum close_reason why,
+              bool keep_queue, int grace_secs);
+/* The sweep's work on one connection: pings, silence, token expiry. */
+void conn_sweep(struct plane *p, struct conn *c, int64_t now_ms, int64_t now_s);
+
+/* writer.c */
+/* Hands msg to every subscriber of its channel on this plane. Borrows msg. */
+void writer_fanout(struct plane *p, struct message *msg);
+/* Queues a reply made for c alone; consumes msg. A full queue cuts c (1013). */
+void writer_reply(struct conn *c, struct message *msg);
+/* LWS_CALLBACK_SERVER_WRITEABLE: writes what c has queued. Returns the callback's answer. */
+int writer_on_writeable(struct plane *p, struct conn *c);
+
+/* listen.c */
+/* Opens the plane's SO_REUSEPORT listen socket on --listen. Returns 0, or -1 with err set. */
+int listen_open(struct plane *p, char *err, size_t errlen);
+/* Starts accepting on the plane's loop (its thread, before ev_run). */
+void listen_start(struct plane *p);
+/* Stops accepting and closes the socket. */
+void listen_close(struct plane *p);
+
+/* plane.c */
+/* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the mailbox was posted to, or the plane is stopping. */
+void plane_on_wake(struct plane *p);
+/* A connection was established or closed: the plane's list and the drain. */
+void plane_add_conn(struct plane *p, struct conn *c);
+void plane_remove_conn(struct plane *p, struct conn *c);
+
+#endif

@@ -1,0 +1,125 @@
+/* protocol.c -- client frames in, reply frames out, per SPEC.md's WebSocket protocol.
+ * Client frames are small and rare next to events (the token bucket sees to that), so this
+ * parses them with jansson and builds each reply as its own small message, queued behind
+ * whatever events the connection already has so ordering holds. Pure apart from allocation. */
+#include "protocol.h"
+
+#include "channel.h"
+#include "common/errbuf.h"
+#include "common/message.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *type, *ch, *ref;
+    const char *t;
+    int rc = -1;
+
+    memset(cmd, 0, sizeof(*cmd));
+    if (!root) {
+        errbuf_set(err, errlen, "invalid JSON: %s", jerr.text);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        errbuf_set(err, errlen, "a frame must be a JSON object");
+        goto out;
+    }
+    ref = json_object_get(root, "ref");
+    if (ref)
+        cmd->ref = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+    type = json_object_get(root, "type");
+    if (!json_is_string(type)) {
+        errbuf_set(err, errlen, "\"type\" must be a string");
+        goto out;
+    }
+    t = json_string_value(type);
+    if (!strcmp(t, "ping")) {
+        cmd->type = PROTO_PING;
+        rc = 0;
+        goto out;
+    }
+    if (!strcmp(t, "subscribe"))
+        cmd->type = PROTO_SUBSCRIBE;
+    else if (!strcmp(t, "unsubscribe"))
+        cmd->type = PROTO_UNSUBSCRIBE;
+    else {
+        errbuf_set(err, errlen, "unknown \"type\": expected subscribe, unsubscribe or ping");
+        goto out;
+    }
+    ch = json_object_get(root, "channel");
+    if (!json_is_string(ch) ||
+        !channel_name_is_valid(json_string_value(ch), json_string_length(ch))) {
+        errbuf_set(err, errlen, "\"channel\" must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+        goto out;
+    }
+    cmd->channel_len = json_string_length(ch);
+    memcpy(cmd->channel, json_string_value(ch), cmd->channel_len);
+    cmd->channel[cmd->channel_len] = '\0';
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void proto_cmd_clear(struct proto_cmd *cmd)
+{
+    free(cmd->ref);
+    cmd->ref = NULL;
+}
+
+static struct message *dump(json_t *obj)
+{
+    size_t len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+    struct message *m = message_alloc(NULL, 0, len);
+
+    json_dumpb(obj, message_json(m), len, JSON_COMPACT);
+    message_seal(m);
+    json_decref(obj);
+    return m;
+}
+
+static void add_ref(json_t *obj, const char *ref)
+{
+    if (ref)
+        json_object_set_new(obj, "ref", json_loads(ref, JSON_DECODE_ANY, NULL));
+}
+
+struct message *proto_welcome(const char *connection, const char *instance, unsigned heartbeat)
+{
+    json_t *obj = json_object();
+
+    json_object_set_new(obj, "type", json_string("welcome"));
+    json_object_set_new(obj, "connection", json_string(connection));
+    json_object_set_new(obj, "instance", json_string(instance));
+    json_object_set_new(obj, "heartbeat", json_integer(heartbeat));
+    return dump(obj);
+}
+
+struct message *proto_reply(const char *type, const char *channel, const char *ref)
+{
+    json_t *obj = json_object();
+
+    json_object_set_new(obj, "type", json_string(type));
+    if (channel)
+        json_object_set_new(obj, "channel", json_string(channel));
+    add_ref(obj, ref);
+    return dump(obj);
+}
+
+struct message *proto_error(const char *code, const char *text, const char *ref)
+{
+    json_t *obj = json_object();
+
+    json_object_set_new(obj, "type", json_string("error"));
+    json_object_set_new(obj, "code", json_string(code));
+    json_object_set_new(obj, "message", json_string(text));
+    add_ref(obj, ref);
+    return dump(obj);
+}

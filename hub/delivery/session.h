@@ -1,0 +1,110 @@
+/* session.h -- one client connection's state, free of lws: its send queue with a byte budget
+ * and the signal that the queue turned non-empty, its close state, its subscriptions, its
+ * heartbeat and token-expiry times, its frame rate bucket and its partial incoming frame.
+ * Delivery thread only: a session lives and dies on the plane that accepted it. */
+#ifndef HERALD_SESSION_H
+#define HERALD_SESSION_H
+
+#include "channel.h"
+#include "common/ratelimit.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct message;
+struct session;
+
+struct session_limits {
+    size_t send_queue_bytes;  /* queued bytes past which the connection is a slow consumer */
+    size_t max_message_bytes; /* largest client message, fragments included */
+    uint32_t max_subscriptions;
+    struct ratelimit_cfg rate; /* client frames */
+    int64_t rate_grace_ms;     /* over the rate this long without pause: close 1008 */
+};
+
+/* The queue turned non-empty (or a ping is due): the connection should ask its transport for
+ * a writeable callback. Fires on the delivery thread, from inside the call that queued. */
+typedef void session_wake_fn(void *arg);
+
+/* lim must outlive the session. */
+struct session *session_new(const struct session_limits *lim, uint64_t id, int64_t now_ms,
+                            session_wake_fn *wake, void *wake_arg);
+/* Drops the queue. The caller must have left every channel (session_leave_all). NULL: no-op. */
+void session_free(struct session *s);
+uint64_t session_id(const struct session *s);
+
+/* --- the send queue --- */
+
+/* Queues msg. Takes a reference; never blocks. Returns 0; 1 when the session is closing
+ * (nothing taken); -1 when the queue would pass its byte budget (nothing taken): the caller
+ * then closes with 1013 (slow consumer). */
+int session_send(struct session *s, struct message *msg);
+/* Like session_send, but consumes a reference the caller already holds, and only when it
+ * returns 0. Fan-out takes all its references in one atomic add (message_ref_n) and pushes. */
+int session_push(struct session *s, struct message *msg);
+/* The oldest queued message (borrowed), or NULL. */
+struct message *session_front(const struct session *s);
+/* Releases the oldest queued message. */
+void session_pop(struct session *s);
+size_t session_queue_len(const struct session *s);
+size_t session_queue_bytes(const struct session *s);
+
+/* --- closing --- */
+
+/* Marks the session closing with code and reason (the first call wins) and drops its queue;
+ * returns how many queued messages were dropped. Later sends take nothing. */
+size_t session_close(struct session *s, uint16_t code, const char *reason);
+/* Marks the session closing (the first call wins) but keeps what is queued, to be written
+ * before the close frame (a drain). */
+void session_close_after_flush(struct session *s, uint16_t code, const char *reason);
+bool session_is_closing(const struct session *s);
+uint16_t session_close_code(const struct session *s);
+const char *session_close_reason(const struct session *s);
+
+/* --- subscriptions --- */
+
+/* Joins name (validated by the caller) in idx, within --max-subscriptions; the index lists
+ * member (the connection that owns the session) as the subscriber. */
+enum channel_join_result session_join(struct session *s, struct channel_index *idx, void *member,
+                                      const char *name, size_t len);
+/* Returns 0, or -1 when the session does not hold name. */
+int session_leave(struct session *s, struct channel_index *idx, const char *name, size_t len);
+/* Leaves every channel; returns how many it held. */
+uint32_t session_leave_all(struct session *s, struct channel_index *idx);
+uint32_t session_subscriptions(const struct session *s);
+
+/* --- liveness and expiry --- */
+
+/* The peer sent a frame or a pong at now_ms (monotonic). */
+void session_heard(struct session *s, int64_t now_ms);
+/* The token's expiry, Unix seconds (0: none). */
+void session_set_expiry(struct session *s, int64_t exp_s);
+
+enum session_health {
+    SESSION_OK,
+    SESSION_PING,    /* silent for a heartbeat: a ping is due (the session woke its writer) */
+    SESSION_SILENT,  /* silent for two heartbeats: drop it */
+    SESSION_EXPIRED, /* its token expired: close 1008 */
+};
+/* The sweep's verdict at now_ms (monotonic) and now_s (Unix seconds), heartbeat hb_ms. A
+ * closing session is always OK (it is on its way out). */
+enum session_health session_check(struct session *s, int64_t now_ms, int64_t now_s, int64_t hb_ms);
+/* True once per due ping: the writer puts a ping ahead of the queue. */
+bool session_take_ping(struct session *s);
+
+/* --- incoming frames --- */
+
+/* Appends a fragment of an incoming message. Returns 0, or -1 when the message would pass
+ * max_message_bytes (close 1009). */
+int session_rx_append(struct session *s, const void *data, size_t len);
+/* The message reassembled so far (borrowed until the next append or reset). */
+const char *session_rx(const struct session *s, size_t *len);
+void session_rx_reset(struct session *s);
+
+enum session_rate { SESSION_RATE_OK, SESSION_RATE_LIMITED, SESSION_RATE_CLOSE };
+/* Accounts n client frames (or joins) at now_ms: OK, LIMITED (answer rate_limited), or CLOSE
+ * (over the limit for rate_grace_ms without a pause: close 1008). */
+enum session_rate session_rate_check(struct session *s, int64_t now_ms, uint32_t n);
+
+#endif
