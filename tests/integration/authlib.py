@@ -11,7 +11,7 @@ which they extend without changing it).
   - running herald for a start-up error.
 
 Environment: HERALD_TOKEN_BIN, the herald-token binary (default:
-<repo>/build/clients/herald-token), besides harness.py's.
+<repo>/build/clients/herald-token), besides util.py's.
 """
 
 import base64
@@ -24,8 +24,10 @@ import socket
 import subprocess
 import time
 
-from harness import (HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, WS, ConnectionClosed,
-                     HandshakeError, T, WSTimeout, _decode_body, free_port, log_dir)
+from httpapi import decode_body, publish_ok
+from hubproc import free_port, log_dir
+from util import HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, T, unique_channel
+from wsclient import WS, ConnectionClosed, HandshakeError, WSTimeout
 
 HERALD_TOKEN_BIN = os.environ.get("HERALD_TOKEN_BIN") or os.path.join(
     REPO_ROOT, "build", "clients", "herald-token")
@@ -161,7 +163,7 @@ def refused_upgrade(target, path="/ws", headers=None, source=None, timeout=None)
     try:
         ws = connect(target, path=path, headers=headers, source=source, timeout=timeout)
     except HandshakeError as e:
-        e.body = _decode_body({"Content-Type": e.headers.get("content-type", "")}, e.body)
+        e.body = decode_body({"Content-Type": e.headers.get("content-type", "")}, e.body)
         return e
     ws.abort()
     raise AssertionError(f"the upgrade from {source or '127.0.0.1'} with {headers or {}} was "
@@ -180,7 +182,7 @@ def http_from(port, method, path, body=None, headers=None, source=None, timeout=
         conn.request(method, path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
         data = resp.read()
-        return resp.status, resp.headers, _decode_body(resp.headers, data)
+        return resp.status, resp.headers, decode_body(resp.headers, data)
     finally:
         conn.close()
 
@@ -268,14 +270,12 @@ class Bystander:
     unless it arrives, with nothing before it."""
 
     def __init__(self, hub, prefix="bystander", **open_kw):
-        from harness import unique_channel
         self.hub = hub
         self.channel = unique_channel(prefix)
         self.ws = open_ws(hub, [self.channel], **open_kw)
         self.seq = 0
 
     def check(self, publish_key=None):
-        from harness import publish_ok
         self.seq += 1
         marker = f"still-served-{self.seq}"
         if publish_key is None:

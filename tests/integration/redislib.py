@@ -7,7 +7,7 @@ RedisServer starts `redis-server` on a free 127.0.0.1 port with no persistence
 tiny socket client (no redis-cli needed). Cluster starts N `herald` processes on one
 RedisServer and one fresh shared channel and waits until every one answers /ready 200.
 
-Environment (besides harness.py's):
+Environment (besides util.py's):
   HERALD_REDIS_SERVER   the redis-server binary (default: redis-server on PATH)
 
 Every wait is bounded; every process started here is killed at exit if still running.
@@ -25,7 +25,9 @@ import tempfile
 import threading
 import time
 
-from harness import Hub, T, free_port, http_request, log_dir, unique_channel, wait_until
+from httpapi import http_request
+from hubproc import Hub, free_port, log_dir
+from util import T, unique_channel, wait_until
 
 REDIS_SERVER = (os.environ.get("HERALD_REDIS_SERVER") or shutil.which("redis-server")
                 or "/usr/bin/redis-server")
