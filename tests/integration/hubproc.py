@@ -47,17 +47,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-_live_procs = set()
+# Every child process (hub, herald-sub, redis-server) not reaped yet: killed at exit, so a
+# failing test leaves nothing running. Add a Popen when it starts, discard it once reaped.
+live_procs = set()
 
 
 @atexit.register
 def _kill_leftovers():
-    for p in list(_live_procs):
+    for p in list(live_procs):
         if p.poll() is None:
-            p.kill()
             try:
+                p.send_signal(signal.SIGCONT)  # a paused (SIGSTOP) redis-server, too
+                p.kill()
                 p.wait(5)
-            except subprocess.TimeoutExpired:
+            except (OSError, subprocess.TimeoutExpired):
                 pass
 
 
@@ -121,7 +124,7 @@ class Hub:
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT)
-            _live_procs.add(self.proc)
+            live_procs.add(self.proc)
             Hub.started.append(self)
             self.returncode = None
             if self._wait_up(timeout):
@@ -141,7 +144,7 @@ class Hub:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
-                _live_procs.discard(self.proc)
+                live_procs.discard(self.proc)
                 return False
             if not healthy:
                 try:
@@ -174,7 +177,7 @@ class Hub:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"hub did not exit within {timeout:.1f}s\n{self.log_tail()}")
-        _live_procs.discard(self.proc)
+        live_procs.discard(self.proc)
         return self.returncode
 
     def stop(self, sig=signal.SIGTERM, timeout=None):
@@ -194,7 +197,7 @@ class Hub:
                 pass
         if self.proc is not None:
             self.returncode = self.proc.returncode
-            _live_procs.discard(self.proc)
+            live_procs.discard(self.proc)
 
     def log_text(self):
         try:
@@ -292,7 +295,7 @@ class Proc:
         self.argv = argv
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env)
-        _live_procs.add(self.p)
+        live_procs.add(self.p)
         self.out = []
         self.err = []
         self._cond = threading.Condition()
@@ -351,14 +354,14 @@ class Proc:
                                  f"{timeout:.1f}s\n{self.describe()}")
         for t in self._threads:
             t.join(T(5))
-        _live_procs.discard(self.p)
+        live_procs.discard(self.p)
         return rc
 
     def kill(self):
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait(5)
-        _live_procs.discard(self.p)
+        live_procs.discard(self.p)
 
     def describe(self):
         with self._cond:

@@ -10,10 +10,10 @@ RedisServer and one fresh shared channel and waits until every one answers /read
 Environment (besides util.py's):
   HERALD_REDIS_SERVER   the redis-server binary (default: redis-server on PATH)
 
-Every wait is bounded; every process started here is killed at exit if still running.
+Every wait is bounded; every process started here is killed at exit if still running
+(hubproc.live_procs).
 """
 
-import atexit
 import http.client
 import os
 import shutil
@@ -26,7 +26,7 @@ import threading
 import time
 
 from httpapi import http_request
-from hubproc import Hub, free_port, log_dir
+from hubproc import Hub, free_port, live_procs, log_dir
 from util import T, unique_channel, wait_until
 
 REDIS_SERVER = (os.environ.get("HERALD_REDIS_SERVER") or shutil.which("redis-server")
@@ -39,21 +39,6 @@ HEARTBEAT_S = 1.0
 HEARTBEAT_LOST_S = 3.0
 BACKOFF_CAP_S = 3.0
 SETUP_DEADLINE_S = 2.0
-
-_live = set()
-
-
-@atexit.register
-def _kill_leftovers():
-    for p in list(_live):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGCONT)
-                p.kill()
-                p.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-
 
 class RedisError(Exception):
     """An error reply (-ERR ...) from Redis."""
@@ -202,7 +187,7 @@ class RedisServer:
             self.log_path = os.path.join(self.dir, f"redis.{self.starts}.log")
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            _live.add(self.proc)
+            live_procs.add(self.proc)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -214,7 +199,7 @@ class RedisServer:
                 self.kill()
                 raise AssertionError(f"redis-server not answering PING within {timeout:.0f}s"
                                      f"\n{self.log_tail()}")
-            _live.discard(self.proc)
+            live_procs.discard(self.proc)
             text = self.log_tail()
             if "in use" in text.lower() and attempt < 2:
                 if fixed:  # a restart right after a kill: the port frees within moments
@@ -253,7 +238,7 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        _live.discard(self.proc)
+        live_procs.discard(self.proc)
 
     def pause(self):
         """SIGSTOP: the process keeps its sockets (connects still complete in the kernel's
