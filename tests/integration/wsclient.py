@@ -522,11 +522,15 @@ def recv_many(clients, count=None, until=None, timeout=None):
 
 class BackgroundReader:
     """Reads JSON messages from one WS in a thread (e.g. a client that must keep reading
-    while the test publishes). .messages holds what arrived; .closed the end, if any."""
+    while the test publishes). .messages holds what arrived, .arrivals the wall-clock time
+    (ms since the epoch) each message arrived at, .closed the end, if any. name is what
+    failures call it."""
 
-    def __init__(self, ws):
+    def __init__(self, ws, name="reader"):
         self.ws = ws
+        self.name = name
         self.messages = []
+        self.arrivals = []
         self.error = None
         self.closed = None
         self._stop = threading.Event()
@@ -546,8 +550,10 @@ class BackgroundReader:
             except BaseException as e:  # reported by wait_for / stop
                 self.error = e
                 break
+            now = time.time() * 1000.0
             with self._cond:
                 self.messages.append(msg)
+                self.arrivals.append(now)
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -558,19 +564,43 @@ class BackgroundReader:
         with self._cond:
             while not predicate(self.messages):
                 if self.error is not None:
-                    raise AssertionError(f"reader failed: {self.error!r}")
+                    raise AssertionError(f"the {self.name} failed: {self.error!r}")
                 if self.closed is not None:
-                    raise AssertionError(f"connection ended while waiting for {what}: "
-                                         f"{self.closed}")
+                    raise AssertionError(f"the {self.name}'s connection ended while waiting "
+                                         f"for {what}: {self.closed}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what} "
-                                         f"({len(self.messages)} messages so far)")
+                                         f"at the {self.name} ({len(self.messages)} messages "
+                                         "so far)")
                 self._cond.wait(min(remaining, 0.2))
             return list(self.messages)
+
+    def events(self):
+        """The `event` messages so far."""
+        with self._cond:
+            return [m for m in self.messages if m.get("type") == "event"]
+
+    def wait_events(self, n, timeout, what=None):
+        """Wait until n `event` messages have arrived."""
+        self.wait_for(lambda ms: sum(1 for m in ms if m.get("type") == "event") >= n,
+                      timeout, what or f"{n} events")
+
+    def ping(self, ref, timeout=None):
+        """Send a ping with ref and wait until the thread has read its pong."""
+        pong = {"type": "pong", "ref": ref}
+        self.ws.send_json({"type": "ping", "ref": ref})
+        self.wait_for(lambda ms: pong in ms, T(5) if timeout is None else timeout,
+                      f"pong {ref!r}")
+        return True
+
+    def timed(self):
+        """(arrival ms, message) of every message so far."""
+        with self._cond:
+            return list(zip(self.arrivals, self.messages))
 
     def stop(self):
         self._stop.set()
         self._thread.join(T(5))
         if self.error is not None:
-            raise AssertionError(f"reader failed: {self.error!r}")
+            raise AssertionError(f"the {self.name} failed: {self.error!r}")
