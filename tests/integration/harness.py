@@ -10,7 +10,8 @@ library only (Python 3.11).
                unique_channel
   httpapi.py   http_request, publish, publish_ok, Publisher, get, get_static, stats,
                metrics and Metrics
-  wsclient.py  WS (the WebSocket client) and its errors, recv_many, BackgroundReader
+  wsclient.py  WS (the WebSocket client) and its errors, recv_many, BackgroundReader,
+               token_path, upgrade_request
   hubproc.py   Hub, HubTestCase, Proc, herald_sub, log_dir, free_port, and the killing of
                leftover processes at exit
   redislib.py  redis-server, hubs sharing it, readiness (import it directly)
@@ -25,7 +26,7 @@ from util import (HERALD_BIN, HERALD_SUB_BIN, HERALD_WEB_ROOT, REPO_ROOT, SCALE,
                   unique_channel, wait_until)
 from wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WS,
                       BackgroundReader, ConnectionClosed, HandshakeError, ProtocolError,
-                      WSTimeout, recv_many)
+                      WSTimeout, recv_many, token_path, upgrade_request)
 
 __all__ = [
     # util
@@ -37,7 +38,7 @@ __all__ = [
     # wsclient
     "OP_BINARY", "OP_CLOSE", "OP_CONT", "OP_PING", "OP_PONG", "OP_TEXT", "WS",
     "BackgroundReader", "ConnectionClosed", "HandshakeError", "ProtocolError", "WSTimeout",
-    "recv_many",
+    "recv_many", "token_path", "upgrade_request",
     # hubproc
     "Hub", "HubTestCase", "Proc", "free_port", "herald_sub", "log_dir",
 ]

@@ -53,6 +53,27 @@ def _mask(key, data):
     return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
 
 
+def token_path(token=None, channels=()):
+    """/ws with ?token= and ?channels= as given."""
+    query = []
+    if token is not None:
+        query.append("token=" + token)
+    if channels:
+        query.append("channels=" + ",".join(channels))
+    return "/ws" + ("?" + "&".join(query) if query else "")
+
+
+def upgrade_request(host, port, path, headers=None):
+    """A fresh Sec-WebSocket-Key and the bytes of an upgrade request for path that sends it,
+    with headers (a dict) added: (key, request)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    return key, ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def _target_address(target, path):
     """(host, port, path) for a port number, a ws:// URL, or a Hub (anything else with a
     .port: the client does not depend on hubproc)."""
@@ -107,13 +128,8 @@ class WS:
             sock.settimeout(timeout)
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-                     "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-                     "Sec-WebSocket-Version: 13"]
-            for name, value in (headers or {}).items():
-                lines.append(f"{name}: {value}")
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            key, request = upgrade_request(host, port, path, headers)
+            sock.sendall(request)
             deadline = time.monotonic() + timeout
             data = b""
             while b"\r\n\r\n" not in data:
@@ -161,14 +177,17 @@ class WS:
             raise
 
     @classmethod
-    def open(cls, target, channels=(), timeout=None, **kw):
-        """Connect with ?channels=..., read the welcome and one `subscribed` per channel
-        (in order). Returns the WS with .welcome set."""
+    def open(cls, target, channels=(), token=None, bearer=None, headers=None, timeout=None,
+             **kw):
+        """Connect with ?channels=... (and the token in ?token=, or as Authorization: Bearer
+        bearer), read the welcome and one `subscribed` per channel (in order). Returns the
+        WS with .welcome set. kw: connect's rcvbuf and source."""
         timeout = T(5) if timeout is None else timeout
-        path = "/ws"
-        if channels:
-            path += "?channels=" + ",".join(channels)
-        ws = cls.connect(target, path=path, timeout=timeout, **kw)
+        h = dict(headers or {})
+        if bearer is not None:
+            h["Authorization"] = "Bearer " + bearer
+        ws = cls.connect(target, path=token_path(token, channels), headers=h, timeout=timeout,
+                         **kw)
         try:
             ws.welcome = ws.recv_json(timeout)
             if ws.welcome.get("type") != "welcome":
