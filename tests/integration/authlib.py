@@ -18,14 +18,13 @@ Environment: HERALD_TOKEN_BIN, the herald-token binary (default:
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import socket
 import subprocess
 import time
 
-from httpapi import decode_body, publish_ok
+from httpapi import decode_body, http_request, publish, publish_ok
 from hubproc import free_port, log_dir
 from util import HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, T, unique_channel
 import wsclient
@@ -141,30 +140,16 @@ def refused_upgrade(target, path="/ws", headers=None, source=None, timeout=None)
 # --------------------------------------------------------------------------------------
 # HTTP from a chosen source address
 
-def http_from(port, method, path, body=None, headers=None, source=None, timeout=None):
-    """One HTTP request to 127.0.0.1:port from the local address source."""
-    conn = http.client.HTTPConnection("127.0.0.1", port,
-                                      timeout=T(10) if timeout is None else timeout,
-                                      source_address=(source, 0) if source else None)
-    try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, resp.headers, decode_body(resp.headers, data)
-    finally:
-        conn.close()
+# The tests' name for httpapi.http_request, which takes source= (a local address).
+http_from = http_request
 
 
 def publish_as(hub, channel, data, key=None, source=None, headers=None):
     """POST /publish of one event with Authorization: Bearer key (when given), from source.
     Returns (status, headers, body)."""
-    h = {"Content-Type": "application/json"}
-    if key is not None:
-        h["Authorization"] = "Bearer " + key
+    h = {} if key is None else {"Authorization": "Bearer " + key}
     h.update(headers or {})
-    return http_from(hub.api_port, "POST", "/publish",
-                     body=json.dumps({"channel": channel, "data": data}).encode(),
-                     headers=h, source=source)
+    return publish(hub, {"channel": channel, "data": data}, headers=h, source=source)
 
 
 # --------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ library only (Python 3.11).
 
   util.py      where the binaries are (the HERALD_* environment), T(), wait_until,
                unique_channel
-  httpapi.py   http_request, publish, publish_ok, Publisher, get, get_static, stats,
-               metrics and Metrics
+  httpapi.py   http_request, publish, publish_ok, Publisher, get, get_static,
+               ready_status, stats, metrics and Metrics
   wsclient.py  WS (the WebSocket client) and its errors, recv_many, BackgroundReader,
                token_path, upgrade_request
   hubproc.py   Hub, HubTestCase, Proc, herald_sub, log_dir, free_port, and the killing of
@@ -20,7 +20,7 @@ library only (Python 3.11).
 """
 
 from httpapi import (Metrics, Publisher, decode_body, get, get_static, http_request, metrics,
-                     publish, publish_ok, stats)
+                     publish, publish_ok, ready_status, stats)
 from hubproc import Hub, HubTestCase, Proc, free_port, herald_sub, log_dir
 from util import (HERALD_BIN, HERALD_SUB_BIN, HERALD_WEB_ROOT, REPO_ROOT, SCALE, WRAPPER, T,
                   unique_channel, wait_until)
@@ -34,7 +34,7 @@ __all__ = [
     "unique_channel", "wait_until",
     # httpapi
     "Metrics", "Publisher", "decode_body", "get", "get_static", "http_request", "metrics",
-    "publish", "publish_ok", "stats",
+    "publish", "publish_ok", "ready_status", "stats",
     # wsclient
     "OP_BINARY", "OP_CLOSE", "OP_CONT", "OP_PING", "OP_PONG", "OP_TEXT", "WS",
     "BackgroundReader", "ConnectionClosed", "HandshakeError", "ProtocolError", "WSTimeout",

@@ -21,14 +21,17 @@ def decode_body(headers, data):
     return data
 
 
-def http_request(port, method, path, body=None, headers=None, timeout=None, conn=None):
+def http_request(port, method, path, body=None, headers=None, timeout=None, conn=None,
+                 source=None):
     """One HTTP request to 127.0.0.1:port. Returns (status, headers, body) where body is
     parsed JSON when the answer says it is JSON, else raw bytes. With conn (an
-    http.client.HTTPConnection), the request goes over that keep-alive connection."""
+    http.client.HTTPConnection), the request goes over that keep-alive connection; else
+    over a new one, from the local address source when given (e.g. "127.0.0.2")."""
     own = conn is None
     if own:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=T(10) if timeout is None
-                                          else timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", port,
+                                          timeout=T(10) if timeout is None else timeout,
+                                          source_address=(source, 0) if source else None)
     try:
         conn.request(method, path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
@@ -48,14 +51,15 @@ def _body_bytes(body):
 
 
 def publish(hub, body, content_type="application/json", headers=None, conn=None,
-            path="/publish"):
+            path="/publish", source=None):
     """POST body (an object/list is JSON-encoded; str/bytes are sent as-is) to the hub's
-    /publish. content_type=None sends no Content-Type. Returns (status, headers, body)."""
+    /publish (hub: anything with an .api_port). content_type=None sends no Content-Type.
+    Returns (status, headers, body)."""
     h = dict(headers or {})
     if content_type is not None:
         h["Content-Type"] = content_type
     return http_request(hub.api_port, "POST", path, body=_body_bytes(body), headers=h,
-                        conn=conn)
+                        conn=conn, source=source)
 
 
 def publish_ok(hub, channel, data, event=None, conn=None):
@@ -78,6 +82,14 @@ def get(hub, path, headers=None):
 def get_static(hub, path, headers=None):
     """GET path on the hub's --listen port (dashboard files)."""
     return http_request(hub.port, "GET", path, headers=headers)
+
+
+def ready_status(hub, timeout=1.0):
+    """GET /ready's status, or None when the API does not answer in time."""
+    try:
+        return http_request(hub.api_port, "GET", "/ready", timeout=timeout)[0]
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 class Publisher:

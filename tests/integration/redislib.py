@@ -14,7 +14,6 @@ Every wait is bounded; every process started here is killed at exit if still run
 (hubproc.live_procs).
 """
 
-import http.client
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from httpapi import http_request
+from httpapi import ready_status
 from hubproc import Hub, free_port, live_procs, log_dir
 from util import T, unique_channel, wait_until
 
@@ -306,14 +305,6 @@ class RedisServer:
 
 # --------------------------------------------------------------------------------------
 # Readiness
-
-def ready_status(hub, timeout=1.0):
-    """GET /ready's status, or None when the API does not answer in time."""
-    try:
-        return http_request(hub.api_port, "GET", "/ready", timeout=timeout)[0]
-    except (OSError, http.client.HTTPException):
-        return None
-
 
 def wait_status(hubs, status, timeout, what=None, interval=0.01):
     """Poll /ready on every hub until each answered status once; returns {hub: seconds
