@@ -8,10 +8,11 @@ library only (Python 3.11).
 
   util.py      where the binaries are (the HERALD_* environment), T(), wait_until,
                unique_channel
-  httpapi.py   http_request, publish, publish_ok, Publisher, get, get_static,
-               ready_status, stats, metrics and Metrics
-  wsclient.py  WS (the WebSocket client) and its errors, recv_many, BackgroundReader,
-               token_path, upgrade_request
+  httpapi.py   http_request, publish, publish_ok, publish_in_turn, Publisher, get,
+               get_static, ready_status, stats, metrics and Metrics
+  wsclient.py  WS (the WebSocket client) and its errors, open_many, recv_many,
+               recv_many_while, assert_nothing_more, BackgroundReader, token_path,
+               upgrade_request
   hubproc.py   Hub, HubTestCase, Proc, herald_sub, log_dir, free_port, and the killing of
                leftover processes at exit
   redislib.py  redis-server, hubs sharing it, readiness (import it directly)
@@ -20,13 +21,14 @@ library only (Python 3.11).
 """
 
 from httpapi import (Metrics, Publisher, decode_body, get, get_static, http_request, metrics,
-                     publish, publish_ok, ready_status, stats)
+                     publish, publish_in_turn, publish_ok, ready_status, stats)
 from hubproc import Hub, HubTestCase, Proc, free_port, herald_sub, log_dir
 from util import (HERALD_BIN, HERALD_SUB_BIN, HERALD_WEB_ROOT, REPO_ROOT, SCALE, WRAPPER, T,
                   unique_channel, wait_until)
 from wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WS,
                       BackgroundReader, ConnectionClosed, HandshakeError, ProtocolError,
-                      WSTimeout, recv_many, token_path, upgrade_request)
+                      WSTimeout, assert_nothing_more, open_many, recv_many, recv_many_while,
+                      token_path, upgrade_request)
 
 __all__ = [
     # util
@@ -34,11 +36,12 @@ __all__ = [
     "unique_channel", "wait_until",
     # httpapi
     "Metrics", "Publisher", "decode_body", "get", "get_static", "http_request", "metrics",
-    "publish", "publish_ok", "ready_status", "stats",
+    "publish", "publish_in_turn", "publish_ok", "ready_status", "stats",
     # wsclient
     "OP_BINARY", "OP_CLOSE", "OP_CONT", "OP_PING", "OP_PONG", "OP_TEXT", "WS",
     "BackgroundReader", "ConnectionClosed", "HandshakeError", "ProtocolError", "WSTimeout",
-    "recv_many", "token_path", "upgrade_request",
+    "assert_nothing_more", "open_many", "recv_many", "recv_many_while", "token_path",
+    "upgrade_request",
     # hubproc
     "Hub", "HubTestCase", "Proc", "free_port", "herald_sub", "log_dir",
 ]

@@ -117,6 +117,17 @@ class Publisher:
         return False
 
 
+def publish_in_turn(hubs, channel, datas):
+    """Publishes an event of channel for each of datas, the i-th through hubs[i % len(hubs)]
+    over one keep-alive connection a hub; each must be accepted. Returns the ids in order."""
+    pubs = [Publisher(hub) for hub in hubs]
+    try:
+        return [pubs[i % len(pubs)].publish_ok(channel, data) for i, data in enumerate(datas)]
+    finally:
+        for pub in pubs:
+            pub.close()
+
+
 def stats(hub):
     status, _, body = get(hub, "/stats")
     if status != 200 or not isinstance(body, dict):

@@ -539,6 +539,60 @@ def recv_many(clients, count=None, until=None, timeout=None):
     return results
 
 
+def recv_many_while(clients, jobs, count=None, until=None, timeout=None):
+    """recv_many(clients, count, until, timeout) while each of jobs (callables, e.g. ones
+    that publish) runs in a thread of its own. Returns what recv_many read once every job
+    has ended; fails when a job raised or is still running a timeout after the reading."""
+    timeout = T(10) if timeout is None else timeout
+    failures = []
+
+    def run(job):
+        try:
+            job()
+        except BaseException as e:  # reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs]
+    for t in threads:
+        t.start()
+    try:
+        got = recv_many(clients, count=count, until=until, timeout=timeout)
+    finally:
+        for t in threads:
+            t.join(timeout)
+    if any(t.is_alive() for t in threads):
+        raise AssertionError("publisher still running")
+    if failures:
+        raise AssertionError(f"publisher failed: {failures[0]!r}") from failures[0]
+    return got
+
+
+def assert_nothing_more(test, clients, ref="end", timeout=None):
+    """Exactly once: after the events, the next frame every client gets is the pong to a
+    ping sent now."""
+    for ws in clients:
+        ws.send_json({"type": "ping", "ref": ref})
+    tail = recv_many(clients, count=1, timeout=T(10) if timeout is None else timeout)
+    for n, msgs in enumerate(tail.values()):
+        test.assertEqual(msgs, [{"type": "pong", "ref": ref}],
+                         f"client {n}: something after the expected events")
+
+
+def open_many(targets, channels, per_target=1, **kw):
+    """per_target clients of channels (WS.open) on each of targets in turn: [(target, ws)].
+    When one fails, the ones already open are aborted."""
+    out = []
+    try:
+        for target in targets:
+            for _ in range(per_target):
+                out.append((target, WS.open(target, channels=channels, **kw)))
+    except BaseException:
+        for _, ws in out:
+            ws.abort()
+        raise
+    return out
+
+
 class BackgroundReader:
     """Reads JSON messages from one WS in a thread (e.g. a client that must keep reading
     while the test publishes). .messages holds what arrived, .arrivals the wall-clock time
