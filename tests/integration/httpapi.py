@@ -1,7 +1,7 @@
-"""httpapi.py -- the hub's HTTP API from a test: one request (http_request), publishing
-(publish, publish_ok, Publisher over one keep-alive connection), GET helpers for the API
-and dashboard ports, /stats, and /metrics parsed into Metrics. Standard library only
-(http.client)."""
+"""httpapi.py -- the hub's HTTP API from a test: one request (http_request, from any loopback
+source address), publishing (publish, publish_ok, Publisher over one keep-alive connection,
+publish_in_turn over several hubs), GET helpers for the API and dashboard ports, /ready's
+status, /stats, and /metrics parsed into Metrics. Standard library only (http.client)."""
 
 import http.client
 import json

@@ -1,6 +1,8 @@
 """wsclient.py -- the RFC 6455 WebSocket client the tests speak to the hub with: raw sockets,
 handshake, masking, fragmentation-aware frame parsing, close codes and automatic pongs (WS
-and its errors), reading many clients at once (recv_many) and reading one in a thread
+and its errors; token_path and upgrade_request build what it sends), opening many clients
+(open_many), reading many at once (recv_many, recv_many_while: while publishers run in
+threads), the exactly-once check (assert_nothing_more), and reading one client in a thread
 (BackgroundReader). Standard library only."""
 
 import base64
