@@ -1,31 +1,34 @@
-"""authlib.py -- helpers for the auth, limits and hostile-reader tests (beside harness.py,
-which they extend without changing it).
+"""authlib.py -- helpers for the auth, limits and hostile-reader tests, on top of the modules
+harness.py indexes (wsclient, httpapi, hubproc, util):
 
   - tokens: herald-token (the real minting program) and a stdlib HS256 encoder for the
     forged ones a real minter never makes (alg none, wrong signature, tampered claims);
-  - connecting from a chosen loopback source address (127.0.0.2, ...) with chosen headers,
-    which harness.WS.connect cannot do;
+  - the names these tests connect with (connect, open_ws, token_path: wsclient's, with a
+    token in the query or as Authorization: Bearer, from a chosen loopback source address
+    such as 127.0.0.2, with chosen headers);
   - the refusals SPEC.md names: a handshake refused with an HTTP status, and a handshake that
     completes and closes with 1008 before any welcome;
   - the hub's resident memory from /proc/PID/status;
   - running herald for a start-up error.
 
 Environment: HERALD_TOKEN_BIN, the herald-token binary (default:
-<repo>/build/clients/herald-token), besides harness.py's.
+<repo>/build/clients/herald-token), besides util.py's.
 """
 
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import socket
 import subprocess
 import time
 
-from harness import (HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, WS, ConnectionClosed,
-                     HandshakeError, T, WSTimeout, _decode_body, free_port, log_dir)
+from httpapi import decode_body, http_request, publish, publish_ok
+from hubproc import free_port, log_dir
+from util import HERALD_BIN, HERALD_WEB_ROOT, REPO_ROOT, WRAPPER, T, unique_channel
+import wsclient
+from wsclient import WS, ConnectionClosed, HandshakeError, WSTimeout, upgrade_request
 
 HERALD_TOKEN_BIN = os.environ.get("HERALD_TOKEN_BIN") or os.path.join(
     REPO_ROOT, "build", "clients", "herald-token")
@@ -94,46 +97,12 @@ def claims_of(token):
 # --------------------------------------------------------------------------------------
 # Connecting with a chosen source address and headers
 
-def connect(target, path="/ws", headers=None, source=None, timeout=None, rcvbuf=None):
-    """harness.WS.connect from the local address source (e.g. "127.0.0.2"). Returns a WS once
-    the hub answered 101; raises harness.HandshakeError (with .status, .headers, .body) for
-    any other status."""
-    return WS.connect(target, path, headers=headers, timeout=timeout, rcvbuf=rcvbuf,
-                      source=source)
-
-
-def token_path(token=None, channels=()):
-    """/ws with ?token= and ?channels= as given."""
-    query = []
-    if token is not None:
-        query.append("token=" + token)
-    if channels:
-        query.append("channels=" + ",".join(channels))
-    return "/ws" + ("?" + "&".join(query) if query else "")
-
-
-def open_ws(target, channels=(), token=None, bearer=None, headers=None, source=None,
-            timeout=None, rcvbuf=None):
-    """Connects (token in the query, or as Authorization: Bearer), reads the welcome and one
-    `subscribed` per channel, in order. Returns the WS with .welcome set."""
-    timeout = T(5) if timeout is None else timeout
-    h = dict(headers or {})
-    if bearer is not None:
-        h["Authorization"] = "Bearer " + bearer
-    ws = connect(target, token_path(token, channels), headers=h, source=source,
-                 timeout=timeout, rcvbuf=rcvbuf)
-    try:
-        ws.welcome = ws.recv_json(timeout)
-        if ws.welcome.get("type") != "welcome":
-            raise AssertionError(f"first frame is not a welcome: {ws.welcome}")
-        for ch in channels:
-            msg = ws.recv_json(timeout)
-            if msg != {"type": "subscribed", "channel": ch}:
-                raise AssertionError(f"expected subscribed {ch!r}, got {msg}")
-    except BaseException:
-        ws.abort()
-        raise
-    return ws
+# The tests' names for wsclient's: WS.connect and WS.open take source (a local address such
+# as "127.0.0.2"), headers, and (open) a token in the query or as bearer; a handshake
+# answered with another status than 101 raises HandshakeError (.status, .headers, .body).
+connect = WS.connect
+open_ws = WS.open
+token_path = wsclient.token_path
 
 
 def expect_policy_close(test, ws, reason, timeout=None):
@@ -161,7 +130,7 @@ def refused_upgrade(target, path="/ws", headers=None, source=None, timeout=None)
     try:
         ws = connect(target, path=path, headers=headers, source=source, timeout=timeout)
     except HandshakeError as e:
-        e.body = _decode_body({"Content-Type": e.headers.get("content-type", "")}, e.body)
+        e.body = decode_body({"Content-Type": e.headers.get("content-type", "")}, e.body)
         return e
     ws.abort()
     raise AssertionError(f"the upgrade from {source or '127.0.0.1'} with {headers or {}} was "
@@ -171,30 +140,16 @@ def refused_upgrade(target, path="/ws", headers=None, source=None, timeout=None)
 # --------------------------------------------------------------------------------------
 # HTTP from a chosen source address
 
-def http_from(port, method, path, body=None, headers=None, source=None, timeout=None):
-    """One HTTP request to 127.0.0.1:port from the local address source."""
-    conn = http.client.HTTPConnection("127.0.0.1", port,
-                                      timeout=T(10) if timeout is None else timeout,
-                                      source_address=(source, 0) if source else None)
-    try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, resp.headers, _decode_body(resp.headers, data)
-    finally:
-        conn.close()
+# The tests' name for httpapi.http_request, which takes source= (a local address).
+http_from = http_request
 
 
 def publish_as(hub, channel, data, key=None, source=None, headers=None):
     """POST /publish of one event with Authorization: Bearer key (when given), from source.
     Returns (status, headers, body)."""
-    h = {"Content-Type": "application/json"}
-    if key is not None:
-        h["Authorization"] = "Bearer " + key
+    h = {} if key is None else {"Authorization": "Bearer " + key}
     h.update(headers or {})
-    return http_from(hub.api_port, "POST", "/publish",
-                     body=json.dumps({"channel": channel, "data": data}).encode(),
-                     headers=h, source=source)
+    return publish(hub, {"channel": channel, "data": data}, headers=h, source=source)
 
 
 # --------------------------------------------------------------------------------------
@@ -268,14 +223,12 @@ class Bystander:
     unless it arrives, with nothing before it."""
 
     def __init__(self, hub, prefix="bystander", **open_kw):
-        from harness import unique_channel
         self.hub = hub
         self.channel = unique_channel(prefix)
         self.ws = open_ws(hub, [self.channel], **open_kw)
         self.seq = 0
 
     def check(self, publish_key=None):
-        from harness import publish_ok
         self.seq += 1
         marker = f"still-served-{self.seq}"
         if publish_key is None:
@@ -309,13 +262,7 @@ def simultaneous_upgrades(hub, n, path="/ws", timeout=None):
     try:
         for _ in range(n):
             socks.append(socket.create_connection(("127.0.0.1", hub.port), timeout=timeout))
-        reqs = []
-        for _ in socks:
-            key = base64.b64encode(os.urandom(16)).decode()
-            reqs.append((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{hub.port}\r\n"
-                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                        .encode())
+        reqs = [upgrade_request("127.0.0.1", hub.port, path)[1] for _ in socks]
         for s, r in zip(socks, reqs):
             s.sendall(r)
         statuses = []

@@ -7,14 +7,13 @@ RedisServer starts `redis-server` on a free 127.0.0.1 port with no persistence
 tiny socket client (no redis-cli needed). Cluster starts N `herald` processes on one
 RedisServer and one fresh shared channel and waits until every one answers /ready 200.
 
-Environment (besides harness.py's):
+Environment (besides util.py's):
   HERALD_REDIS_SERVER   the redis-server binary (default: redis-server on PATH)
 
-Every wait is bounded; every process started here is killed at exit if still running.
+Every wait is bounded; every process started here is killed at exit if still running
+(hubproc.live_procs).
 """
 
-import atexit
-import http.client
 import os
 import shutil
 import signal
@@ -25,7 +24,9 @@ import tempfile
 import threading
 import time
 
-from harness import Hub, T, free_port, http_request, log_dir, unique_channel, wait_until
+from httpapi import ready_status
+from hubproc import Hub, free_port, live_procs, log_dir
+from util import T, unique_channel, wait_until
 
 REDIS_SERVER = (os.environ.get("HERALD_REDIS_SERVER") or shutil.which("redis-server")
                 or "/usr/bin/redis-server")
@@ -37,21 +38,6 @@ HEARTBEAT_S = 1.0
 HEARTBEAT_LOST_S = 3.0
 BACKOFF_CAP_S = 3.0
 SETUP_DEADLINE_S = 2.0
-
-_live = set()
-
-
-@atexit.register
-def _kill_leftovers():
-    for p in list(_live):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGCONT)
-                p.kill()
-                p.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-
 
 class RedisError(Exception):
     """An error reply (-ERR ...) from Redis."""
@@ -200,7 +186,7 @@ class RedisServer:
             self.log_path = os.path.join(self.dir, f"redis.{self.starts}.log")
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            _live.add(self.proc)
+            live_procs.add(self.proc)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -212,7 +198,7 @@ class RedisServer:
                 self.kill()
                 raise AssertionError(f"redis-server not answering PING within {timeout:.0f}s"
                                      f"\n{self.log_tail()}")
-            _live.discard(self.proc)
+            live_procs.discard(self.proc)
             text = self.log_tail()
             if "in use" in text.lower() and attempt < 2:
                 if fixed:  # a restart right after a kill: the port frees within moments
@@ -251,7 +237,7 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        _live.discard(self.proc)
+        live_procs.discard(self.proc)
 
     def pause(self):
         """SIGSTOP: the process keeps its sockets (connects still complete in the kernel's
@@ -319,14 +305,6 @@ class RedisServer:
 
 # --------------------------------------------------------------------------------------
 # Readiness
-
-def ready_status(hub, timeout=1.0):
-    """GET /ready's status, or None when the API does not answer in time."""
-    try:
-        return http_request(hub.api_port, "GET", "/ready", timeout=timeout)[0]
-    except (OSError, http.client.HTTPException):
-        return None
-
 
 def wait_status(hubs, status, timeout, what=None, interval=0.01):
     """Poll /ready on every hub until each answered status once; returns {hub: seconds

@@ -1,10 +1,10 @@
 """test_fanout.py -- many subscribers, many events: complete, exactly once, in order."""
 
-import threading
 import time
 import unittest
 
-from harness import Hub, HubTestCase, Publisher, WS, T, publish, recv_many, unique_channel
+from harness import (Hub, HubTestCase, WS, T, assert_nothing_more, publish, publish_in_turn,
+                     recv_many, recv_many_while, unique_channel)
 
 SUBSCRIBERS = 200
 EVENTS = 1000
@@ -25,26 +25,13 @@ class FanoutTest(HubTestCase):
                 self.assertEqual(len({m[0]["connection"] for m in hello.values()}), SUBSCRIBERS)
 
                 ids = []
-                failure = []
 
                 def publish_all():
-                    try:
-                        with Publisher(hub) as pub:
-                            for i in range(EVENTS):
-                                ids.append(pub.publish_ok(ch, {"seq": i}))
-                    except BaseException as e:  # reported below
-                        failure.append(e)
+                    ids.extend(publish_in_turn([hub], ch, ({"seq": i} for i in range(EVENTS))))
 
                 started = time.monotonic()
-                publisher = threading.Thread(target=publish_all, daemon=True)
-                publisher.start()
-                try:
-                    got = recv_many(clients, count=EVENTS, timeout=T(60))
-                finally:
-                    publisher.join(T(60))
+                got = recv_many_while(clients, [publish_all], count=EVENTS, timeout=T(60))
                 elapsed = time.monotonic() - started
-                self.assertFalse(publisher.is_alive(), "publisher still running")
-                self.assertEqual(failure, [])
                 self.assertEqual(len(ids), EVENTS)
                 self.assertEqual(len(set(ids)), EVENTS, "event ids are not unique")
                 for n, (ws, msgs) in enumerate(got.items()):
@@ -56,11 +43,7 @@ class FanoutTest(HubTestCase):
                                         for m in msgs), f"subscriber {n}: not all events of {ch}")
                     self.assertEqual([m.get("id") for m in msgs], ids, f"subscriber {n}: ids")
                 # exactly once: nothing more is pending for anyone (a pong comes next)
-                for ws in clients:
-                    ws.send_json({"type": "ping", "ref": "end"})
-                tail = recv_many(clients, count=1, timeout=T(20))
-                for msgs in tail.values():
-                    self.assertEqual(msgs, [{"type": "pong", "ref": "end"}])
+                assert_nothing_more(self, clients, timeout=T(20))
                 print(f"\n[fanout] {EVENTS} events x {SUBSCRIBERS} subscribers in "
                       f"{elapsed:.2f}s", flush=True)
             finally:

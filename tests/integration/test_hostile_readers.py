@@ -16,8 +16,8 @@ import threading
 import time
 import unittest
 
-from harness import (SCALE, Hub, HubTestCase, Publisher, WS, ConnectionClosed, T, WSTimeout,
-                     metrics, stats, unique_channel, wait_until)
+from harness import (SCALE, BackgroundReader, Hub, HubTestCase, Publisher, WS, ConnectionClosed,
+                     T, WSTimeout, metrics, stats, unique_channel, wait_until)
 from authlib import hub_is_instrumented, open_ws, rss_kib
 
 KIB = 1024
@@ -41,82 +41,17 @@ def connections(hub):
     return stats(hub).get("connections")
 
 
-class TimedReader:
-    """Reads JSON messages from one WS in a thread, noting for each the wall-clock time it
-    arrived, so an event's latency is arrival minus its `ts` (the hub's publish time)."""
+class TimedReader(BackgroundReader):
+    """The reader that keeps up: an event's latency is its arrival minus its `ts` (the hub's
+    publish time)."""
 
     def __init__(self, ws):
-        self.ws = ws
-        self.messages = []      # (arrival ms, msg)
-        self.error = None
-        self.closed = None
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                msg = self.ws.recv_json(0.1)
-            except WSTimeout:
-                continue
-            except ConnectionClosed as c:
-                self.closed = c
-                break
-            except BaseException as e:
-                self.error = e
-                break
-            now = time.time() * 1000.0
-            with self._cond:
-                self.messages.append((now, msg))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def events(self):
-        with self._cond:
-            return [m for _, m in self.messages if m.get("type") == "event"]
-
-    def wait_events(self, n, timeout, what=None):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while sum(1 for _, m in self.messages if m.get("type") == "event") < n:
-                if self.error is not None:
-                    raise AssertionError(f"fast reader failed: {self.error!r}")
-                if self.closed is not None:
-                    raise AssertionError(f"the fast reader's connection ended: {self.closed}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout:.1f}s waiting for "
-                                         f"{what or f'{n} events'} at the fast reader")
-                self._cond.wait(min(remaining, 0.2))
-
-    def ping(self, ref, timeout=None):
-        """Sends a ping with ref and waits for its pong (read by the thread)."""
-        self.ws.send_json({"type": "ping", "ref": ref})
-        deadline = time.monotonic() + (T(5) if timeout is None else timeout)
-        with self._cond:
-            while not any(m == {"type": "pong", "ref": ref} for _, m in self.messages):
-                if self.error is not None or self.closed is not None:
-                    raise AssertionError(f"the fast reader ended: {self.error or self.closed}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no pong {ref!r} at the fast reader")
-                self._cond.wait(min(remaining, 0.2))
-        return True
+        super().__init__(ws, name="fast reader")
 
     def latencies(self, seqs=None):
         """Arrival minus ts in ms for the events whose data.seq is in seqs (all if None)."""
-        with self._cond:
-            return [at - m["ts"] for at, m in self.messages
-                    if m.get("type") == "event" and (seqs is None or m["data"]["seq"] in seqs)]
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(T(5))
-        if self.error is not None:
-            raise AssertionError(f"fast reader failed: {self.error!r}")
+        return [at - m["ts"] for at, m in self.timed()
+                if m.get("type") == "event" and (seqs is None or m["data"]["seq"] in seqs)]
 
 
 class Trickler:

@@ -18,8 +18,8 @@ import unittest
 from collections import Counter
 
 from harness import (ConnectionClosed, Hub, HubTestCase, Publisher, T, WS, WSTimeout,
-                     free_port, http_request, log_dir, publish_ok, recv_many, unique_channel,
-                     wait_until)
+                     free_port, http_request, log_dir, publish, publish_ok, recv_many,
+                     unique_channel, wait_until)
 from redislib import Cluster, RedisServer, wait_ready
 
 NGINX = "/usr/sbin/nginx"
@@ -218,9 +218,8 @@ def open_via(lb, ch, attempts=3):
 
 
 def publish_via(lb, channel, data):
-    return http_request(lb.api_port, "POST", "/publish",
-                        body=f'{{"channel":"{channel}","data":{data}}}'.encode(),
-                        headers={"Content-Type": "application/json"})
+    """POST /publish through the load balancer's API port; data is JSON text."""
+    return publish(lb, f'{{"channel":"{channel}","data":{data}}}')
 
 
 class ConfigTest(unittest.TestCase):

@@ -3,14 +3,15 @@ through any instance reaches the subscribers of every instance exactly once, com
 in one order; what is on the shared channel is the documented wire format; --publish-rate
 counts cluster-wide."""
 
+import functools
 import json
 import math
-import threading
 import time
 import unittest
 
-from harness import (HubTestCase, Publisher, T, WS, metrics, publish, recv_many,
-                     unique_channel, wait_until)
+from harness import (HubTestCase, Publisher, T, WS, assert_nothing_more, metrics, open_many,
+                     publish, publish_in_turn, recv_many, recv_many_while, unique_channel,
+                     wait_until)
 from redislib import Cluster, RedisServer, RedisSubscriber, redis_call
 
 EVENTS = 1000
@@ -18,31 +19,16 @@ PER_HUB = 3  # subscribers on each instance
 
 
 def open_clients(cluster, channels, per_hub=PER_HUB):
-    """per_hub subscribers of channels on every hub; returns [(hub, ws)]."""
-    out = []
-    try:
-        for hub in cluster:
-            for _ in range(per_hub):
-                ws = WS.open(hub, channels=channels)
-                if ws.welcome.get("instance") != hub.instance_id:
-                    raise AssertionError(f"welcome from {hub.instance_id} names instance "
-                                         f"{ws.welcome.get('instance')!r}")
-                out.append((hub, ws))
-    except BaseException:
-        for _, ws in out:
-            ws.abort()
-        raise
+    """per_hub subscribers of channels on every hub, each welcomed by the instance it
+    connected to; returns [(hub, ws)]."""
+    out = open_many(cluster, channels, per_hub)
+    for hub, ws in out:
+        if ws.welcome.get("instance") != hub.instance_id:
+            for _, w in out:
+                w.abort()
+            raise AssertionError(f"welcome from {hub.instance_id} names instance "
+                                 f"{ws.welcome.get('instance')!r}")
     return out
-
-
-def assert_nothing_more(test, clients, ref="end"):
-    """Exactly once: after the events, the next frame every client gets is our pong."""
-    for ws in clients:
-        ws.send_json({"type": "ping", "ref": ref})
-    tail = recv_many(clients, count=1, timeout=T(10))
-    for n, msgs in enumerate(tail.values()):
-        test.assertEqual(msgs, [{"type": "pong", "ref": ref}],
-                         f"client {n}: something after the expected events")
 
 
 class ClusterDeliveryTest(HubTestCase):
@@ -63,29 +49,15 @@ class ClusterDeliveryTest(HubTestCase):
             bystanders = [WS.open(hub, channels=[other]) for hub in cluster]
             clients = [ws for _, ws in pairs]
             try:
-                ids, failure = [], []
+                ids = []
 
                 def publish_all():
-                    pubs = [Publisher(hub) for hub in cluster]
-                    try:
-                        for i in range(EVENTS):
-                            ids.append(pubs[i % 3].publish_ok(ch, {"seq": i, "via": i % 3}))
-                    except BaseException as e:  # reported below
-                        failure.append(e)
-                    finally:
-                        for p in pubs:
-                            p.close()
+                    ids.extend(publish_in_turn(cluster, ch, ({"seq": i, "via": i % 3}
+                                                            for i in range(EVENTS))))
 
                 started = time.monotonic()
-                publisher = threading.Thread(target=publish_all, daemon=True)
-                publisher.start()
-                try:
-                    got = recv_many(clients, count=EVENTS, timeout=T(60))
-                finally:
-                    publisher.join(T(60))
+                got = recv_many_while(clients, [publish_all], count=EVENTS, timeout=T(60))
                 elapsed = time.monotonic() - started
-                self.assertFalse(publisher.is_alive(), "publisher still running")
-                self.assertEqual(failure, [])
                 self.assertEqual(len(set(ids)), EVENTS, "event ids are not unique")
                 for (hub, ws), msgs in zip(pairs, got.values()):
                     where = f"subscriber on {hub.instance_id}"
@@ -110,26 +82,15 @@ class ClusterDeliveryTest(HubTestCase):
             clients = [ws for _, ws in pairs]
             try:
                 ids = {0: [], 1: [], 2: []}
-                failure = []
 
                 def publish_from(k):
-                    try:
-                        with Publisher(cluster[k]) as pub:
-                            for i in range(k, EVENTS, 3):
-                                ids[k].append(pub.publish_ok(ch, {"seq": i, "via": k}))
-                    except BaseException as e:
-                        failure.append(e)
+                    with Publisher(cluster[k]) as pub:
+                        for i in range(k, EVENTS, 3):
+                            ids[k].append(pub.publish_ok(ch, {"seq": i, "via": k}))
 
-                threads = [threading.Thread(target=publish_from, args=(k,), daemon=True)
-                           for k in range(3)]
-                for t in threads:
-                    t.start()
-                try:
-                    got = recv_many(clients, count=EVENTS, timeout=T(60))
-                finally:
-                    for t in threads:
-                        t.join(T(60))
-                self.assertEqual(failure, [])
+                got = recv_many_while(clients, [functools.partial(publish_from, k)
+                                                for k in range(3)],
+                                      count=EVENTS, timeout=T(60))
                 orders = [[m["id"] for m in msgs] for msgs in got.values()]
                 everyone = set(ids[0]) | set(ids[1]) | set(ids[2])
                 self.assertEqual(len(everyone), EVENTS)

@@ -8,8 +8,8 @@ import time
 import unittest
 from collections import Counter
 
-from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, publish, recv_many,
-                     unique_channel, wait_until)
+from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, open_many, publish,
+                     publish_in_turn, recv_many, unique_channel, wait_until)
 from redislib import (BACKOFF_CAP_S, HEARTBEAT_LOST_S, HEARTBEAT_S, AttemptRecorder, Cluster,
                       RedisServer, log_lines, ready_status, wait_ready, wait_status)
 
@@ -17,15 +17,7 @@ RESTART_READY_S = 2.0  # the issue: every instance is ready again within 2 s of 
 
 
 def subscribers(cluster, ch, per_hub=2):
-    out = []
-    try:
-        for hub in cluster:
-            out += [WS.open(hub, channels=[ch]) for _ in range(per_hub)]
-    except BaseException:
-        for ws in out:
-            ws.abort()
-        raise
-    return out
+    return [ws for _, ws in open_many(cluster, [ch], per_hub)]
 
 
 class StreamingPublisher:
@@ -134,14 +126,7 @@ class RedisLossTest(HubTestCase):
 
                 # events after the restart reach every subscriber of every instance, and
                 # everything that was answered 202 arrived, once, in one order
-                later = []
-                pubs = [Publisher(h) for h in cluster]
-                try:
-                    for i in range(30):
-                        later.append(pubs[i % 3].publish_ok(ch, {"after": i}))
-                finally:
-                    for p in pubs:
-                        p.close()
+                later = publish_in_turn(cluster, ch, ({"after": i} for i in range(30)))
                 expected = [e[5]["id"] for e in stream.accepted()] + later
                 got = recv_many(clients, until=lambda m: len(m) >= 1 and
                                 m[-1].get("id") == later[-1], timeout=T(10))
@@ -280,14 +265,7 @@ class RedisLossTest(HubTestCase):
                     self.assertEqual(len(log_lines(hub, "link up again", level="info")), 2)
                     self.assertGreater(metrics(hub).get("herald_redis_reconnects_total"), before)
 
-                later = []
-                pubs = [Publisher(h) for h in cluster]
-                try:
-                    for i in range(9):
-                        later.append(pubs[i % 3].publish_ok(ch, {"after": i}))
-                finally:
-                    for p in pubs:
-                        p.close()
+                later = publish_in_turn(cluster, ch, ({"after": i} for i in range(9)))
                 got = recv_many(clients, until=lambda m: len(m) >= 1 and
                                 m[-1].get("id") == later[-1], timeout=T(10))
                 frozen_seen = 0

@@ -1,7 +1,6 @@
 """test_shutdown.py -- SIGTERM and SIGINT: clients get close 1001, /ready answers 503
 while the hub drains, and the process exits 0 within --drain-seconds."""
 
-import http.client
 import json
 import signal
 import sys
@@ -9,7 +8,7 @@ import time
 import unittest
 
 from harness import (ConnectionClosed, HandshakeError, Hub, HubTestCase, Publisher, WS, WSTimeout,
-                     T, get, http_request, unique_channel)
+                     T, get, http_request, ready_status, unique_channel)
 
 
 STUCK_QUEUE_BYTES = 16 * 1024 * 1024
@@ -25,14 +24,6 @@ def stuck_client(hub, channel):
         for i in range(STUCK_EVENTS):
             pub.publish_ok(channel, {"seq": i, "pad": "s" * 40_000})
     return ws
-
-
-def ready_status(hub):
-    try:
-        status, _, body = http_request(hub.api_port, "GET", "/ready", timeout=1)
-        return status, body
-    except (OSError, http.client.HTTPException):
-        return None, None
 
 
 class ShutdownTest(HubTestCase):
@@ -65,7 +56,7 @@ class ShutdownTest(HubTestCase):
                 seen = []
                 deadline = time.monotonic() + T(3)
                 while time.monotonic() < deadline and hub.running():
-                    status, body = ready_status(hub)
+                    status = ready_status(hub)
                     seen.append(status)
                     if status == 503:
                         break
@@ -121,7 +112,7 @@ class ShutdownTest(HubTestCase):
             try:
                 hub.send_signal(signal.SIGTERM)
                 wait = time.monotonic() + T(3)
-                while ready_status(hub)[0] != 503:
+                while ready_status(hub) != 503:
                     self.assertLess(time.monotonic(), wait, "/ready never turned 503")
                     self.assertTrue(hub.running())
                     time.sleep(0.01)
