@@ -36,6 +36,7 @@ struct apikeys *apikeys_load(const char *key, const char *file, char *err, size_
 {
     struct apikeys *k = xcalloc(1, sizeof(*k));
     char line[1024];
+    unsigned lineno = 0;
     FILE *f;
 
     if (key && add(k, key, strlen(key), "--api-key", err, errlen) < 0)
@@ -50,10 +51,26 @@ struct apikeys *apikeys_load(const char *key, const char *file, char *err, size_
     while (fgets(line, sizeof(line), f)) {
         size_t len = strcspn(line, "\r\n");
 
+        char where[300];
+
+        lineno++;
+        if (len == sizeof(line) - 1) { /* the buffer is full: the line may go on */
+            int c = fgetc(f);
+
+            if (c == '\r')
+                c = fgetc(f);
+            if (c != EOF && c != '\n') {
+                snprintf(err, errlen, "--api-keys-file: %s line %u is longer than %zu bytes",
+                         file, lineno, sizeof(line) - 1);
+                fclose(f);
+                goto fail;
+            }
+        }
         line[len] = '\0';
         if (len == 0 || line[0] == '#')
             continue;
-        if (add(k, line, len, "--api-keys-file", err, errlen) < 0) {
+        snprintf(where, sizeof(where), "--api-keys-file: %s line %u", file, lineno);
+        if (add(k, line, len, where, err, errlen) < 0) {
             fclose(f);
             goto fail;
         }

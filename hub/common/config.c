@@ -11,6 +11,7 @@
 #include "herald_version.h"
 #include "jwt.h"
 #include "log.h"
+#include "message.h"
 #include "netaddr.h"
 #include "redis_url.h"
 #include "xalloc.h"
@@ -524,6 +525,16 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
             errbuf_set(err, errlen, "--redis-url: %s", why);
             return -1;
         }
+    }
+    if ((unsigned long)cfg->send_queue_bytes <
+        (unsigned long)cfg->max_message_bytes + MESSAGE_EVENT_OVERHEAD) {
+        errbuf_set(err, errlen,
+                   "--send-queue-bytes: %u is smaller than the largest event frame (%u, from "
+                   "--max-message-bytes %u): one such event would cut every subscriber of its "
+                   "channel",
+                   cfg->send_queue_bytes, cfg->max_message_bytes + MESSAGE_EVENT_OVERHEAD,
+                   cfg->max_message_bytes);
+        return -1;
     }
     if (strlen(cfg->redis_channel) > 256) {
         errbuf_set(err, errlen, "--redis-channel: longer than 256 characters");

@@ -14,6 +14,10 @@
  * least LWS_PRE (delivery/writer.c checks this at compile time). */
 #define MESSAGE_PRE 16
 #define MESSAGE_CHANNEL_MAX 128
+/* The most an event's frame (header included) is longer than the publish body it came from:
+ * the frame copies channel, event and data from the body, compacted, and adds its type, id,
+ * seq and ts (control/event.c). So the largest frame is --max-message-bytes plus this. */
+#define MESSAGE_EVENT_OVERHEAD 256
 
 struct message {
     atomic_uint refs;

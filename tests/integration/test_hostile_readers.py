@@ -209,7 +209,7 @@ class HostileReaderTest(HubTestCase):
         ch = unique_channel("burst")
         per_burst = 4
         self.assertLess(per_burst * (EVENT_PAD + 200), QUEUE_BYTES)
-        with Hub(send_queue_bytes=QUEUE_BYTES, max_message_bytes=QUEUE_BYTES) as hub:
+        with Hub(send_queue_bytes=QUEUE_BYTES, max_message_bytes=QUEUE_BYTES - 256) as hub:
             slow = open_ws(hub, [ch], rcvbuf=SLOW_RCVBUF)
             fast = TimedReader(open_ws(hub, [ch]))
             published = 0

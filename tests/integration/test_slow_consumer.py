@@ -24,7 +24,7 @@ def slow_consumer_seen(hub):
 class SlowConsumerTest(HubTestCase):
     def test_slow_consumer_is_cut_and_fast_one_gets_everything(self):
         ch = unique_channel("slow")
-        with Hub(send_queue_bytes=QUEUE_BYTES, max_message_bytes=65536) as hub:
+        with Hub(send_queue_bytes=QUEUE_BYTES, max_message_bytes=QUEUE_BYTES - 256) as hub:
             slow = WS.open(hub, channels=[ch], rcvbuf=4096)
             fast = WS.open(hub, channels=[ch])
             reader = BackgroundReader(fast)

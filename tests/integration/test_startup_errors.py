@@ -14,6 +14,10 @@ EMPTY_SECRET = write_file("startup.empty.secret", "")
 SHORT_KEYS = write_file("startup.short.keys", "# keys\nk-long-enough-0123456789\nshort-key\n")
 NO_KEYS = write_file("startup.no.keys", "# only a comment\n\n")
 KEYS_16 = write_file("startup.keys16", "0123456789abcdef\n")
+# a 1,200-byte line: read in 1,023-byte pieces, its tail (177 bytes) would be a second "key"
+LONG_LINE_KEYS = write_file("startup.long.keys",
+                            "0123456789abcdef\n" + "L" * 1200 + "\n" + "fedcba9876543210\n")
+EXACT_LINE_KEYS = write_file("startup.exact.keys", "E" * 1023 + "\n" + "0123456789abcdef")
 MISSING = os.path.join(os.path.dirname(SHORT_SECRET), "no-such-file")
 
 
@@ -79,6 +83,28 @@ class StartupErrorTest(HubTestCase):
         with Hub(api_keys_file=KEYS_16):
             pass
 
+    def test_api_keys_file_line_too_long_is_refused_naming_the_line(self):
+        line = self.assertStartupError(["--api-keys-file", LONG_LINE_KEYS], "--api-keys-file")
+        self.assertIn("line 2", line)
+        self.assertIn("longer than", line)
+        # 1,023 bytes still fit, and a last line without its newline is read whole
+        with Hub(api_keys_file=EXACT_LINE_KEYS) as hub:
+            from harness import publish
+            for key, want in (("E" * 1023, 202), ("0123456789abcdef", 202), ("E" * 1022, 401)):
+                status, _, _ = publish(hub, {"channel": "k", "data": 1},
+                                       headers={"Authorization": "Bearer " + key})
+                self.assertEqual(status, want, f"key of {len(key)} bytes")
+
+    def test_send_queue_smaller_than_the_largest_frame(self):
+        """One event of --max-message-bytes would cut every subscriber of its channel."""
+        line = self.assertStartupError(["--max-message-bytes", "65536", "--send-queue-bytes",
+                                        "65536"], "--send-queue-bytes")
+        self.assertIn("--max-message-bytes", line)
+        self.assertStartupError(["--max-message-bytes", "1048576"], "--send-queue-bytes",
+                                env={"HERALD_SEND_QUEUE_BYTES": "1000000"})
+        with Hub(max_message_bytes=65536, send_queue_bytes=65536 + 256):
+            pass
+
     def test_limits_not_numbers(self):
         for option in ("--max-connections", "--max-connections-per-ip", "--publish-rate",
                        "--send-queue-bytes"):
@@ -86,6 +112,11 @@ class StartupErrorTest(HubTestCase):
                 self.assertStartupError([option, "-1"], option)
                 self.assertStartupError([option, "lots"], option)
         self.assertStartupError(["--send-queue-bytes", "1023"], "--send-queue-bytes")
+        for option in ("--max-channels", "--ipv6-prefix"):
+            with self.subTest(option=option):
+                self.assertStartupError([option, "lots"], option)
+        self.assertStartupError(["--ipv6-prefix", "16"], "--ipv6-prefix")
+        self.assertStartupError(["--ipv6-prefix", "129"], "--ipv6-prefix")
 
 
 if __name__ == "__main__":
