@@ -11,6 +11,7 @@
 #include "bench_pub.h"
 
 #include "bench_ws.h"
+#include "client_util.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -81,22 +82,6 @@ struct publisher {
     pthread_mutex_t err_lock;
     char first_error[PUB_ERROR_LEN]; /* {err_lock} */
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t real_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void add(_Atomic uint64_t *c, uint64_t n)
 {
@@ -178,7 +163,7 @@ static int build_request(struct publisher *p, struct pconn *pc)
     unsigned k = p->next_chan;
     char chan[160], head[512];
     size_t len = 0, need;
-    int64_t t = real_us();
+    int64_t t = client_wall_us();
     int hl;
 
     p->next_chan = cfg->channels > 1 ? (k + 1) % cfg->channels : 0;
@@ -243,7 +228,7 @@ static void request_lost(struct publisher *p, struct pconn *pc, const char *why)
     add(&p->ctr[CTR(events_failed)], pc->events);
     add(&p->status[0], 1);
     set_first_error(p, "POST %s: %s", p->cfg.path, why);
-    pc_down(pc, mono_ns() + RECONNECT_NS);
+    pc_down(pc, client_mono_ns() + RECONNECT_NS);
 }
 
 static void pc_connect(struct publisher *p, struct pconn *pc)
@@ -253,14 +238,14 @@ static void pc_connect(struct publisher *p, struct pconn *pc)
     pc->fd = socket(p->cfg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (pc->fd < 0) {
         set_first_error(p, "socket: %s", strerror(errno));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
+        pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
     setsockopt(pc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(pc->fd, (const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len) < 0 &&
         errno != EINPROGRESS) {
         set_first_error(p, "connect to the API: %s", strerror(errno));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
+        pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
     pc->state = PC_CONNECTING;
@@ -275,7 +260,7 @@ static void on_connected(struct publisher *p, struct pconn *pc)
         err = errno;
     if (err) {
         set_first_error(p, "connect to the API: %s", strerror(err));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
+        pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
     add(&p->ctr[CTR(connects)], 1);
@@ -309,7 +294,7 @@ static void send_request(struct publisher *p, struct pconn *pc)
     pc->is_head_done = false;
     pc->is_close = false;
     pc->body_len = 0;
-    pc->sent_ns = mono_ns();
+    pc->sent_ns = client_mono_ns();
     add(&p->ctr[CTR(requests)], 1);
     add(&p->ctr[CTR(events_sent)], pc->events);
     flush(p, pc);
@@ -322,7 +307,7 @@ bool pub_is_accepted(const struct publisher *p, unsigned status)
 
 static void on_answer(struct publisher *p, struct pconn *pc)
 {
-    int64_t rtt = (mono_ns() - pc->sent_ns) / 1000;
+    int64_t rtt = (client_mono_ns() - pc->sent_ns) / 1000;
 
     hist_record(&p->rtt, rtt > 0 ? (uint64_t)rtt : 0);
     add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
@@ -439,9 +424,9 @@ static void *thread_main(void *arg)
     const unsigned m = p->cfg.inflight;
     struct pollfd *fds = calloc(m, sizeof(*fds));
     double interval = p->cfg.rate > 0 ? 1e9 * p->cfg.batch / p->cfg.rate : 0;
-    double due = (double)mono_ns(); /* --rate: when the next request is due */
-    int64_t give_up = 0;            /* once sending is over: when answers stop being awaited */
-    int64_t hold_since = 0;         /* holding for the backlog bound since (0: not holding) */
+    double due = (double)client_mono_ns(); /* --rate: when the next request is due */
+    int64_t give_up = 0;    /* once sending is over: when answers stop being awaited */
+    int64_t hold_since = 0; /* holding for the backlog bound since (0: not holding) */
 
     if (!fds) {
         set_first_error(p, "out of memory");
@@ -449,8 +434,8 @@ static void *thread_main(void *arg)
         return NULL;
     }
     for (;;) {
-        int64_t now = mono_ns(), wait_ns = 100000000;
-        bool is_sending = !atomic_load(&p->stop) && real_us() < p->end_us;
+        int64_t now = client_mono_ns(), wait_ns = 100000000;
+        bool is_sending = !atomic_load(&p->stop) && client_wall_us() < p->end_us;
         unsigned busy = 0;
         struct pconn *pc;
         struct timespec ts;
@@ -458,7 +443,7 @@ static void *thread_main(void *arg)
         for (unsigned i = 0; i < m; i++)
             busy += p->pc[i].state == PC_BUSY;
         if (is_sending && !may_send(p)) {
-            int64_t t = mono_ns();
+            int64_t t = client_mono_ns();
 
             if (hold_since)
                 add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
@@ -495,7 +480,7 @@ static void *thread_main(void *arg)
                 if (idle_conn(p))
                     wait_ns = (int64_t)(due - (double)now);
             }
-            int64_t to_end = (p->end_us - real_us()) * 1000;
+            int64_t to_end = (p->end_us - client_wall_us()) * 1000;
 
             if (hold_since && wait_ns > HOLD_POLL_NS)
                 wait_ns = HOLD_POLL_NS;
@@ -598,7 +583,7 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
 {
     const unsigned m = p->cfg.inflight;
     struct pollfd *fds = calloc(m, sizeof(*fds));
-    int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = client_mono_ns() + (int64_t)timeout_ms * 1000000;
 
     if (!fds) {
         snprintf(err, errlen, "out of memory");
@@ -608,7 +593,7 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
         pc_connect(p, &p->pc[i]);
     for (;;) {
         unsigned waiting = 0;
-        int64_t left = deadline - mono_ns();
+        int64_t left = deadline - client_mono_ns();
 
         for (unsigned i = 0; i < m; i++) {
             fds[i].fd = p->pc[i].state == PC_CONNECTING ? p->pc[i].fd : -1;

@@ -15,6 +15,7 @@
 #include "bench_sub.h"
 
 #include "bench_ws.h"
+#include "client_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,7 +30,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_PENDING 256         /* per thread: connect() issued, "subscribed" not yet seen */
@@ -93,22 +93,6 @@ struct sub_group {
 
 /* --- small helpers ------------------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t real_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void ctr_add(struct sub_thread *th, size_t i, uint64_t n)
 {
     atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) + n,
@@ -119,15 +103,6 @@ static void ctr_sub(struct sub_thread *th, size_t i, uint64_t n)
 {
     atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) - n,
                           memory_order_relaxed);
-}
-
-static uint64_t next_random(struct sub_thread *th)
-{
-    /* xorshift64*: masks and keys only need to differ, not to be secret */
-    th->rng ^= th->rng >> 12;
-    th->rng ^= th->rng << 25;
-    th->rng ^= th->rng >> 27;
-    return th->rng * 0x2545f4914f6cdd1dULL;
 }
 
 /* Makes room for need bytes in *buf (capacity *cap). Returns 0 or -1 (out of memory). */
@@ -251,8 +226,8 @@ static int send_control(struct sub_thread *th, struct conn *c, enum ws_opcode op
 {
     if (reserve(&c->out, &c->out_cap, c->out_len + len + WS_MAX_HEADER) < 0)
         return -1;
-    c->out_len +=
-        (uint32_t)ws_build_frame(c->out + c->out_len, op, payload, len, (uint32_t)next_random(th));
+    c->out_len += (uint32_t)ws_build_frame(c->out + c->out_len, op, payload, len,
+                                           (uint32_t)client_xorshift(&th->rng));
     return flush_out(th, c);
 }
 
@@ -271,7 +246,7 @@ static void start_one(struct sub_thread *th)
     const struct sub_config *cfg = &th->g->cfg;
     struct conn *c = &th->conns[th->next++];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    uint64_t r[2] = {next_random(th), next_random(th)};
+    uint64_t r[2] = {client_xorshift(&th->rng), client_xorshift(&th->rng)};
     char chan[160], req[1024];
     int one = 1, len;
 
@@ -344,7 +319,7 @@ static int start_some(struct sub_thread *th)
     if (th->next >= th->n)
         return IDLE_WAIT_MS;
     if (rate > 0)
-        allowed = (uint64_t)(rate * (double)(mono_ns() - th->t0_ns) / 1e9) + 1;
+        allowed = (uint64_t)(rate * (double)(client_mono_ns() - th->t0_ns) / 1e9) + 1;
     while (th->next < th->n && th->pending < MAX_PENDING && th->next < allowed)
         start_one(th);
     return th->next < th->n ? 1 : IDLE_WAIT_MS;
@@ -430,7 +405,7 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
     c->in = NULL;
     c->in_cap = 0;
     if (rest)
-        consume(th, c, rest, real_us());
+        consume(th, c, rest, client_wall_us());
 }
 
 /* --- receiving ------------------------------------------------------------------------------ */
@@ -624,7 +599,7 @@ static void read_frames(struct sub_thread *th, struct conn *c)
         c->in_cap = 0;
     }
     ctr_add(th, CTR(bytes), (uint64_t)n);
-    consume(th, c, have + (size_t)n, real_us());
+    consume(th, c, have + (size_t)n, client_wall_us());
 }
 
 static void on_event(struct sub_thread *th, struct conn *c, uint32_t events)
@@ -660,7 +635,7 @@ static void *thread_main(void *arg)
     struct sub_thread *th = arg;
     struct epoll_event ev[EPOLL_BATCH];
 
-    th->t0_ns = mono_ns();
+    th->t0_ns = client_mono_ns();
     while (!atomic_load_explicit(&th->g->stop, memory_order_relaxed)) {
         int timeout = start_some(th);
         int k = epoll_wait(th->ep, ev, EPOLL_BATCH, timeout);
@@ -724,7 +699,7 @@ struct sub_group *sub_group_new(const struct sub_config *cfg, char *err, size_t 
             th->conns[i].gidx = cfg->first + (i * g->n_threads + t) * g->cfg.stride;
         }
         if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-            seed = (uint64_t)mono_ns();
+            seed = (uint64_t)client_mono_ns();
         th->rng = seed | 1;
         th->ep = epoll_create1(EPOLL_CLOEXEC);
         if (th->ep < 0) {
@@ -805,7 +780,8 @@ void sub_group_stop(struct sub_group *g)
 
             if (c->state == CONN_OPEN) {
                 uint8_t frame[2 + WS_MAX_HEADER];
-                size_t n = ws_build_frame(frame, WS_OP_CLOSE, normal, 2, (uint32_t)next_random(th));
+                size_t n = ws_build_frame(frame, WS_OP_CLOSE, normal, 2,
+                                          (uint32_t)client_xorshift(&th->rng));
 
                 /* best effort: a socket that cannot take 8 bytes is closed anyway */
                 if (send(c->fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)

@@ -54,9 +54,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "client_util.h"
 #include "herald_version.h"
 #include "url.h"
 
@@ -455,25 +455,6 @@ static int parse_source_ips(const char *list, struct sockaddr_in **out, unsigned
 
 /* --- clocks and /proc ----------------------------------------------------------------------- */
 
-static int64_t real_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_us(int64_t us)
-{
-    struct timespec ts;
-
-    if (us <= 0)
-        return;
-    ts.tv_sec = us / 1000000;
-    ts.tv_nsec = (us % 1000000) * 1000;
-    nanosleep(&ts, NULL);
-}
-
 struct proc_sample {
     bool is_ok;
     double cpu_s; /* utime + stime, every thread */
@@ -774,14 +755,14 @@ static int workers_start(struct workers *w, const struct sub_config *cfg, unsign
 static void workers_pump(struct workers *w, int64_t wait_us)
 {
     struct pollfd pfd[1024];
-    int64_t end = real_us() + wait_us;
+    int64_t end = client_wall_us() + wait_us;
 
     if (!w->procs) {
-        sleep_us(wait_us);
+        client_sleep_us(wait_us);
         return;
     }
     for (;;) {
-        int64_t left = end - real_us();
+        int64_t left = end - client_wall_us();
         unsigned n = 0;
         int rc;
 
@@ -792,7 +773,7 @@ static void workers_pump(struct workers *w, int64_t wait_us)
             n += w->kids[i].rd >= 0;
         }
         if (n == 0) {
-            sleep_us(left);
+            client_sleep_us(left);
             return;
         }
         rc = poll(pfd, w->procs, left > 0 ? (int)((left + 999) / 1000) : 0);
@@ -868,7 +849,7 @@ static void workers_set_window(struct workers *w, int64_t start_us, int64_t end_
  * final counters for workers_totals(). Reaps the worker processes. */
 static void workers_stop(struct workers *w, struct hist *meas)
 {
-    int64_t deadline = real_us() + (int64_t)STOP_TIMEOUT_MS * 1000;
+    int64_t deadline = client_wall_us() + (int64_t)STOP_TIMEOUT_MS * 1000;
 
     if (w->local) {
         sub_group_stop(w->local);
@@ -882,7 +863,7 @@ static void workers_stop(struct workers *w, struct hist *meas)
 
         for (unsigned i = 0; i < w->procs; i++)
             is_waiting |= !w->kids[i].is_final && !w->kids[i].is_gone;
-        if (!is_waiting || real_us() >= deadline)
+        if (!is_waiting || client_wall_us() >= deadline)
             break;
         workers_pump(w, 50000);
     }
@@ -999,7 +980,7 @@ static void progress(struct run *r, const char *phase, double elapsed, const str
 static int connect_phase(struct run *r)
 {
     const struct options *o = r->o;
-    int64_t t0 = real_us(), deadline = t0 + (int64_t)(o->connect_timeout * 1e6);
+    int64_t t0 = client_wall_us(), deadline = t0 + (int64_t)(o->connect_timeout * 1e6);
     int64_t next_print = t0 + 1000000;
     struct sub_counters c;
     char err[SUB_ERROR_LEN];
@@ -1009,7 +990,7 @@ static int connect_phase(struct run *r)
 
         workers_pump(&r->w, 20000);
         workers_totals(&r->w, &c, NULL);
-        now = real_us();
+        now = client_wall_us();
         if (c.subscribed >= o->subscribers)
             break;
         if (c.failed || workers_lost_one(&r->w)) {
@@ -1038,7 +1019,7 @@ static int connect_phase(struct run *r)
             next_print += 1000000;
         }
     }
-    r->connect_s = (real_us() - t0) / 1e6;
+    r->connect_s = (client_wall_us() - t0) / 1e6;
     if (!o->is_quiet)
         fprintf(stderr, "[connect] %u subscribed in %.2f s (%.0f connections/s)\n", o->subscribers,
                 r->connect_s, o->subscribers / r->connect_s);
@@ -1082,11 +1063,11 @@ static int publish_phase(struct run *r)
         fprintf(stderr, "herald-bench: the hub is unreachable: %s\n", err);
         return -1;
     }
-    r->pub_start_us = real_us() + 20000; /* room for the window to reach every worker */
+    r->pub_start_us = client_wall_us() + 20000; /* room for the window to reach every worker */
     r->win_start_us = r->pub_start_us + (int64_t)(o->warmup * 1e6);
     r->win_end_us = r->win_start_us + (int64_t)(o->duration * 1e6);
     workers_set_window(&r->w, r->win_start_us, r->win_end_us);
-    sleep_us(r->pub_start_us - real_us());
+    client_sleep_us(r->pub_start_us - client_wall_us());
     if (o->warmup == 0) {
         /* the window starts with the publisher: sample before it moves */
         if (o->server_pid)
@@ -1103,7 +1084,7 @@ static int publish_phase(struct run *r)
     last_tick = r->pub_start_us;
     next_tick = last_tick + 1000000;
     for (;;) {
-        int64_t now = real_us(), until = next_tick;
+        int64_t now = client_wall_us(), until = next_tick;
 
         if (!r->has_window_start && r->win_start_us < until)
             until = r->win_start_us;
@@ -1116,7 +1097,7 @@ static int publish_phase(struct run *r)
             workers_totals(&r->w, &c, NULL);
             pub_set_delivered(r->pub, c.frames);
         }
-        now = real_us();
+        now = client_wall_us();
         if (interrupted && !r->is_interrupted) {
             r->is_interrupted = true;
             pub_stop(r->pub);
@@ -1164,7 +1145,7 @@ static int publish_phase(struct run *r)
             pub_snapshot(r->pub, &r->pub_final);
             r->expected = expected_frames(r);
             is_draining = true;
-            drain_end = real_us() + (int64_t)(o->drain * 1e6);
+            drain_end = client_wall_us() + (int64_t)(o->drain * 1e6);
         }
         if (is_draining) {
             workers_totals(&r->w, &c, NULL);
@@ -1493,19 +1474,16 @@ int main(int argc, char **argv)
 {
     struct options o;
     static struct run r;
-    struct sigaction sa;
     struct sub_config sc;
     struct pub_config pc;
     struct summary s;
     char err[512];
     int status = 1;
 
+    client_set_name("herald-bench");
     parse_options(argc, argv, &o);
     r.o = &o;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint; /* no SA_RESTART: sleeps and polls wake up */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    client_catch_signals(on_sigint);
     signal(SIGPIPE, SIG_IGN);
 
     if (parse_url(o.ws, "ws", "--ws", &r.ws, err, sizeof(err)) < 0 ||

@@ -49,6 +49,7 @@
 
 #include <jansson.h>
 
+#include "client_util.h"
 #include "herald_version.h"
 #include "url.h"
 
@@ -102,32 +103,6 @@ static void on_signal(int sig)
     got_signal = 1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Allocation failure ends the program, as in the hub (STYLE.md section 4). */
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) {
-        fputs("herald-pub: out of memory\n", stderr);
-        exit(PUB_EXIT_FAIL);
-    }
-    return p;
-}
-
-/* Write n bytes of peer-supplied text to f: control characters become '?'. */
-static void put_clean(FILE *f, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
-}
-
 /* --- the URL ------------------------------------------------------------------------------ */
 
 /* Parse http://HOST[:PORT][/PATH] (clients/url.c). Returns 0, or -1 with a static message. */
@@ -166,11 +141,11 @@ static void conn_close(struct http_conn *c)
  * (ETIMEDOUT on the deadline). A signal does not cut the wait short. */
 static int wait_fd(int fd, short events)
 {
-    int64_t deadline = now_ms() + PUB_IO_TIMEOUT_MS;
+    int64_t deadline = client_mono_ms() + PUB_IO_TIMEOUT_MS;
     struct pollfd p = {.fd = fd, .events = events};
 
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - client_mono_ms();
         int n;
 
         if (left <= 0) {
@@ -263,7 +238,7 @@ static ssize_t fill(struct http_conn *c)
 
         if (c->cap - c->len < 4096) {
             c->cap = c->cap ? c->cap * 2 : 8192;
-            c->buf = xrealloc(c->buf, c->cap);
+            c->buf = client_xrealloc(c->buf, c->cap);
         }
         r = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
         if (r >= 0) {
@@ -297,7 +272,7 @@ static void reply_clear(struct http_reply *r)
 
 static void body_append(struct http_reply *r, const char *p, size_t n)
 {
-    r->body = xrealloc(r->body, r->body_len + n + 1);
+    r->body = client_xrealloc(r->body, r->body_len + n + 1);
     memcpy(r->body + r->body_len, p, n);
     r->body_len += n;
     r->body[r->body_len] = '\0';
@@ -536,7 +511,7 @@ static void report_status(const struct http_reply *r)
     while (n && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
         n--;
     fprintf(stderr, "herald-pub: %d%s%s: ", r->status, r->reason[0] ? " " : "", r->reason);
-    put_clean(stderr, r->body, n);
+    client_put_clean(stderr, r->body, n);
     fputc('\n', stderr);
 }
 
@@ -564,10 +539,8 @@ static int publish(struct http_conn *c, const struct pub_opts *o, json_t *body, 
     int rc;
 
     *status = 0;
-    if (!text) {
-        fputs("herald-pub: out of memory\n", stderr);
-        exit(PUB_EXIT_FAIL);
-    }
+    if (!text)
+        client_out_of_memory();
     if (http_post(c, o->api_key, text, strlen(text), &r, err, sizeof(err)) < 0) {
         fprintf(stderr, "herald-pub: %s\n", err);
         rc = -1;
@@ -693,18 +666,9 @@ static const char *const routes[] = {"/api/orders", "/api/cart", "/api/search", 
 #define N_OF(arr) (sizeof(arr) / sizeof((arr)[0]))
 #define PICK(d, arr) ((arr)[rnd_below((d), N_OF(arr))])
 
-/* xorshift64*: fast, good enough for demo data, and seedable. */
-static uint64_t rnd_next(struct demo *d)
-{
-    d->rng ^= d->rng >> 12;
-    d->rng ^= d->rng << 25;
-    d->rng ^= d->rng >> 27;
-    return d->rng * 2685821657736338717ULL;
-}
-
 static double rnd_unit(struct demo *d) /* [0, 1) */
 {
-    return (double)(rnd_next(d) >> 11) / 9007199254740992.0;
+    return (double)(client_xorshift(&d->rng) >> 11) / 9007199254740992.0;
 }
 
 static size_t rnd_below(struct demo *d, size_t n)
@@ -785,7 +749,7 @@ static json_t *demo_order(struct demo *d, const char **event)
         *event = "shipped";
         snprintf(id, sizeof(id), "ord_%u", o->id);
         snprintf(tracking, sizeof(tracking), "TRK%010llu",
-                 (unsigned long long)(rnd_next(d) % 10000000000ULL));
+                 (unsigned long long)(client_xorshift(&d->rng) % 10000000000ULL));
         return json_pack("{s:s, s:s, s:s, s:s, s:i}", "order_id", id, "customer", o->customer,
                          "carrier", PICK(d, carriers), "tracking", tracking, "eta_days",
                          (int)(1 + rnd_below(d, 5)));
@@ -894,31 +858,18 @@ static json_t *demo_event(struct demo *d, char *label, size_t len)
     return event_new(channel, event, data);
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL); /* a signal ends it early: the loop looks at got_signal */
-}
-
 /* Sends the mix at o->rate events per second until SIGINT or SIGTERM. Events that fall due
  * together (high rates, or after a stall) leave as one batch; a stall of over a second is not
  * made up for. */
 static int run_demo(struct http_conn *c, const struct pub_opts *o)
 {
     struct demo d;
-    struct sigaction sa;
-    int64_t start = now_ms();
+    int64_t start = client_mono_ms();
     unsigned long long sent = 0, total = 0;
     char labels[PUB_BATCH_MAX][40];
     char *prefix[PUB_BATCH_MAX];
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    client_catch_signals(on_signal);
     demo_init(&d);
     for (int i = 0; i < PUB_BATCH_MAX; i++)
         prefix[i] = labels[i];
@@ -928,7 +879,7 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
             o->rate, c->url->authority, c->url->path);
 
     while (!got_signal) {
-        int64_t now = now_ms();
+        int64_t now = client_mono_ms();
         unsigned long long due = (unsigned long long)(now - start) * o->rate / 1000;
         size_t n;
         json_t *body;
@@ -942,7 +893,7 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
         if (due <= sent) {
             int64_t next = start + (int64_t)((sent + 1) * 1000 / o->rate);
 
-            sleep_ms(next > now ? next - now : 1);
+            client_sleep_us((next > now ? next - now : 1) * 1000); /* a signal ends it early */
             continue;
         }
         n = (size_t)(due - sent);
@@ -961,7 +912,8 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
         if (rc == 0) {
             total += n;
         } else if (rc < 0 || status == 429 || status == 503) {
-            sleep_ms(PUB_DEMO_RETRY_MS); /* the hub is restarting or busy: keep going */
+            client_sleep_us(PUB_DEMO_RETRY_MS *
+                            1000); /* the hub is restarting or busy: keep going */
         } else {
             return PUB_EXIT_FAIL;
         }
@@ -1001,21 +953,6 @@ static void print_help(void)
           "exit: 0 all accepted; 1 the hub refused an event (status and its error on stderr),\n"
           "could not be reached, or a stdin line is not JSON; 2 usage.\n",
           stdout);
-}
-
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int is_one_line(const char *s)
@@ -1058,7 +995,7 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
             break;
         case 'd': o->is_demo = 1; break;
         case 'r':
-            if (parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
+            if (client_parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
                 fprintf(stderr, "herald-pub: --rate: '%s' is not a number from 1 to %lu\n", optarg,
                         PUB_DEMO_RATE_MAX);
                 return -1;
@@ -1119,6 +1056,7 @@ int main(int argc, char **argv)
     const char *err = NULL;
     int status;
 
+    client_set_name("herald-pub");
     memset(&url, 0, sizeof(url));
     if (parse_args(argc, argv, &opts, &status) < 0)
         goto done;
