@@ -4,6 +4,7 @@
 #include "client_util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -102,4 +103,20 @@ void client_catch_signals(void (*on_signal)(int))
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+void client_usage_error(const char *synopsis)
+{
+    fprintf(stderr, "%sTry '%s --help' for more.\n", synopsis, program);
+}
+
+void client_bad_option(int c, char **argv, const char *synopsis)
+{
+    if (c == ':')
+        fprintf(stderr, "%s: %s needs a value\n", program, argv[optind - 1]);
+    else if (!strncmp(argv[optind - 1], "--", 2))
+        fprintf(stderr, "%s: bad option %s\n", program, argv[optind - 1]);
+    else
+        fprintf(stderr, "%s: bad option -%c\n", program, optopt);
+    client_usage_error(synopsis);
 }

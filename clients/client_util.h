@@ -1,6 +1,6 @@
 /* client_util.h -- what every C client (herald-pub, herald-sub, herald-bench) shares: clocks,
  * a sleep, a random sequence, number parsing, allocation that cannot fail, printing text a peer
- * sent, and signals. libc only. */
+ * sent, signals, and the messages for a command line refused. libc only. */
 #ifndef HERALD_CLIENT_UTIL_H
 #define HERALD_CLIENT_UTIL_H
 
@@ -63,5 +63,12 @@ void client_put_clean(FILE *f, const char *s, size_t n);
 
 /* SIGINT and SIGTERM call on_signal, without SA_RESTART: sleeps and polls wake up. */
 void client_catch_signals(void (*on_signal)(int));
+
+/* Bad usage: synopsis, then "Try 'NAME --help' for more.", on stderr. */
+void client_usage_error(const char *synopsis);
+/* For getopt_long() run with opterr = 0 and an optstring that starts with ':': reports the
+ * option that c (':' for a missing value, '?' for an unknown option) refused, as
+ * "NAME: ..." on stderr, then client_usage_error(synopsis). */
+void client_bad_option(int c, char **argv, const char *synopsis);
 
 #endif

@@ -929,11 +929,6 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
     "                  CHANNEL [JSON]\n"                                                           \
     "       herald-pub [--url URL] [--api-key KEY] --demo [--rate N]\n"
 
-static void usage_error(void)
-{
-    fputs(PUB_SYNOPSIS "Try 'herald-pub --help' for more.\n", stderr);
-}
-
 static void print_help(void)
 {
     fputs(PUB_SYNOPSIS
@@ -1010,37 +1005,27 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
             printf("herald-pub %s\n", HERALD_VERSION);
             *status = PUB_EXIT_OK;
             return -1;
-        case ':':
-            fprintf(stderr, "herald-pub: %s needs a value\n", argv[optind - 1]);
-            usage_error();
-            return -1;
-        default:
-            if (!strncmp(argv[optind - 1], "--", 2))
-                fprintf(stderr, "herald-pub: bad option %s\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "herald-pub: bad option -%c\n", optopt);
-            usage_error();
-            return -1;
+        default: client_bad_option(c, argv, PUB_SYNOPSIS); return -1;
         }
     }
     if (o->is_demo) {
         if (optind != argc || o->event) {
             fputs("herald-pub: --demo takes no CHANNEL, JSON or --event\n", stderr);
-            usage_error();
+            client_usage_error(PUB_SYNOPSIS);
             return -1;
         }
         return 0;
     }
     if (has_rate) {
         fputs("herald-pub: --rate goes with --demo\n", stderr);
-        usage_error();
+        client_usage_error(PUB_SYNOPSIS);
         return -1;
     }
     if (optind == argc || argc - optind > 2) {
         fputs(optind == argc ? "herald-pub: no CHANNEL given\n"
                              : "herald-pub: too many arguments\n",
               stderr);
-        usage_error();
+        client_usage_error(PUB_SYNOPSIS);
         return -1;
     }
     o->channel = argv[optind];

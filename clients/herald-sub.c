@@ -118,12 +118,6 @@ static void on_signal(int sig)
     "usage: herald-sub [--url ws://HOST:PORT/ws] [--token JWT] [--count N]\n"                      \
     "                  [--timeout SECONDS] [--quiet] CHANNEL...\n"
 
-/* Bad usage: the synopsis on stderr. */
-static void usage_error(void)
-{
-    fputs(SUB_SYNOPSIS "Try 'herald-sub --help' for more.\n", stderr);
-}
-
 static void print_help(void)
 {
     fputs(SUB_SYNOPSIS
@@ -215,22 +209,12 @@ static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
             printf("herald-sub %s\n", HERALD_VERSION);
             *status = SUB_EXIT_OK;
             return -1;
-        case ':':
-            fprintf(stderr, "herald-sub: %s needs a value\n", argv[optind - 1]);
-            usage_error();
-            return -1;
-        default:
-            if (!strncmp(argv[optind - 1], "--", 2))
-                fprintf(stderr, "herald-sub: bad option %s\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "herald-sub: bad option -%c\n", optopt);
-            usage_error();
-            return -1;
+        default: client_bad_option(c, argv, SUB_SYNOPSIS); return -1;
         }
     }
     if (optind == argc) {
         fputs("herald-sub: no CHANNEL given\n", stderr);
-        usage_error();
+        client_usage_error(SUB_SYNOPSIS);
         return -1;
     }
     o->channels = client_xmalloc(sizeof(*o->channels) * (size_t)(argc - optind));
