@@ -6,16 +6,15 @@
  * answers slowly, every connection is busy), the missed requests are skipped and counted,
  * never sent as a burst. --saturate writes a new request as soon as a connection is free.
  * An answer other than 202 (nchan: 200-202) is an error: counted by status, the first one
- * kept for the report.
+ * kept for the report. The HTTP pieces (connecting, the POST head, writing, parsing the
+ * answer's head) are http_client.c's; the connections, their buffers and the schedule are here.
  * Counters are single-writer atomics (this thread writes, the progress line reads). */
 #include "bench_pub.h"
 
-#include "bench_ws.h"
 #include "client_util.h"
+#include "http_client.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,12 +154,15 @@ static size_t write_event(struct publisher *p, char *out, const char *chan, int6
     return used + pad;
 }
 
-/* Builds the next request into pc->out. Returns 0 or -1 (out of memory). */
+/* Builds the next request into pc->out. Returns 0 or -1 (out of memory; a head too long
+ * cannot happen with the URL lengths herald-bench.c allows). */
 static int build_request(struct publisher *p, struct pconn *pc)
 {
     const struct pub_config *cfg = &p->cfg;
     unsigned k = p->next_chan;
-    char chan[160], head[512];
+    /* the target: path (1023) + "?id=" + channel (159); the head: target + host (299) + 90 */
+    char chan[160], target[1200], head[2048];
+    const char *path = cfg->path;
     size_t len = 0, need;
     int64_t t = client_wall_us();
     int hl;
@@ -177,22 +178,14 @@ static int build_request(struct publisher *p, struct pconn *pc)
     }
     if (cfg->batch > 1)
         p->body[len++] = ']';
-    if (cfg->is_nchan)
-        hl = snprintf(head, sizeof(head),
-                      "POST %s%cid=%s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n"
-                      "\r\n",
-                      cfg->path, strchr(cfg->path, '?') ? '&' : '?', chan, cfg->host, len);
-    else
-        hl = snprintf(head, sizeof(head),
-                      "POST %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n"
-                      "\r\n",
-                      cfg->path, cfg->host, len);
+    if (cfg->is_nchan) {
+        snprintf(target, sizeof(target), "%s%cid=%s", cfg->path, strchr(cfg->path, '?') ? '&' : '?',
+                 chan);
+        path = target;
+    }
+    hl = http_format_post(head, sizeof(head), path, cfg->host, NULL, NULL, len);
+    if (hl < 0)
+        return -1;
     need = (size_t)hl + len;
     if (need > pc->out_cap) {
         free(pc->out);
@@ -233,18 +226,12 @@ static void request_lost(struct publisher *p, struct pconn *pc, const char *why)
 
 static void pc_connect(struct publisher *p, struct pconn *pc)
 {
-    int one = 1;
+    const char *step;
 
-    pc->fd = socket(p->cfg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    pc->fd = http_connect_start((const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len, NULL, &step);
     if (pc->fd < 0) {
-        set_first_error(p, "socket: %s", strerror(errno));
-        pc_down(pc, client_mono_ns() + RECONNECT_NS);
-        return;
-    }
-    setsockopt(pc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(pc->fd, (const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len) < 0 &&
-        errno != EINPROGRESS) {
-        set_first_error(p, "connect to the API: %s", strerror(errno));
+        set_first_error(p, "%s: %s", strcmp(step, "socket") ? "connect to the API" : "socket",
+                        strerror(errno));
         pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
@@ -253,11 +240,8 @@ static void pc_connect(struct publisher *p, struct pconn *pc)
 
 static void on_connected(struct publisher *p, struct pconn *pc)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = http_connect_result(pc->fd);
 
-    if (getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
     if (err) {
         set_first_error(p, "connect to the API: %s", strerror(err));
         pc_down(pc, client_mono_ns() + RECONNECT_NS);
@@ -269,18 +253,8 @@ static void on_connected(struct publisher *p, struct pconn *pc)
 
 static void flush(struct publisher *p, struct pconn *pc)
 {
-    while (pc->out_off < pc->out_len) {
-        ssize_t n = send(pc->fd, pc->out + pc->out_off, pc->out_len - pc->out_off, MSG_NOSIGNAL);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                request_lost(p, pc, strerror(errno));
-            return;
-        }
-        pc->out_off += (size_t)n;
-    }
+    if (http_write_some(pc->fd, pc->out, pc->out_len, &pc->out_off) < 0)
+        request_lost(p, pc, strerror(errno));
 }
 
 static void send_request(struct publisher *p, struct pconn *pc)
@@ -347,37 +321,30 @@ static void on_readable(struct publisher *p, struct pconn *pc)
         return;
     }
     if (!pc->is_head_done) {
-        char val[64];
-        const char *end;
-        size_t head;
+        struct http_head h;
+        int rc;
 
         pc->in_len += (size_t)n;
-        pc->in[pc->in_len] = '\0';
-        end = memmem(pc->in, pc->in_len, "\r\n\r\n", 4);
-        if (!end) {
+        rc = http_parse_head(pc->in, pc->in_len, &h);
+        if (rc == 0) {
             if (pc->in_len >= sizeof(pc->in) - 1)
                 request_lost(p, pc, "answer head too long");
             return;
         }
-        head = (size_t)(end - pc->in) + 4;
-        if (strncmp(pc->in, "HTTP/1.", 7) != 0 || pc->in_len < 12) {
+        if (rc < 0) {
             request_lost(p, pc, "not an HTTP answer");
             return;
         }
-        pc->status = atoi(pc->in + 9);
-        if (ws_find_header(pc->in, head, "Transfer-Encoding", val, sizeof(val))) {
+        if (h.is_chunked) {
             request_lost(p, pc, "chunked answers are not supported");
             return;
         }
-        pc->body_left = ws_find_header(pc->in, head, "Content-Length", val, sizeof(val))
-                            ? strtoull(val, NULL, 10)
-                            : 0;
-        pc->is_close = (ws_find_header(pc->in, head, "Connection", val, sizeof(val)) &&
-                        strcasecmp(val, "close") == 0) ||
-                       strncmp(pc->in, "HTTP/1.0", 8) == 0;
+        pc->status = h.status;
+        pc->body_left = h.content_length > 0 ? (size_t)h.content_length : 0;
+        pc->is_close = h.is_close;
         pc->is_head_done = true;
-        buf = pc->in + head;
-        n = (ssize_t)(pc->in_len - head);
+        buf = pc->in + h.len;
+        n = (ssize_t)(pc->in_len - h.len);
     }
     if ((pc->status <= 0 || !pub_is_accepted(p, (unsigned)pc->status)) &&
         pc->body_len < sizeof(pc->body)) {

@@ -16,10 +16,10 @@
 
 #include "bench_ws.h"
 #include "client_util.h"
+#include "http_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -201,19 +201,15 @@ static unsigned close_slot(unsigned code)
  * connection failed: the caller ends it). */
 static int flush_out(struct sub_thread *th, struct conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    size_t off = c->out_off;
+    int rc = http_write_some(c->fd, (const char *)c->out, c->out_len, &off);
 
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_events(th, c, true);
-                return 0;
-            }
-            return -1;
-        }
-        c->out_off += (uint32_t)n;
+    c->out_off = (uint32_t)off;
+    if (rc < 0)
+        return -1;
+    if (off < c->out_len) {
+        set_events(th, c, true);
+        return 0;
     }
     c->out_off = c->out_len = 0;
     set_events(th, c, false);
@@ -247,41 +243,33 @@ static void start_one(struct sub_thread *th)
     struct conn *c = &th->conns[th->next++];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     uint64_t r[2] = {client_xorshift(&th->rng), client_xorshift(&th->rng)};
-    char chan[160], req[1024];
-    int one = 1, len;
+    const struct sockaddr_in *src = cfg->n_src ? &cfg->src[c->gidx % cfg->n_src] : NULL;
+    const char *step;
+    char chan[160], req[1024], why[128];
+    int len;
 
     ctr_add(th, CTR(started), 1);
     c->is_pending = true;
     th->pending++;
-    c->fd = socket(cfg->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* from src, every source address gets the whole ephemeral port range */
+    c->fd = http_connect_start((const struct sockaddr *)&cfg->dst, cfg->dst_len, src, &step);
     if (c->fd < 0) {
-        conn_end(th, c, SUB_CLOSE_SLOTS,
-                 errno == EMFILE || errno == ENFILE
-                     ? "socket: out of file descriptors (RLIMIT_NOFILE): use --procs"
-                     : strerror(errno));
-        return;
-    }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (cfg->n_src) {
-        const struct sockaddr_in *src = &cfg->src[c->gidx % cfg->n_src];
-        char ip[INET_ADDRSTRLEN], why[128];
+        int e = errno;
 
-        /* the port is picked at connect(), per destination: every source address gets the
-         * whole ephemeral range */
-        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(c->fd, (const struct sockaddr *)src, sizeof(*src)) < 0) {
+        if (!strcmp(step, "socket")) {
+            snprintf(why, sizeof(why), "%s",
+                     e == EMFILE || e == ENFILE
+                         ? "socket: out of file descriptors (RLIMIT_NOFILE): use --procs"
+                         : strerror(e));
+        } else if (!strcmp(step, "bind")) {
+            char ip[INET_ADDRSTRLEN];
+
             inet_ntop(AF_INET, &src->sin_addr, ip, sizeof(ip));
-            snprintf(why, sizeof(why), "bind to %s: %s", ip, strerror(errno));
-            conn_end(th, c, SUB_CLOSE_SLOTS, why);
-            return;
+            snprintf(why, sizeof(why), "bind to %s: %s", ip, strerror(e));
+        } else {
+            snprintf(why, sizeof(why), "connect: %s%s", strerror(e),
+                     e == EADDRNOTAVAIL ? " (no local port left: use --source-ips)" : "");
         }
-    }
-    if (connect(c->fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) < 0 &&
-        errno != EINPROGRESS) {
-        char why[128];
-
-        snprintf(why, sizeof(why), "connect: %s%s", strerror(errno),
-                 errno == EADDRNOTAVAIL ? " (no local port left: use --source-ips)" : "");
         conn_end(th, c, SUB_CLOSE_SLOTS, why);
         return;
     }
@@ -330,12 +318,9 @@ static void on_subscribed(struct sub_thread *th, struct conn *c);
 
 static void on_connected(struct sub_thread *th, struct conn *c)
 {
-    int err = 0;
-    socklen_t elen = sizeof(err);
+    int err = http_connect_result(c->fd);
     char why[160];
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-        err = errno;
     if (err) {
         snprintf(why, sizeof(why), "connect: %s%s", strerror(err),
                  err == ECONNREFUSED ? " (is the hub listening on --ws?)" : "");
@@ -385,7 +370,8 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
         return;
     }
     ws_accept_for(c->key, accept);
-    if (!ws_find_header(h, hlen, "Sec-WebSocket-Accept", got, sizeof(got)) || strcmp(got, accept)) {
+    if (!http_find_header(h, hlen, "Sec-WebSocket-Accept", got, sizeof(got)) ||
+        strcmp(got, accept)) {
         conn_end(th, c, SUB_CLOSE_SLOTS, "handshake: wrong or missing Sec-WebSocket-Accept");
         return;
     }
