@@ -11,13 +11,13 @@
  * Counters are single-writer atomics (this thread writes, the progress line reads). */
 #include "bench_pub.h"
 
+#include "bench_util.h"
 #include "client_util.h"
 #include "http_client.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,39 +77,8 @@ struct publisher {
     _Atomic uint64_t status[PUB_STATUS_MAX]; /* {thread writes} */
     _Atomic uint64_t *acked;                 /* {thread writes}: per channel */
     struct hist rtt;                         /* thread only; read after join */
-    pthread_mutex_t err_lock;
-    char first_error[PUB_ERROR_LEN]; /* {err_lock} */
+    struct first_error err;
 };
-
-static void add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
-static void set_first_error(struct publisher *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_first_error(struct publisher *p, const char *fmt, ...)
-{
-    va_list ap;
-
-    pthread_mutex_lock(&p->err_lock);
-    if (!p->first_error[0]) {
-        va_start(ap, fmt);
-        vsnprintf(p->first_error, sizeof(p->first_error), fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&p->err_lock);
-}
-
-static size_t channel_name(const struct pub_config *cfg, unsigned k, char *out, size_t len)
-{
-    int n = cfg->channels <= 1 ? snprintf(out, len, "%s", cfg->channel)
-                               : snprintf(out, len, "%s-%u", cfg->channel, k);
-
-    return n < 0 ? 0 : (size_t)n;
-}
 
 /* Bytes an event spends outside its "data": {"channel":"NAME","data":...} */
 static size_t wrapper_size(size_t name_len)
@@ -123,7 +92,9 @@ size_t pub_min_size(const struct pub_config *cfg)
 
     /* {"channel":"NAME","data":{"t":<16 digits>,"s":<up to 20>,"p":""}} */
     return strlen("{\"channel\":\"\",\"data\":{\"t\":,\"s\":,\"p\":\"\"}}") +
-           channel_name(cfg, cfg->channels ? cfg->channels - 1 : 0, name, sizeof(name)) + 16 + 12;
+           channel_name(cfg->channel, cfg->channels, cfg->channels ? cfg->channels - 1 : 0, name,
+                        sizeof(name)) +
+           16 + 12;
 }
 
 /* --- requests ------------------------------------------------------------------------------- */
@@ -168,7 +139,7 @@ static int build_request(struct publisher *p, struct pconn *pc)
     int hl;
 
     p->next_chan = cfg->channels > 1 ? (k + 1) % cfg->channels : 0;
-    channel_name(cfg, k, chan, sizeof(chan));
+    channel_name(cfg->channel, cfg->channels, k, chan, sizeof(chan));
     if (cfg->batch > 1)
         p->body[len++] = '[';
     for (unsigned i = 0; i < cfg->batch; i++) {
@@ -217,10 +188,10 @@ static void pc_down(struct pconn *pc, int64_t retry_ns)
 /* The request in flight on pc failed without an answer. */
 static void request_lost(struct publisher *p, struct pconn *pc, const char *why)
 {
-    add(&p->ctr[CTR(requests_failed)], 1);
-    add(&p->ctr[CTR(events_failed)], pc->events);
-    add(&p->status[0], 1);
-    set_first_error(p, "POST %s: %s", p->cfg.path, why);
+    counter_add(&p->ctr[CTR(requests_failed)], 1);
+    counter_add(&p->ctr[CTR(events_failed)], pc->events);
+    counter_add(&p->status[0], 1);
+    first_error_set(&p->err, "POST %s: %s", p->cfg.path, why);
     pc_down(pc, client_mono_ns() + RECONNECT_NS);
 }
 
@@ -230,7 +201,7 @@ static void pc_connect(struct publisher *p, struct pconn *pc)
 
     pc->fd = http_connect_start((const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len, NULL, &step);
     if (pc->fd < 0) {
-        set_first_error(p, "%s: %s", strcmp(step, "socket") ? "connect to the API" : "socket",
+        first_error_set(&p->err, "%s: %s", strcmp(step, "socket") ? "connect to the API" : "socket",
                         strerror(errno));
         pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
@@ -243,11 +214,11 @@ static void on_connected(struct publisher *p, struct pconn *pc)
     int err = http_connect_result(pc->fd);
 
     if (err) {
-        set_first_error(p, "connect to the API: %s", strerror(err));
+        first_error_set(&p->err, "connect to the API: %s", strerror(err));
         pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
-    add(&p->ctr[CTR(connects)], 1);
+    counter_add(&p->ctr[CTR(connects)], 1);
     pc->state = PC_IDLE;
 }
 
@@ -260,7 +231,7 @@ static void flush(struct publisher *p, struct pconn *pc)
 static void send_request(struct publisher *p, struct pconn *pc)
 {
     if (build_request(p, pc) < 0) {
-        set_first_error(p, "out of memory");
+        first_error_set(&p->err, "out of memory");
         return;
     }
     pc->state = PC_BUSY;
@@ -269,8 +240,8 @@ static void send_request(struct publisher *p, struct pconn *pc)
     pc->is_close = false;
     pc->body_len = 0;
     pc->sent_ns = client_mono_ns();
-    add(&p->ctr[CTR(requests)], 1);
-    add(&p->ctr[CTR(events_sent)], pc->events);
+    counter_add(&p->ctr[CTR(requests)], 1);
+    counter_add(&p->ctr[CTR(events_sent)], pc->events);
     flush(p, pc);
 }
 
@@ -284,16 +255,16 @@ static void on_answer(struct publisher *p, struct pconn *pc)
     int64_t rtt = (client_mono_ns() - pc->sent_ns) / 1000;
 
     hist_record(&p->rtt, rtt > 0 ? (uint64_t)rtt : 0);
-    add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
+    counter_add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
     if (pc->status > 0 && pub_is_accepted(p, (unsigned)pc->status)) {
-        add(&p->ctr[CTR(requests_ok)], 1);
-        add(&p->ctr[CTR(events_acked)], pc->events);
-        add(&p->acked[pc->chan], pc->events);
+        counter_add(&p->ctr[CTR(requests_ok)], 1);
+        counter_add(&p->ctr[CTR(events_acked)], pc->events);
+        counter_add(&p->acked[pc->chan], pc->events);
     } else {
-        add(&p->ctr[CTR(requests_failed)], 1);
-        add(&p->ctr[CTR(events_failed)], pc->events);
-        set_first_error(p, "POST %s answered %d: %.*s", p->cfg.path, pc->status, (int)pc->body_len,
-                        pc->body);
+        counter_add(&p->ctr[CTR(requests_failed)], 1);
+        counter_add(&p->ctr[CTR(events_failed)], pc->events);
+        first_error_set(&p->err, "POST %s answered %d: %.*s", p->cfg.path, pc->status,
+                        (int)pc->body_len, pc->body);
     }
     if (pc->is_close)
         pc_down(pc, 0);
@@ -396,7 +367,7 @@ static void *thread_main(void *arg)
     int64_t hold_since = 0; /* holding for the backlog bound since (0: not holding) */
 
     if (!fds) {
-        set_first_error(p, "out of memory");
+        first_error_set(&p->err, "out of memory");
         atomic_store(&p->is_done, true);
         return NULL;
     }
@@ -413,7 +384,7 @@ static void *thread_main(void *arg)
             int64_t t = client_mono_ns();
 
             if (hold_since)
-                add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
+                counter_add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
             hold_since = t;
         } else {
             hold_since = 0;
@@ -422,7 +393,7 @@ static void *thread_main(void *arg)
             if (!give_up)
                 give_up = now + ANSWER_WAIT_NS;
             if (busy == 0 || now >= give_up) {
-                add(&p->ctr[CTR(unanswered)], busy);
+                counter_add(&p->ctr[CTR(unanswered)], busy);
                 break;
             }
         } else {
@@ -437,7 +408,7 @@ static void *thread_main(void *arg)
                     double skip = ((double)now - MAX_BEHIND_NS - due) / interval;
                     uint64_t k = (uint64_t)skip + 1;
 
-                    add(&p->ctr[CTR(events_skipped)], k * p->cfg.batch);
+                    counter_add(&p->ctr[CTR(events_skipped)], k * p->cfg.batch);
                     due += (double)k * interval;
                 }
                 while (due <= (double)now && (pc = idle_conn(p))) {
@@ -476,7 +447,7 @@ static void *thread_main(void *arg)
         ts.tv_sec = wait_ns / 1000000000;
         ts.tv_nsec = wait_ns % 1000000000;
         if (ppoll(fds, m, &ts, NULL) < 0 && errno != EINTR) {
-            set_first_error(p, "ppoll: %s", strerror(errno));
+            first_error_set(&p->err, "ppoll: %s", strerror(errno));
             break;
         }
         for (unsigned i = 0; i < m; i++) {
@@ -525,7 +496,7 @@ struct publisher *pub_new(const struct pub_config *cfg, char *err, size_t errlen
     atomic_init(&p->stop, false);
     atomic_init(&p->is_done, false);
     atomic_init(&p->delivered, 0);
-    pthread_mutex_init(&p->err_lock, NULL);
+    first_error_init(&p->err);
     p->pc = calloc(p->cfg.inflight, sizeof(*p->pc));
     p->seq = calloc(p->cfg.channels, sizeof(*p->seq));
     p->acked = calloc(p->cfg.channels, sizeof(*p->acked));
@@ -579,10 +550,9 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
     free(fds);
     for (unsigned i = 0; i < m; i++) {
         if (p->pc[i].state != PC_IDLE) {
-            pthread_mutex_lock(&p->err_lock);
-            snprintf(err, errlen, "%s",
-                     p->first_error[0] ? p->first_error : "connect to the API: timed out");
-            pthread_mutex_unlock(&p->err_lock);
+            first_error_copy(&p->err, err, errlen);
+            if (!err[0])
+                snprintf(err, errlen, "connect to the API: timed out");
             return -1;
         }
     }
@@ -643,7 +613,7 @@ void pub_free(struct publisher *p)
     free(p->acked);
     free(p->pad);
     free(p->body);
-    pthread_mutex_destroy(&p->err_lock);
+    first_error_destroy(&p->err);
     free(p);
 }
 
@@ -667,9 +637,7 @@ uint64_t pub_status_count(struct publisher *p, unsigned status)
 
 void pub_first_error(struct publisher *p, char *out, size_t len)
 {
-    pthread_mutex_lock(&p->err_lock);
-    snprintf(out, len, "%s", p->first_error);
-    pthread_mutex_unlock(&p->err_lock);
+    first_error_copy(&p->err, out, len);
 }
 
 void pub_round_trips(struct publisher *p, struct hist *out)

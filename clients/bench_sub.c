@@ -14,6 +14,7 @@
  * expected counts and loss (herald-bench.c knows what was published). */
 #include "bench_sub.h"
 
+#include "bench_util.h"
 #include "bench_ws.h"
 #include "client_util.h"
 #include "http_client.h"
@@ -21,7 +22,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -87,22 +87,19 @@ struct sub_group {
     atomic_bool stop;
     bool is_stopped;
     _Atomic int64_t win_start, win_end; /* CLOCK_REALTIME us; start INT64_MAX until set */
-    pthread_mutex_t err_lock;
-    char first_error[SUB_ERROR_LEN]; /* {err_lock} */
+    struct first_error err;
 };
 
 /* --- small helpers ------------------------------------------------------------------------- */
 
 static void ctr_add(struct sub_thread *th, size_t i, uint64_t n)
 {
-    atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    counter_add(&th->ctr[i], n);
 }
 
 static void ctr_sub(struct sub_thread *th, size_t i, uint64_t n)
 {
-    atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) - n,
-                          memory_order_relaxed);
+    counter_sub(&th->ctr[i], n);
 }
 
 /* Makes room for need bytes in *buf (capacity *cap). Returns 0 or -1 (out of memory). */
@@ -123,22 +120,6 @@ static int reserve(uint8_t **buf, uint32_t *cap, size_t need)
     *buf = p;
     *cap = (uint32_t)n;
     return 0;
-}
-
-static void set_first_error(struct sub_group *g, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_first_error(struct sub_group *g, const char *fmt, ...)
-{
-    va_list ap;
-
-    pthread_mutex_lock(&g->err_lock);
-    if (!g->first_error[0]) {
-        va_start(ap, fmt);
-        vsnprintf(g->first_error, sizeof(g->first_error), fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&g->err_lock);
 }
 
 static void set_events(struct sub_thread *th, struct conn *c, bool want_out)
@@ -181,7 +162,7 @@ static void conn_end(struct sub_thread *th, struct conn *c, unsigned slot, const
     }
     if (!c->is_subscribed) {
         ctr_add(th, CTR(failed), 1);
-        set_first_error(th->g, "subscriber %u: %s", (unsigned)c->gidx, why);
+        first_error_set(&th->g->err, "subscriber %u: %s", (unsigned)c->gidx, why);
     }
     if (c->is_pending) {
         c->is_pending = false;
@@ -229,14 +210,6 @@ static int send_control(struct sub_thread *th, struct conn *c, enum ws_opcode op
 
 /* --- connecting ----------------------------------------------------------------------------- */
 
-static void channel_of(const struct sub_config *cfg, uint32_t gidx, char *out, size_t len)
-{
-    if (cfg->channels <= 1)
-        snprintf(out, len, "%s", cfg->channel);
-    else
-        snprintf(out, len, "%s-%u", cfg->channel, (unsigned)(gidx % cfg->channels));
-}
-
 static void start_one(struct sub_thread *th)
 {
     const struct sub_config *cfg = &th->g->cfg;
@@ -275,7 +248,8 @@ static void start_one(struct sub_thread *th)
     }
     c->state = CONN_CONNECTING;
     ws_make_key(c->key, (const uint8_t *)r);
-    channel_of(cfg, c->gidx, chan, sizeof(chan));
+    channel_name(cfg->channel, cfg->channels,
+                 cfg->channels > 1 ? (unsigned)(c->gidx % cfg->channels) : 0, chan, sizeof(chan));
     len = snprintf(req, sizeof(req),
                    "GET %s%c%s=%s HTTP/1.1\r\n"
                    "Host: %s\r\n"
@@ -629,7 +603,7 @@ static void *thread_main(void *arg)
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            set_first_error(th->g, "epoll_wait: %s", strerror(errno));
+            first_error_set(&th->g->err, "epoll_wait: %s", strerror(errno));
             break;
         }
         for (int i = 0; i < k; i++)
@@ -660,7 +634,7 @@ struct sub_group *sub_group_new(const struct sub_config *cfg, char *err, size_t 
     atomic_init(&g->stop, false);
     atomic_init(&g->win_start, INT64_MAX);
     atomic_init(&g->win_end, INT64_MAX);
-    pthread_mutex_init(&g->err_lock, NULL);
+    first_error_init(&g->err);
     g->th = calloc(g->n_threads, sizeof(*g->th));
     if (!g->th)
         goto oom;
@@ -740,9 +714,7 @@ void sub_group_snapshot(struct sub_group *g, struct sub_counters *c, struct hist
 
 void sub_group_first_error(struct sub_group *g, char *out, size_t len)
 {
-    pthread_mutex_lock(&g->err_lock);
-    snprintf(out, len, "%s", g->first_error);
-    pthread_mutex_unlock(&g->err_lock);
+    first_error_copy(&g->err, out, len);
 }
 
 void sub_group_stop(struct sub_group *g)
@@ -804,7 +776,7 @@ void sub_group_free(struct sub_group *g)
         }
         free(g->th);
     }
-    pthread_mutex_destroy(&g->err_lock);
+    first_error_destroy(&g->err);
     free(g);
 }
 
