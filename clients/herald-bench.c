@@ -32,351 +32,33 @@
  * 130 interrupted (after printing what was measured). */
 
 #include "bench_hist.h"
+#include "bench_opts.h"
+#include "bench_proc.h"
 #include "bench_pub.h"
 #include "bench_sub.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "client_util.h"
 #include "herald_version.h"
-#include "url.h"
 
-#define DEFAULT_WS "ws://127.0.0.1:8080/ws"
-#define DEFAULT_API "http://127.0.0.1:8081/publish"
-#define FD_RESERVE 64    /* descriptors a process needs besides its subscribers */
-#define PORT_RESERVE 256 /* ephemeral ports left for everything else */
 #define PROBE_TIMEOUT_MS 3000
 #define REPORT_EVERY_MS 100   /* a worker process reports this often */
 #define STOP_TIMEOUT_MS 15000 /* how long workers get to stop and send their last report */
-#define HUB_DEFAULT_MAX_BYTES 65536
-
-/* --- options -------------------------------------------------------------------------------- */
-
-enum peer { PEER_HERALD, PEER_NCHAN, PEER_NODE };
-
-static const char *const peer_names[] = {"herald", "nchan", "node"};
-
-struct options {
-    const char *ws, *api;
-    enum peer peer;
-    unsigned subscribers;
-    const char *channel;
-    unsigned channels;
-    double rate;
-    bool is_saturate;
-    unsigned inflight, batch, size;
-    unsigned max_backlog;
-    double duration, warmup, drain;
-    double connect_rate, connect_timeout;
-    unsigned threads, procs;
-    const char *source_ips;
-    pid_t server_pid;
-    bool is_json, is_quiet;
-};
-
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: herald-bench [OPTIONS]\n"
-        "\n"
-        "Load generator for a Herald hub: N WebSocket subscribers, one HTTP publisher, delivered\n"
-        "rate, loss and latency percentiles. A progress line each second on stderr, a summary\n"
-        "on stdout.\n"
-        "\n"
-        "Target:\n"
-        "  --ws URL              WebSocket endpoint [%s]\n"
-        "  --api URL             publish endpoint [%s]\n"
-        "  --peer KIND           herald, node (a server speaking Herald's protocol: the same)\n"
-        "                        or nchan: subscribers on --ws?id=CHANNEL, subscribed at the\n"
-        "                        101, every text message an event; the publisher POSTs the\n"
-        "                        data object alone to --api?id=CHANNEL (batch 1), 200-202 OK\n"
-        "                        [herald]\n"
-        "Subscribers:\n"
-        "  --subscribers N       WebSocket connections; 0: publish only [100]\n"
-        "  --channel NAME        channel [bench]\n"
-        "  --channels K          spread subscribers over K channels NAME-0..NAME-(K-1) [1: NAME]\n"
-        "  --threads T           receiver threads per process, each with its own epoll\n"
-        "                        [half the cores, at least 1]\n"
-        "  --procs P             fork P worker processes that hold the subscribers between them\n"
-        "                        (past the descriptor limit of one process) [1: this process]\n"
-        "  --source-ips LIST     comma list of local IPv4 addresses (127.0.0.2,...) to spread\n"
-        "                        connections over, past the ephemeral port range of one address\n"
-        "  --connect-rate R      connections started per second [0: as fast as the hub accepts]\n"
-        "  --connect-timeout S   the connect phase fails after S seconds [60]\n"
-        "Publisher:\n"
-        "  --rate R              events per second, paced; at most 100 ms of catch-up [1000]\n"
-        "  --saturate            instead of --rate: keep --inflight requests in flight always\n"
-        "  --inflight M          HTTP keep-alive connections, one request in flight each [4]\n"
-        "  --batch B             events per request (a JSON array when B > 1, at most 1000) [1]\n"
-        "  --size BYTES          bytes of each published event object [100]\n"
-        "  --max-backlog E       closed loop: hold publishing while subscribers are on average\n"
-        "                        more than E events behind (finds the rate the hub sustains;\n"
-        "                        without it --saturate outruns fan-out and the hub closes\n"
-        "                        subscribers with 1013) [0: off]\n"
-        "Timing:\n"
-        "  --warmup S            seconds of publishing before the measured window [0]\n"
-        "  --duration S          seconds of the measured window [10]\n"
-        "  --drain S             at the end, wait up to S seconds for frames still due [2]\n"
-        "Report:\n"
-        "  --server-pid PID      the hub's pid: its CPU time over the window (CPU us per\n"
-        "                        delivered frame) and RSS/PSS before, connected and after\n"
-        "  --json                print the summary as one JSON object on stdout\n"
-        "  --quiet               no progress lines\n"
-        "  --help, --version\n"
-        "\n"
-        "Loss = (events the hub accepted on a channel x its subscribers) - frames received,\n"
-        "after the drain; subscribers the hub closed (1013: slow consumer) count as loss and\n"
-        "under closes. Exit status: 0 done (loss included), 1 hub unreachable (at the start,\n"
-        "or at the end: the summary is printed first) or the connect phase failed, 2 bad\n"
-        "usage, 130 interrupted.\n",
-        DEFAULT_WS, DEFAULT_API);
-}
-
-static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die_usage(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "herald-bench: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see --help)\n");
-    exit(2);
-}
-
-static double parse_num(const char *name, const char *s, double min, double max)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
-        die_usage("--%s: '%s' is not a number from %g to %g", name, s, min, max);
-    return v;
-}
-
-static unsigned parse_uint(const char *name, const char *s, unsigned min, unsigned max)
-{
-    double v = parse_num(name, s, min, max);
-
-    if (v != floor(v))
-        die_usage("--%s: '%s' is not a whole number", name, s);
-    return (unsigned)v;
-}
-
-static void parse_options(int argc, char **argv, struct options *o)
-{
-    enum {
-        O_WS = 256,
-        O_API,
-        O_PEER,
-        O_SUBS,
-        O_CHANNEL,
-        O_CHANNELS,
-        O_RATE,
-        O_SATURATE,
-        O_INFLIGHT,
-        O_BATCH,
-        O_SIZE,
-        O_MAX_BACKLOG,
-        O_DURATION,
-        O_WARMUP,
-        O_DRAIN,
-        O_CONNECT_RATE,
-        O_CONNECT_TIMEOUT,
-        O_THREADS,
-        O_PROCS,
-        O_SOURCE_IPS,
-        O_SERVER_PID,
-        O_JSON,
-        O_QUIET,
-        O_HELP,
-        O_VERSION,
-    };
-    static const struct option longopts[] = {
-        {"ws", required_argument, NULL, O_WS},
-        {"api", required_argument, NULL, O_API},
-        {"peer", required_argument, NULL, O_PEER},
-        {"subscribers", required_argument, NULL, O_SUBS},
-        {"channel", required_argument, NULL, O_CHANNEL},
-        {"channels", required_argument, NULL, O_CHANNELS},
-        {"rate", required_argument, NULL, O_RATE},
-        {"saturate", no_argument, NULL, O_SATURATE},
-        {"inflight", required_argument, NULL, O_INFLIGHT},
-        {"batch", required_argument, NULL, O_BATCH},
-        {"size", required_argument, NULL, O_SIZE},
-        {"max-backlog", required_argument, NULL, O_MAX_BACKLOG},
-        {"duration", required_argument, NULL, O_DURATION},
-        {"warmup", required_argument, NULL, O_WARMUP},
-        {"drain", required_argument, NULL, O_DRAIN},
-        {"connect-rate", required_argument, NULL, O_CONNECT_RATE},
-        {"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"procs", required_argument, NULL, O_PROCS},
-        {"source-ips", required_argument, NULL, O_SOURCE_IPS},
-        {"server-pid", required_argument, NULL, O_SERVER_PID},
-        {"json", no_argument, NULL, O_JSON},
-        {"quiet", no_argument, NULL, O_QUIET},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    bool has_rate = false;
-    int c;
-
-    *o = (struct options){
-        .ws = DEFAULT_WS,
-        .api = DEFAULT_API,
-        .subscribers = 100,
-        .channel = "bench",
-        .channels = 1,
-        .rate = 1000,
-        .inflight = 4,
-        .batch = 1,
-        .size = 100,
-        .duration = 10,
-        .warmup = 0,
-        .drain = 2,
-        .connect_timeout = 60,
-        .threads = cores > 1 ? (unsigned)(cores / 2) : 1,
-        .procs = 1,
-    };
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_WS: o->ws = optarg; break;
-        case O_API: o->api = optarg; break;
-        case O_PEER:
-            if (strcmp(optarg, "herald") == 0)
-                o->peer = PEER_HERALD;
-            else if (strcmp(optarg, "nchan") == 0)
-                o->peer = PEER_NCHAN;
-            else if (strcmp(optarg, "node") == 0)
-                o->peer = PEER_NODE;
-            else
-                die_usage("--peer: '%s' is not herald, nchan or node", optarg);
-            break;
-        case O_SUBS: o->subscribers = parse_uint("subscribers", optarg, 0, 10000000); break;
-        case O_CHANNEL: o->channel = optarg; break;
-        case O_CHANNELS: o->channels = parse_uint("channels", optarg, 1, 1000000); break;
-        case O_RATE:
-            o->rate = parse_num("rate", optarg, 0.001, 1e9);
-            has_rate = true;
-            break;
-        case O_SATURATE: o->is_saturate = true; break;
-        case O_INFLIGHT: o->inflight = parse_uint("inflight", optarg, 1, 1024); break;
-        case O_BATCH: o->batch = parse_uint("batch", optarg, 1, 1000); break;
-        case O_SIZE: o->size = parse_uint("size", optarg, 1, 16 << 20); break;
-        case O_MAX_BACKLOG: o->max_backlog = parse_uint("max-backlog", optarg, 0, 100000000); break;
-        case O_DURATION: o->duration = parse_num("duration", optarg, 0.1, 86400); break;
-        case O_WARMUP: o->warmup = parse_num("warmup", optarg, 0, 86400); break;
-        case O_DRAIN: o->drain = parse_num("drain", optarg, 0, 600); break;
-        case O_CONNECT_RATE: o->connect_rate = parse_num("connect-rate", optarg, 0, 1e7); break;
-        case O_CONNECT_TIMEOUT:
-            o->connect_timeout = parse_num("connect-timeout", optarg, 0.1, 86400);
-            break;
-        case O_THREADS: o->threads = parse_uint("threads", optarg, 1, 1024); break;
-        case O_PROCS: o->procs = parse_uint("procs", optarg, 1, 1024); break;
-        case O_SOURCE_IPS: o->source_ips = optarg; break;
-        case O_SERVER_PID:
-            o->server_pid = (pid_t)parse_uint("server-pid", optarg, 1, 1u << 30);
-            break;
-        case O_JSON: o->is_json = true; break;
-        case O_QUIET: o->is_quiet = true; break;
-        case O_HELP: usage(stdout); exit(0);
-        case O_VERSION: printf("herald-bench %s\n", HERALD_VERSION); exit(0);
-        default:
-            if (optopt)
-                die_usage("option '%s' needs a value or is unknown", argv[optind - 1]);
-            die_usage("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        die_usage("unexpected argument '%s'", argv[optind]);
-    if (o->is_saturate && has_rate)
-        die_usage("--rate and --saturate exclude each other");
-    if (o->is_saturate)
-        o->rate = 0;
-    if (!*o->channel || strlen(o->channel) > 120 ||
-        strspn(o->channel, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:") !=
-            strlen(o->channel))
-        die_usage("--channel: 1 to 120 characters of A-Z a-z 0-9 _ - . :");
-    if (o->peer == PEER_NCHAN && o->batch > 1)
-        die_usage("--batch: nchan takes one message per request");
-    if (o->procs > o->subscribers)
-        o->procs = o->subscribers > 0 ? o->subscribers : 1;
-}
 
 /* --- addresses ------------------------------------------------------------------------------ */
-
-struct target {
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    char host[300]; /* the Host header: host[:port] as written */
-    char path[1024];
-    char shown[320]; /* numeric address:port, for messages */
-};
-
-/* Reads scheme://host[:port][/path] (clients/url.c) into t, resolving host. Returns 0 or -1
- * (err set). */
-static int parse_url(const char *url, const char *scheme, const char *opt, struct target *t,
-                     char *err, size_t errlen)
-{
-    const char *const schemes[] = {scheme, NULL};
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    struct client_url u;
-    char port[16], num[INET6_ADDRSTRLEN];
-    const char *why;
-    int rc;
-
-    if (client_url_parse(url, schemes, &u, &why) < 0) {
-        snprintf(err, errlen, "%s: '%s': %s (%s://HOST[:PORT][/PATH]; TLS is not supported)", opt,
-                 url, why, scheme);
-        client_url_free(&u);
-        return -1;
-    }
-    snprintf(t->host, sizeof(t->host), "%s", u.authority);
-    snprintf(t->path, sizeof(t->path), "%s", u.path);
-    snprintf(port, sizeof(port), "%d", u.port);
-    rc = getaddrinfo(u.host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: cannot resolve '%s': %s", opt, u.host, gai_strerror(rc));
-        client_url_free(&u);
-        return -1;
-    }
-    client_url_free(&u);
-    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
-    t->addr_len = res->ai_addrlen;
-    getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof(num), NULL, 0, NI_NUMERICHOST);
-    snprintf(t->shown, sizeof(t->shown), res->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", num,
-             port);
-    freeaddrinfo(res);
-    return 0;
-}
 
 /* Connects to t within PROBE_TIMEOUT_MS and closes. Returns 0 or -1 (err set). */
 static int probe(const struct target *t, const char *what, char *err, size_t errlen)
@@ -409,101 +91,6 @@ static int probe(const struct target *t, const char *what, char *err, size_t err
         return -1;
     }
     return 0;
-}
-
-static int parse_source_ips(const char *list, struct sockaddr_in **out, unsigned *n, char *err,
-                            size_t errlen)
-{
-    char *copy = strdup(list), *save = NULL, *tok;
-    unsigned cap = 8;
-
-    *n = 0;
-    *out = calloc(cap, sizeof(**out));
-    if (!copy || !*out) {
-        snprintf(err, errlen, "out of memory");
-        free(copy);
-        return -1;
-    }
-    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        struct sockaddr_in sin = {.sin_family = AF_INET};
-
-        if (inet_pton(AF_INET, tok, &sin.sin_addr) != 1) {
-            snprintf(err, errlen, "--source-ips: '%s' is not an IPv4 address", tok);
-            free(copy);
-            return -1;
-        }
-        if (*n == cap) {
-            struct sockaddr_in *bigger = realloc(*out, 2 * cap * sizeof(**out));
-
-            if (!bigger) {
-                snprintf(err, errlen, "out of memory");
-                free(copy);
-                return -1;
-            }
-            *out = bigger;
-            cap *= 2;
-        }
-        (*out)[(*n)++] = sin;
-    }
-    free(copy);
-    if (*n == 0) {
-        snprintf(err, errlen, "--source-ips: no address given");
-        return -1;
-    }
-    return 0;
-}
-
-/* --- clocks and /proc ----------------------------------------------------------------------- */
-
-struct proc_sample {
-    bool is_ok;
-    double cpu_s; /* utime + stime, every thread */
-    bool has_mem;
-    long rss_kb, pss_kb;
-};
-
-/* Reads pid's CPU time from /proc/PID/stat and, with mem, Rss and Pss from smaps_rollup. */
-static void sample_proc(pid_t pid, bool mem, struct proc_sample *s)
-{
-    char path[64], buf[4096];
-    FILE *f;
-    size_t n;
-    const char *p;
-    unsigned long long ut, st;
-
-    memset(s, 0, sizeof(*s));
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
-     * stime */
-    if (!p ||
-        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return;
-    s->is_ok = true;
-    s->cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    if (!mem)
-        return;
-    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return;
-    while (fgets(buf, sizeof(buf), f)) {
-        long v;
-
-        if (sscanf(buf, "Rss: %ld kB", &v) == 1) {
-            s->rss_kb = v;
-            s->has_mem = true;
-        } else if (sscanf(buf, "Pss: %ld kB", &v) == 1) {
-            s->pss_kb = v;
-        }
-    }
-    fclose(f);
 }
 
 /* --- workers: the subscribers, here or in forked processes ----------------------------------- */
@@ -905,10 +492,10 @@ static double bench_cpu(struct workers *w)
     struct proc_sample s;
     double sum = 0;
 
-    sample_proc(getpid(), false, &s);
+    proc_read(getpid(), false, &s);
     sum += s.cpu_s;
     for (unsigned i = 0; i < w->procs; i++) {
-        sample_proc(w->kids[i].pid, false, &s);
+        proc_read(w->kids[i].pid, false, &s);
         sum += s.cpu_s;
     }
     return sum;
@@ -1071,7 +658,7 @@ static int publish_phase(struct run *r)
     if (o->warmup == 0) {
         /* the window starts with the publisher: sample before it moves */
         if (o->server_pid)
-            sample_proc(o->server_pid, false, &r->srv_win_start);
+            proc_read(o->server_pid, false, &r->srv_win_start);
         r->bench_cpu_start = bench_cpu(&r->w);
         r->has_window_start = true;
     }
@@ -1106,14 +693,14 @@ static int publish_phase(struct run *r)
         }
         if (!r->has_window_start && now >= r->win_start_us) {
             if (o->server_pid)
-                sample_proc(o->server_pid, false, &r->srv_win_start);
+                proc_read(o->server_pid, false, &r->srv_win_start);
             r->bench_cpu_start = bench_cpu(&r->w);
             pub_snapshot(r->pub, &r->pub_at_start);
             r->has_window_start = true;
         }
         if (!r->has_window_end && (now >= r->win_end_us || r->is_interrupted)) {
             if (o->server_pid)
-                sample_proc(o->server_pid, true, &r->srv_win_end);
+                proc_read(o->server_pid, true, &r->srv_win_end);
             r->bench_cpu_end = bench_cpu(&r->w);
             pub_snapshot(r->pub, &r->pub_at_end);
             r->has_window_end = true;
@@ -1256,7 +843,7 @@ static void report_text(FILE *f, struct run *r, const struct summary *s)
             HERALD_VERSION, o->subscribers, o->channels, o->channels > 1 ? "s" : "",
             r->w.procs ? r->w.procs : 1, r->w.procs > 1 ? "es" : "", o->threads,
             o->threads > 1 ? "s" : "", o->peer != PEER_HERALD ? ", --peer " : "",
-            o->peer != PEER_HERALD ? peer_names[o->peer] : "");
+            o->peer != PEER_HERALD ? opts_peer_names[o->peer] : "");
     if (o->rate > 0)
         fprintf(f, "  load       --rate %g events/s", o->rate);
     else
@@ -1348,7 +935,7 @@ static void report_json(FILE *f, struct run *r, const struct summary *s)
             "{\"version\":\"%s\",\"peer\":\"%s\",\"subscribers\":%u,\"channels\":%u,\"procs\":%u,"
             "\"threads\":%u,\"mode\":\"%s\",\"rate\":%g,\"inflight\":%u,\"batch\":%u,"
             "\"size\":%u,\"warmup_s\":%g,\"window_s\":%.3f,\"interrupted\":%s",
-            HERALD_VERSION, peer_names[o->peer], o->subscribers, o->channels,
+            HERALD_VERSION, opts_peer_names[o->peer], o->subscribers, o->channels,
             r->w.procs ? r->w.procs : 1, o->threads, o->rate > 0 ? "rate" : "saturate", o->rate,
             o->inflight, o->batch, o->size, o->warmup, s->window_s,
             r->is_interrupted ? "true" : "false");
@@ -1415,100 +1002,26 @@ static void report_json(FILE *f, struct run *r, const struct summary *s)
 
 /* --- main ----------------------------------------------------------------------------------- */
 
-static void raise_nofile(rlim_t *limit)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        *limit = 1024;
-        return;
-    }
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    *limit = rl.rlim_cur;
-}
-
-static unsigned ephemeral_ports(void)
-{
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    unsigned lo = 32768, hi = 60999;
-
-    if (f) {
-        if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo) {
-            lo = 32768;
-            hi = 60999;
-        }
-        fclose(f);
-    }
-    return hi - lo + 1;
-}
-
-static void check_budget(const struct options *o, unsigned n_src)
-{
-    rlim_t nofile;
-    uint64_t per_proc = (o->subscribers + o->procs - 1) / o->procs;
-    uint64_t ports = ephemeral_ports();
-
-    raise_nofile(&nofile);
-    if (per_proc + FD_RESERVE > nofile)
-        die_usage("%u subscribers in %u process%s need about %" PRIu64
-                  " descriptors each; RLIMIT_NOFILE is %llu: use --procs %" PRIu64 " or more",
-                  o->subscribers, o->procs, o->procs > 1 ? "es" : "", per_proc + FD_RESERVE,
-                  (unsigned long long)nofile,
-                  (o->subscribers + (uint64_t)nofile - FD_RESERVE - 1) /
-                      ((uint64_t)nofile - FD_RESERVE));
-    if (n_src == 0 && o->subscribers + PORT_RESERVE > ports)
-        die_usage("%u connections to one address pass the %" PRIu64
-                  " ephemeral ports of one source address: use --source-ips "
-                  "127.0.0.1,127.0.0.2,... (%" PRIu64 " or more)",
-                  o->subscribers, ports, (o->subscribers + PORT_RESERVE + ports - 1) / ports);
-    if (n_src && o->subscribers + PORT_RESERVE > (uint64_t)n_src * ports)
-        die_usage("%u connections need %" PRIu64 " or more --source-ips (%" PRIu64 " ports each)",
-                  o->subscribers, (o->subscribers + PORT_RESERVE + ports - 1) / ports, ports);
-}
-
 int main(int argc, char **argv)
 {
     struct options o;
     static struct run r;
     struct sub_config sc;
-    struct pub_config pc;
     struct summary s;
     char err[512];
     int status = 1;
 
     client_set_name("herald-bench");
-    parse_options(argc, argv, &o);
+    opts_parse(argc, argv, &o);
     r.o = &o;
     client_catch_signals(on_sigint);
     signal(SIGPIPE, SIG_IGN);
 
-    if (parse_url(o.ws, "ws", "--ws", &r.ws, err, sizeof(err)) < 0 ||
-        parse_url(o.api, "http", "--api", &r.api, err, sizeof(err)) < 0)
-        die_usage("%s", err);
-    if (o.source_ips) {
-        if (parse_source_ips(o.source_ips, &r.src, &r.n_src, err, sizeof(err)) < 0)
-            die_usage("%s", err);
-        if (r.ws.addr.ss_family != AF_INET)
-            die_usage("--source-ips: the --ws address must be IPv4");
-    }
-    check_budget(&o, r.n_src);
-    pc = (struct pub_config){.channel = o.channel, .channels = o.channels};
-    if (o.size < pub_min_size(&pc))
-        die_usage("--size: events on these channel names take at least %zu bytes",
-                  pub_min_size(&pc));
-    if ((uint64_t)o.batch * (o.size + 1) + 1 > HUB_DEFAULT_MAX_BYTES)
-        fprintf(stderr,
-                "herald-bench: warning: requests of %u x %u bytes pass the hub's default "
-                "--max-message-bytes (%d): expect 413 unless it was raised\n",
-                o.batch, o.size, HUB_DEFAULT_MAX_BYTES);
+    opts_check(&o, &r.ws, &r.api, &r.src, &r.n_src);
     if (o.server_pid) {
-        sample_proc(o.server_pid, true, &r.srv_before);
+        proc_read(o.server_pid, true, &r.srv_before);
         if (!r.srv_before.is_ok)
-            die_usage("--server-pid: cannot read /proc/%d/stat", (int)o.server_pid);
+            opts_die_usage("--server-pid: cannot read /proc/%d/stat", (int)o.server_pid);
     }
     if (probe(&r.ws, "--ws", err, sizeof(err)) < 0 ||
         probe(&r.api, "--api", err, sizeof(err)) < 0) {
@@ -1540,7 +1053,7 @@ int main(int argc, char **argv)
     if (connect_phase(&r) < 0)
         goto out;
     if (o.server_pid)
-        sample_proc(o.server_pid, true, &r.srv_connected);
+        proc_read(o.server_pid, true, &r.srv_connected);
     if (publish_phase(&r) < 0)
         goto out;
     workers_stop(&r.w, &r.latency);
