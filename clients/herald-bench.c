@@ -15,7 +15,7 @@
  *
  * Subscribers run in this process (threads) or, with --procs P, in P forked workers, each
  * with its own threads and descriptor budget; a worker reports its counters and histograms
- * over a pipe every 50 ms and once more when told to stop. The measured window is fixed
+ * over a pipe every 100 ms and once more when told to stop. The measured window is fixed
  * before publishing starts and handed to every worker: frames received inside it make the
  * delivered rate, events sent inside it make the latency percentiles, so nothing depends on
  * when a report arrives. Publishing, receiving and the hub share this machine's CPUs: the
@@ -36,9 +36,9 @@
 #include "bench_proc.h"
 #include "bench_pub.h"
 #include "bench_sub.h"
+#include "bench_workers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -48,15 +48,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client_util.h"
 #include "herald_version.h"
 
 #define PROBE_TIMEOUT_MS 3000
-#define REPORT_EVERY_MS 100   /* a worker process reports this often */
-#define STOP_TIMEOUT_MS 15000 /* how long workers get to stop and send their last report */
 
 /* --- addresses ------------------------------------------------------------------------------ */
 
@@ -93,412 +90,12 @@ static int probe(const struct target *t, const char *what, char *err, size_t err
     return 0;
 }
 
-/* --- workers: the subscribers, here or in forked processes ----------------------------------- */
-
-enum { MSG_SNAP = 1, MSG_FINAL = 2 };
-enum { CMD_WINDOW = 1, CMD_STOP = 2 };
-
-struct cmd {
-    uint32_t type;
-    uint32_t pad;
-    int64_t a, b;
-};
-
-struct msg_head {
-    uint32_t type;
-    uint32_t len;
-};
-
-/* A report: this header, then n_live then n_meas (index, count) pairs. */
-struct msg_snap {
-    struct sub_counters c;
-    char first_error[SUB_ERROR_LEN];
-    uint64_t live_max, meas_max;
-    uint32_t n_live, n_meas;
-};
-
-struct hist_pair {
-    uint64_t idx, count;
-};
-
-struct child {
-    pid_t pid;
-    int rd; /* its reports */
-    int wr; /* our commands */
-    bool is_final, is_gone;
-    struct sub_counters c;
-    char first_error[SUB_ERROR_LEN];
-    struct hist live, meas;
-};
-
-struct workers {
-    unsigned procs; /* 0: the group is in this process */
-    struct sub_group *local;
-    struct child *kids;
-};
-
 static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-
-    while (len) {
-        ssize_t n = read(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static size_t hist_pack(const struct hist *h, struct hist_pair *out)
-{
-    size_t n = 0;
-
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        if (h->counts[i])
-            out[n++] = (struct hist_pair){i, h->counts[i]};
-    return n;
-}
-
-static void hist_unpack(struct hist *h, const struct hist_pair *in, size_t n, uint64_t max)
-{
-    hist_reset(h);
-    for (size_t i = 0; i < n; i++) {
-        if (in[i].idx >= HIST_BUCKETS)
-            continue;
-        h->counts[in[i].idx] = in[i].count;
-        h->total += in[i].count;
-    }
-    h->max = max;
-}
-
-/* A worker process: runs its group, reports, obeys commands; never returns. */
-static void child_main(const struct sub_config *cfg, int rd, int wr)
-{
-    static struct hist live, meas;
-    static struct hist_pair pairs[2 * HIST_BUCKETS];
-    struct msg_snap snap;
-    char err[256];
-    struct sub_group *g;
-    bool is_stopping = false;
-    int status = 0;
-
-    signal(SIGINT, SIG_IGN); /* the parent decides when to stop */
-    g = sub_group_new(cfg, err, sizeof(err));
-    if (!g || sub_group_start(g, err, sizeof(err)) < 0) {
-        fprintf(stderr, "herald-bench: worker: %s\n", err);
-        _exit(1);
-    }
-    for (;;) {
-        struct pollfd pfd = {.fd = rd, .events = POLLIN};
-        struct msg_head head;
-        size_t n_live, n_meas = 0;
-
-        if (!is_stopping && poll(&pfd, 1, REPORT_EVERY_MS) > 0) {
-            struct cmd cmd;
-
-            if (read_full(rd, &cmd, sizeof(cmd)) < 0 || cmd.type == CMD_STOP)
-                is_stopping = true;
-            else if (cmd.type == CMD_WINDOW)
-                sub_group_set_window(g, cmd.a, cmd.b);
-        }
-        if (is_stopping)
-            sub_group_stop(g);
-        memset(&snap, 0, sizeof(snap));
-        hist_reset(&live);
-        sub_group_snapshot(g, &snap.c, &live);
-        sub_group_first_error(g, snap.first_error, sizeof(snap.first_error));
-        n_live = hist_pack(&live, pairs);
-        if (is_stopping) {
-            hist_reset(&meas);
-            sub_group_measured(g, &meas);
-            n_meas = hist_pack(&meas, pairs + n_live);
-            snap.meas_max = meas.max;
-        }
-        snap.live_max = live.max;
-        snap.n_live = (uint32_t)n_live;
-        snap.n_meas = (uint32_t)n_meas;
-        head.type = is_stopping ? MSG_FINAL : MSG_SNAP;
-        head.len = (uint32_t)(sizeof(snap) + (n_live + n_meas) * sizeof(pairs[0]));
-        if (write_full(wr, &head, sizeof(head)) < 0 || write_full(wr, &snap, sizeof(snap)) < 0 ||
-            write_full(wr, pairs, (n_live + n_meas) * sizeof(pairs[0])) < 0) {
-            status = 1; /* the parent is gone */
-            break;
-        }
-        if (is_stopping)
-            break;
-    }
-    sub_group_free(g);
-    _exit(status);
-}
-
-/* Reads one report of k. Returns 0, or -1 when k is gone. */
-static int child_read(struct child *k)
-{
-    static struct hist_pair pairs[2 * HIST_BUCKETS];
-    struct msg_head head;
-    struct msg_snap snap;
-    size_t n;
-
-    if (read_full(k->rd, &head, sizeof(head)) < 0 || head.len < sizeof(snap) ||
-        head.len > sizeof(snap) + sizeof(pairs) || read_full(k->rd, &snap, sizeof(snap)) < 0)
-        goto gone;
-    n = (head.len - sizeof(snap)) / sizeof(pairs[0]);
-    if (n != (size_t)snap.n_live + snap.n_meas || read_full(k->rd, pairs, n * sizeof(pairs[0])) < 0)
-        goto gone;
-    k->c = snap.c;
-    memcpy(k->first_error, snap.first_error, sizeof(k->first_error));
-    k->first_error[sizeof(k->first_error) - 1] = '\0';
-    hist_unpack(&k->live, pairs, snap.n_live, snap.live_max);
-    if (head.type == MSG_FINAL) {
-        hist_unpack(&k->meas, pairs + snap.n_live, snap.n_meas, snap.meas_max);
-        k->is_final = true;
-    }
-    return 0;
-gone:
-    k->is_gone = true;
-    close(k->rd);
-    k->rd = -1;
-    return -1;
-}
-
-static int workers_start(struct workers *w, const struct sub_config *cfg, unsigned procs, char *err,
-                         size_t errlen)
-{
-    memset(w, 0, sizeof(*w));
-    if (procs <= 1) {
-        w->local = sub_group_new(cfg, err, errlen);
-        return w->local ? sub_group_start(w->local, err, errlen) : -1;
-    }
-    w->kids = calloc(procs, sizeof(*w->kids));
-    if (!w->kids) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    fflush(NULL);
-    for (unsigned i = 0; i < procs; i++) {
-        struct child *k = &w->kids[i];
-        int up[2], down[2];
-        struct sub_config c = *cfg;
-
-        k->rd = k->wr = -1;
-        if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0) {
-            snprintf(err, errlen, "pipe: %s", strerror(errno));
-            return -1;
-        }
-        c.first = (uint32_t)i;
-        c.stride = procs;
-        k->pid = fork();
-        if (k->pid < 0) {
-            snprintf(err, errlen, "fork: %s", strerror(errno));
-            return -1;
-        }
-        if (k->pid == 0) {
-            /* the other workers' pipes stay open here; harmless, they close at _exit */
-            close(up[0]);
-            close(down[1]);
-            child_main(&c, down[0], up[1]);
-        }
-        close(up[1]);
-        close(down[0]);
-        k->rd = up[0];
-        k->wr = down[1];
-        w->procs++;
-    }
-    return 0;
-}
-
-/* Takes the workers' reports for up to wait_us (in this process: just waits). */
-static void workers_pump(struct workers *w, int64_t wait_us)
-{
-    struct pollfd pfd[1024];
-    int64_t end = client_wall_us() + wait_us;
-
-    if (!w->procs) {
-        client_sleep_us(wait_us);
-        return;
-    }
-    for (;;) {
-        int64_t left = end - client_wall_us();
-        unsigned n = 0;
-        int rc;
-
-        for (unsigned i = 0; i < w->procs; i++) {
-            pfd[i].fd = w->kids[i].rd;
-            pfd[i].events = POLLIN;
-            pfd[i].revents = 0;
-            n += w->kids[i].rd >= 0;
-        }
-        if (n == 0) {
-            client_sleep_us(left);
-            return;
-        }
-        rc = poll(pfd, w->procs, left > 0 ? (int)((left + 999) / 1000) : 0);
-        if (rc < 0 && errno != EINTR)
-            return;
-        for (unsigned i = 0; rc > 0 && i < w->procs; i++)
-            if (pfd[i].revents)
-                child_read(&w->kids[i]);
-        if (left <= 0 || interrupted)
-            return;
-    }
-}
-
-static void workers_totals(struct workers *w, struct sub_counters *c, struct hist *live)
-{
-    memset(c, 0, sizeof(*c));
-    if (live)
-        hist_reset(live);
-    if (!w->procs) {
-        if (w->local)
-            sub_group_snapshot(w->local, c, live);
-        return;
-    }
-    for (unsigned i = 0; i < w->procs; i++) {
-        sub_counters_add(c, &w->kids[i].c);
-        if (live)
-            hist_add(live, &w->kids[i].live);
-    }
-}
-
-static void workers_first_error(struct workers *w, char *out, size_t len)
-{
-    out[0] = '\0';
-    if (!w->procs) {
-        if (w->local)
-            sub_group_first_error(w->local, out, len);
-        return;
-    }
-    for (unsigned i = 0; i < w->procs && !out[0]; i++)
-        snprintf(out, len, "%s", w->kids[i].first_error);
-    for (unsigned i = 0; i < w->procs && !out[0]; i++)
-        if (w->kids[i].is_gone && !w->kids[i].is_final)
-            snprintf(out, len, "worker process %d ended early", (int)w->kids[i].pid);
-}
-
-static bool workers_lost_one(struct workers *w)
-{
-    for (unsigned i = 0; i < w->procs; i++)
-        if (w->kids[i].is_gone && !w->kids[i].is_final)
-            return true;
-    return false;
-}
-
-static void workers_command(struct workers *w, uint32_t type, int64_t a, int64_t b)
-{
-    struct cmd cmd = {.type = type, .a = a, .b = b};
-
-    for (unsigned i = 0; i < w->procs; i++)
-        if (w->kids[i].wr >= 0 && write_full(w->kids[i].wr, &cmd, sizeof(cmd)) < 0) {
-            close(w->kids[i].wr);
-            w->kids[i].wr = -1;
-        }
-}
-
-static void workers_set_window(struct workers *w, int64_t start_us, int64_t end_us)
-{
-    if (w->local)
-        sub_group_set_window(w->local, start_us, end_us);
-    workers_command(w, CMD_WINDOW, start_us, end_us);
-}
-
-/* Stops every subscriber; adds the measured histogram to meas (may be NULL) and leaves the
- * final counters for workers_totals(). Reaps the worker processes. */
-static void workers_stop(struct workers *w, struct hist *meas)
-{
-    int64_t deadline = client_wall_us() + (int64_t)STOP_TIMEOUT_MS * 1000;
-
-    if (w->local) {
-        sub_group_stop(w->local);
-        if (meas)
-            sub_group_measured(w->local, meas);
-        return;
-    }
-    workers_command(w, CMD_STOP, 0, 0);
-    for (;;) {
-        bool is_waiting = false;
-
-        for (unsigned i = 0; i < w->procs; i++)
-            is_waiting |= !w->kids[i].is_final && !w->kids[i].is_gone;
-        if (!is_waiting || client_wall_us() >= deadline)
-            break;
-        workers_pump(w, 50000);
-    }
-    for (unsigned i = 0; i < w->procs; i++) {
-        struct child *k = &w->kids[i];
-
-        if (meas && k->is_final)
-            hist_add(meas, &k->meas);
-        if (!k->is_final && !k->is_gone)
-            kill(k->pid, SIGKILL); /* ours, and past its deadline */
-    }
-}
-
-static void workers_free(struct workers *w)
-{
-    if (w->local) {
-        sub_group_free(w->local);
-        w->local = NULL;
-    }
-    for (unsigned i = 0; i < w->procs; i++) {
-        struct child *k = &w->kids[i];
-
-        if (k->wr >= 0)
-            close(k->wr); /* a worker that still runs sees EOF and stops */
-        if (k->rd >= 0)
-            close(k->rd);
-        k->wr = k->rd = -1;
-        if (k->pid > 0)
-            waitpid(k->pid, NULL, 0);
-    }
-    free(w->kids);
-    w->kids = NULL;
-    w->procs = 0;
-}
-
-/* CPU seconds of this process and its workers. */
-static double bench_cpu(struct workers *w)
-{
-    struct proc_sample s;
-    double sum = 0;
-
-    proc_read(getpid(), false, &s);
-    sum += s.cpu_s;
-    for (unsigned i = 0; i < w->procs; i++) {
-        proc_read(w->kids[i].pid, false, &s);
-        sum += s.cpu_s;
-    }
-    return sum;
 }
 
 /* --- the run -------------------------------------------------------------------------------- */
@@ -508,7 +105,7 @@ struct run {
     struct target ws, api;
     struct sockaddr_in *src;
     unsigned n_src;
-    struct workers w;
+    struct workers *w;
     struct publisher *pub;
 
     double connect_s;
@@ -575,13 +172,13 @@ static int connect_phase(struct run *r)
     for (;;) {
         int64_t now;
 
-        workers_pump(&r->w, 20000);
-        workers_totals(&r->w, &c, NULL);
+        workers_pump(r->w, 20000);
+        workers_totals(r->w, &c, NULL);
         now = client_wall_us();
         if (c.subscribed >= o->subscribers)
             break;
-        if (c.failed || workers_lost_one(&r->w)) {
-            workers_first_error(&r->w, err, sizeof(err));
+        if (c.failed || workers_lost_one(r->w)) {
+            workers_first_error(r->w, err, sizeof(err));
             fprintf(stderr,
                     "herald-bench: connect phase failed: %" PRIu64 " of %u subscribers failed; "
                     "first: %s\n",
@@ -653,20 +250,20 @@ static int publish_phase(struct run *r)
     r->pub_start_us = client_wall_us() + 20000; /* room for the window to reach every worker */
     r->win_start_us = r->pub_start_us + (int64_t)(o->warmup * 1e6);
     r->win_end_us = r->win_start_us + (int64_t)(o->duration * 1e6);
-    workers_set_window(&r->w, r->win_start_us, r->win_end_us);
+    workers_set_window(r->w, r->win_start_us, r->win_end_us);
     client_sleep_us(r->pub_start_us - client_wall_us());
     if (o->warmup == 0) {
         /* the window starts with the publisher: sample before it moves */
         if (o->server_pid)
             proc_read(o->server_pid, false, &r->srv_win_start);
-        r->bench_cpu_start = bench_cpu(&r->w);
+        r->bench_cpu_start = workers_cpu(r->w);
         r->has_window_start = true;
     }
     if (pub_start(r->pub, r->win_end_us, err, sizeof(err)) < 0) {
         fprintf(stderr, "herald-bench: %s\n", err);
         return -1;
     }
-    workers_totals(&r->w, &c_prev, &live_prev);
+    workers_totals(r->w, &c_prev, &live_prev);
     memset(&p_prev, 0, sizeof(p_prev));
     last_tick = r->pub_start_us;
     next_tick = last_tick + 1000000;
@@ -679,9 +276,9 @@ static int publish_phase(struct run *r)
             until = r->win_end_us;
         if (is_draining && drain_end < until)
             until = drain_end;
-        workers_pump(&r->w, until - now > slice ? slice : until - now);
+        workers_pump(r->w, until - now > slice ? slice : until - now);
         if (o->max_backlog) {
-            workers_totals(&r->w, &c, NULL);
+            workers_totals(r->w, &c, NULL);
             pub_set_delivered(r->pub, c.frames);
         }
         now = client_wall_us();
@@ -694,14 +291,14 @@ static int publish_phase(struct run *r)
         if (!r->has_window_start && now >= r->win_start_us) {
             if (o->server_pid)
                 proc_read(o->server_pid, false, &r->srv_win_start);
-            r->bench_cpu_start = bench_cpu(&r->w);
+            r->bench_cpu_start = workers_cpu(r->w);
             pub_snapshot(r->pub, &r->pub_at_start);
             r->has_window_start = true;
         }
         if (!r->has_window_end && (now >= r->win_end_us || r->is_interrupted)) {
             if (o->server_pid)
                 proc_read(o->server_pid, true, &r->srv_win_end);
-            r->bench_cpu_end = bench_cpu(&r->w);
+            r->bench_cpu_end = workers_cpu(r->w);
             pub_snapshot(r->pub, &r->pub_at_end);
             r->has_window_end = true;
             if (r->is_interrupted)
@@ -710,7 +307,7 @@ static int publish_phase(struct run *r)
         if (now >= next_tick) {
             double dt = (now - last_tick) / 1e6;
 
-            workers_totals(&r->w, &c, &live);
+            workers_totals(r->w, &c, &live);
             pub_snapshot(r->pub, &p);
             hist_diff(&delta, &live, &live_prev);
             /* named after the second it covers, [last_tick, now) */
@@ -735,7 +332,7 @@ static int publish_phase(struct run *r)
             drain_end = client_wall_us() + (int64_t)(o->drain * 1e6);
         }
         if (is_draining) {
-            workers_totals(&r->w, &c, NULL);
+            workers_totals(r->w, &c, NULL);
             if (c.frames >= r->expected || now >= drain_end || interrupted) {
                 r->drain_s = (now - (drain_end - (int64_t)(o->drain * 1e6))) / 1e6;
                 if (r->drain_s < 0)
@@ -813,7 +410,7 @@ static void summarize(struct run *r, struct summary *s)
         s->srv_us_per_frame =
             r->final.frames_measured ? s->srv_cpu_s * 1e6 / (double)r->final.frames_measured : 0;
     }
-    workers_first_error(&r->w, s->sub_error, sizeof(s->sub_error));
+    workers_first_error(r->w, s->sub_error, sizeof(s->sub_error));
     pub_first_error(r->pub, s->pub_error, sizeof(s->pub_error));
 }
 
@@ -841,8 +438,8 @@ static void report_text(FILE *f, struct run *r, const struct summary *s)
 
     fprintf(f, "herald-bench %s: %u subscribers on %u channel%s (%u process%s x %u thread%s)%s%s\n",
             HERALD_VERSION, o->subscribers, o->channels, o->channels > 1 ? "s" : "",
-            r->w.procs ? r->w.procs : 1, r->w.procs > 1 ? "es" : "", o->threads,
-            o->threads > 1 ? "s" : "", o->peer != PEER_HERALD ? ", --peer " : "",
+            workers_procs(r->w) ? workers_procs(r->w) : 1, workers_procs(r->w) > 1 ? "es" : "",
+            o->threads, o->threads > 1 ? "s" : "", o->peer != PEER_HERALD ? ", --peer " : "",
             o->peer != PEER_HERALD ? opts_peer_names[o->peer] : "");
     if (o->rate > 0)
         fprintf(f, "  load       --rate %g events/s", o->rate);
@@ -936,9 +533,9 @@ static void report_json(FILE *f, struct run *r, const struct summary *s)
             "\"threads\":%u,\"mode\":\"%s\",\"rate\":%g,\"inflight\":%u,\"batch\":%u,"
             "\"size\":%u,\"warmup_s\":%g,\"window_s\":%.3f,\"interrupted\":%s",
             HERALD_VERSION, opts_peer_names[o->peer], o->subscribers, o->channels,
-            r->w.procs ? r->w.procs : 1, o->threads, o->rate > 0 ? "rate" : "saturate", o->rate,
-            o->inflight, o->batch, o->size, o->warmup, s->window_s,
-            r->is_interrupted ? "true" : "false");
+            workers_procs(r->w) ? workers_procs(r->w) : 1, o->threads,
+            o->rate > 0 ? "rate" : "saturate", o->rate, o->inflight, o->batch, o->size, o->warmup,
+            s->window_s, r->is_interrupted ? "true" : "false");
     fprintf(f, ",\"connect\":{\"seconds\":%.3f,\"per_sec\":%.1f}", r->connect_s,
             o->subscribers / r->connect_s);
     fprintf(f,
@@ -1046,7 +643,8 @@ int main(int argc, char **argv)
         .n_src = r.n_src,
         .is_nchan = o.peer == PEER_NCHAN,
     };
-    if (workers_start(&r.w, &sc, o.procs, err, sizeof(err)) < 0) {
+    r.w = workers_new(&sc, o.procs, &interrupted, err, sizeof(err));
+    if (!r.w) {
         fprintf(stderr, "herald-bench: %s\n", err);
         goto out;
     }
@@ -1056,8 +654,8 @@ int main(int argc, char **argv)
         proc_read(o.server_pid, true, &r.srv_connected);
     if (publish_phase(&r) < 0)
         goto out;
-    workers_stop(&r.w, &r.latency);
-    workers_totals(&r.w, &r.final, NULL);
+    workers_stop(r.w, &r.latency);
+    workers_totals(r.w, &r.final, NULL);
     pub_round_trips(r.pub, &r.rtt);
     summarize(&r, &s);
     if (o.is_json) {
@@ -1075,8 +673,7 @@ int main(int argc, char **argv)
         status = 1;
     }
 out:
-    workers_stop(&r.w, NULL);
-    workers_free(&r.w);
+    workers_free(r.w);
     pub_free(r.pub);
     free(r.src);
     return status;
