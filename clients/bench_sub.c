@@ -788,3 +788,12 @@ void sub_counters_add(struct sub_counters *dst, const struct sub_counters *src)
     for (size_t i = 0; i < N_CTR; i++)
         d[i] += s[i];
 }
+
+uint64_t sub_counters_closes(const struct sub_counters *c)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < SUB_CLOSE_SLOTS; i++)
+        n += c->closes[i];
+    return n;
+}
