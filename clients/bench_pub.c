@@ -6,25 +6,24 @@
  * answers slowly, every connection is busy), the missed requests are skipped and counted,
  * never sent as a burst. --saturate writes a new request as soon as a connection is free.
  * An answer other than 202 (nchan: 200-202) is an error: counted by status, the first one
- * kept for the report.
+ * kept for the report. The HTTP pieces (connecting, the POST head, writing, parsing the
+ * answer's head) are http_client.c's; the connections, their buffers and the schedule are here.
  * Counters are single-writer atomics (this thread writes, the progress line reads). */
 #include "bench_pub.h"
 
-#include "bench_ws.h"
+#include "bench_util.h"
+#include "client_util.h"
+#include "http_client.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,55 +77,8 @@ struct publisher {
     _Atomic uint64_t status[PUB_STATUS_MAX]; /* {thread writes} */
     _Atomic uint64_t *acked;                 /* {thread writes}: per channel */
     struct hist rtt;                         /* thread only; read after join */
-    pthread_mutex_t err_lock;
-    char first_error[PUB_ERROR_LEN]; /* {err_lock} */
+    struct first_error err;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t real_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
-static void set_first_error(struct publisher *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_first_error(struct publisher *p, const char *fmt, ...)
-{
-    va_list ap;
-
-    pthread_mutex_lock(&p->err_lock);
-    if (!p->first_error[0]) {
-        va_start(ap, fmt);
-        vsnprintf(p->first_error, sizeof(p->first_error), fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&p->err_lock);
-}
-
-static size_t channel_name(const struct pub_config *cfg, unsigned k, char *out, size_t len)
-{
-    int n = cfg->channels <= 1 ? snprintf(out, len, "%s", cfg->channel)
-                               : snprintf(out, len, "%s-%u", cfg->channel, k);
-
-    return n < 0 ? 0 : (size_t)n;
-}
 
 /* Bytes an event spends outside its "data": {"channel":"NAME","data":...} */
 static size_t wrapper_size(size_t name_len)
@@ -140,7 +92,9 @@ size_t pub_min_size(const struct pub_config *cfg)
 
     /* {"channel":"NAME","data":{"t":<16 digits>,"s":<up to 20>,"p":""}} */
     return strlen("{\"channel\":\"\",\"data\":{\"t\":,\"s\":,\"p\":\"\"}}") +
-           channel_name(cfg, cfg->channels ? cfg->channels - 1 : 0, name, sizeof(name)) + 16 + 12;
+           channel_name(cfg->channel, cfg->channels, cfg->channels ? cfg->channels - 1 : 0, name,
+                        sizeof(name)) +
+           16 + 12;
 }
 
 /* --- requests ------------------------------------------------------------------------------- */
@@ -171,18 +125,21 @@ static size_t write_event(struct publisher *p, char *out, const char *chan, int6
     return used + pad;
 }
 
-/* Builds the next request into pc->out. Returns 0 or -1 (out of memory). */
+/* Builds the next request into pc->out. Returns 0 or -1 (out of memory; a head too long
+ * cannot happen with the URL lengths herald-bench.c allows). */
 static int build_request(struct publisher *p, struct pconn *pc)
 {
     const struct pub_config *cfg = &p->cfg;
     unsigned k = p->next_chan;
-    char chan[160], head[512];
+    /* the target: path (1023) + "?id=" + channel (159); the head: target + host (299) + 90 */
+    char chan[160], target[1200], head[2048];
+    const char *path = cfg->path;
     size_t len = 0, need;
-    int64_t t = real_us();
+    int64_t t = client_wall_us();
     int hl;
 
     p->next_chan = cfg->channels > 1 ? (k + 1) % cfg->channels : 0;
-    channel_name(cfg, k, chan, sizeof(chan));
+    channel_name(cfg->channel, cfg->channels, k, chan, sizeof(chan));
     if (cfg->batch > 1)
         p->body[len++] = '[';
     for (unsigned i = 0; i < cfg->batch; i++) {
@@ -192,22 +149,14 @@ static int build_request(struct publisher *p, struct pconn *pc)
     }
     if (cfg->batch > 1)
         p->body[len++] = ']';
-    if (cfg->is_nchan)
-        hl = snprintf(head, sizeof(head),
-                      "POST %s%cid=%s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n"
-                      "\r\n",
-                      cfg->path, strchr(cfg->path, '?') ? '&' : '?', chan, cfg->host, len);
-    else
-        hl = snprintf(head, sizeof(head),
-                      "POST %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n"
-                      "\r\n",
-                      cfg->path, cfg->host, len);
+    if (cfg->is_nchan) {
+        snprintf(target, sizeof(target), "%s%cid=%s", cfg->path, strchr(cfg->path, '?') ? '&' : '?',
+                 chan);
+        path = target;
+    }
+    hl = http_format_post(head, sizeof(head), path, cfg->host, NULL, NULL, len);
+    if (hl < 0)
+        return -1;
     need = (size_t)hl + len;
     if (need > pc->out_cap) {
         free(pc->out);
@@ -239,28 +188,22 @@ static void pc_down(struct pconn *pc, int64_t retry_ns)
 /* The request in flight on pc failed without an answer. */
 static void request_lost(struct publisher *p, struct pconn *pc, const char *why)
 {
-    add(&p->ctr[CTR(requests_failed)], 1);
-    add(&p->ctr[CTR(events_failed)], pc->events);
-    add(&p->status[0], 1);
-    set_first_error(p, "POST %s: %s", p->cfg.path, why);
-    pc_down(pc, mono_ns() + RECONNECT_NS);
+    counter_add(&p->ctr[CTR(requests_failed)], 1);
+    counter_add(&p->ctr[CTR(events_failed)], pc->events);
+    counter_add(&p->status[0], 1);
+    first_error_set(&p->err, "POST %s: %s", p->cfg.path, why);
+    pc_down(pc, client_mono_ns() + RECONNECT_NS);
 }
 
 static void pc_connect(struct publisher *p, struct pconn *pc)
 {
-    int one = 1;
+    const char *step;
 
-    pc->fd = socket(p->cfg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    pc->fd = http_connect_start((const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len, NULL, &step);
     if (pc->fd < 0) {
-        set_first_error(p, "socket: %s", strerror(errno));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
-        return;
-    }
-    setsockopt(pc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(pc->fd, (const struct sockaddr *)&p->cfg.dst, p->cfg.dst_len) < 0 &&
-        errno != EINPROGRESS) {
-        set_first_error(p, "connect to the API: %s", strerror(errno));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
+        first_error_set(&p->err, "%s: %s", strcmp(step, "socket") ? "connect to the API" : "socket",
+                        strerror(errno));
+        pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
     pc->state = PC_CONNECTING;
@@ -268,40 +211,27 @@ static void pc_connect(struct publisher *p, struct pconn *pc)
 
 static void on_connected(struct publisher *p, struct pconn *pc)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = http_connect_result(pc->fd);
 
-    if (getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
     if (err) {
-        set_first_error(p, "connect to the API: %s", strerror(err));
-        pc_down(pc, mono_ns() + RECONNECT_NS);
+        first_error_set(&p->err, "connect to the API: %s", strerror(err));
+        pc_down(pc, client_mono_ns() + RECONNECT_NS);
         return;
     }
-    add(&p->ctr[CTR(connects)], 1);
+    counter_add(&p->ctr[CTR(connects)], 1);
     pc->state = PC_IDLE;
 }
 
 static void flush(struct publisher *p, struct pconn *pc)
 {
-    while (pc->out_off < pc->out_len) {
-        ssize_t n = send(pc->fd, pc->out + pc->out_off, pc->out_len - pc->out_off, MSG_NOSIGNAL);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                request_lost(p, pc, strerror(errno));
-            return;
-        }
-        pc->out_off += (size_t)n;
-    }
+    if (http_write_some(pc->fd, pc->out, pc->out_len, &pc->out_off) < 0)
+        request_lost(p, pc, strerror(errno));
 }
 
 static void send_request(struct publisher *p, struct pconn *pc)
 {
     if (build_request(p, pc) < 0) {
-        set_first_error(p, "out of memory");
+        first_error_set(&p->err, "out of memory");
         return;
     }
     pc->state = PC_BUSY;
@@ -309,9 +239,9 @@ static void send_request(struct publisher *p, struct pconn *pc)
     pc->is_head_done = false;
     pc->is_close = false;
     pc->body_len = 0;
-    pc->sent_ns = mono_ns();
-    add(&p->ctr[CTR(requests)], 1);
-    add(&p->ctr[CTR(events_sent)], pc->events);
+    pc->sent_ns = client_mono_ns();
+    counter_add(&p->ctr[CTR(requests)], 1);
+    counter_add(&p->ctr[CTR(events_sent)], pc->events);
     flush(p, pc);
 }
 
@@ -322,19 +252,19 @@ bool pub_is_accepted(const struct publisher *p, unsigned status)
 
 static void on_answer(struct publisher *p, struct pconn *pc)
 {
-    int64_t rtt = (mono_ns() - pc->sent_ns) / 1000;
+    int64_t rtt = (client_mono_ns() - pc->sent_ns) / 1000;
 
     hist_record(&p->rtt, rtt > 0 ? (uint64_t)rtt : 0);
-    add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
+    counter_add(&p->status[pc->status > 0 && pc->status < PUB_STATUS_MAX ? pc->status : 0], 1);
     if (pc->status > 0 && pub_is_accepted(p, (unsigned)pc->status)) {
-        add(&p->ctr[CTR(requests_ok)], 1);
-        add(&p->ctr[CTR(events_acked)], pc->events);
-        add(&p->acked[pc->chan], pc->events);
+        counter_add(&p->ctr[CTR(requests_ok)], 1);
+        counter_add(&p->ctr[CTR(events_acked)], pc->events);
+        counter_add(&p->acked[pc->chan], pc->events);
     } else {
-        add(&p->ctr[CTR(requests_failed)], 1);
-        add(&p->ctr[CTR(events_failed)], pc->events);
-        set_first_error(p, "POST %s answered %d: %.*s", p->cfg.path, pc->status, (int)pc->body_len,
-                        pc->body);
+        counter_add(&p->ctr[CTR(requests_failed)], 1);
+        counter_add(&p->ctr[CTR(events_failed)], pc->events);
+        first_error_set(&p->err, "POST %s answered %d: %.*s", p->cfg.path, pc->status,
+                        (int)pc->body_len, pc->body);
     }
     if (pc->is_close)
         pc_down(pc, 0);
@@ -362,37 +292,30 @@ static void on_readable(struct publisher *p, struct pconn *pc)
         return;
     }
     if (!pc->is_head_done) {
-        char val[64];
-        const char *end;
-        size_t head;
+        struct http_head h;
+        int rc;
 
         pc->in_len += (size_t)n;
-        pc->in[pc->in_len] = '\0';
-        end = memmem(pc->in, pc->in_len, "\r\n\r\n", 4);
-        if (!end) {
+        rc = http_parse_head(pc->in, pc->in_len, &h);
+        if (rc == 0) {
             if (pc->in_len >= sizeof(pc->in) - 1)
                 request_lost(p, pc, "answer head too long");
             return;
         }
-        head = (size_t)(end - pc->in) + 4;
-        if (strncmp(pc->in, "HTTP/1.", 7) != 0 || pc->in_len < 12) {
+        if (rc < 0) {
             request_lost(p, pc, "not an HTTP answer");
             return;
         }
-        pc->status = atoi(pc->in + 9);
-        if (ws_find_header(pc->in, head, "Transfer-Encoding", val, sizeof(val))) {
+        if (h.is_chunked) {
             request_lost(p, pc, "chunked answers are not supported");
             return;
         }
-        pc->body_left = ws_find_header(pc->in, head, "Content-Length", val, sizeof(val))
-                            ? strtoull(val, NULL, 10)
-                            : 0;
-        pc->is_close = (ws_find_header(pc->in, head, "Connection", val, sizeof(val)) &&
-                        strcasecmp(val, "close") == 0) ||
-                       strncmp(pc->in, "HTTP/1.0", 8) == 0;
+        pc->status = h.status;
+        pc->body_left = h.content_length > 0 ? (size_t)h.content_length : 0;
+        pc->is_close = h.is_close;
         pc->is_head_done = true;
-        buf = pc->in + head;
-        n = (ssize_t)(pc->in_len - head);
+        buf = pc->in + h.len;
+        n = (ssize_t)(pc->in_len - h.len);
     }
     if ((pc->status <= 0 || !pub_is_accepted(p, (unsigned)pc->status)) &&
         pc->body_len < sizeof(pc->body)) {
@@ -439,18 +362,18 @@ static void *thread_main(void *arg)
     const unsigned m = p->cfg.inflight;
     struct pollfd *fds = calloc(m, sizeof(*fds));
     double interval = p->cfg.rate > 0 ? 1e9 * p->cfg.batch / p->cfg.rate : 0;
-    double due = (double)mono_ns(); /* --rate: when the next request is due */
-    int64_t give_up = 0;            /* once sending is over: when answers stop being awaited */
-    int64_t hold_since = 0;         /* holding for the backlog bound since (0: not holding) */
+    double due = (double)client_mono_ns(); /* --rate: when the next request is due */
+    int64_t give_up = 0;    /* once sending is over: when answers stop being awaited */
+    int64_t hold_since = 0; /* holding for the backlog bound since (0: not holding) */
 
     if (!fds) {
-        set_first_error(p, "out of memory");
+        first_error_set(&p->err, "out of memory");
         atomic_store(&p->is_done, true);
         return NULL;
     }
     for (;;) {
-        int64_t now = mono_ns(), wait_ns = 100000000;
-        bool is_sending = !atomic_load(&p->stop) && real_us() < p->end_us;
+        int64_t now = client_mono_ns(), wait_ns = 100000000;
+        bool is_sending = !atomic_load(&p->stop) && client_wall_us() < p->end_us;
         unsigned busy = 0;
         struct pconn *pc;
         struct timespec ts;
@@ -458,10 +381,10 @@ static void *thread_main(void *arg)
         for (unsigned i = 0; i < m; i++)
             busy += p->pc[i].state == PC_BUSY;
         if (is_sending && !may_send(p)) {
-            int64_t t = mono_ns();
+            int64_t t = client_mono_ns();
 
             if (hold_since)
-                add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
+                counter_add(&p->ctr[CTR(held_us)], (uint64_t)(t - hold_since) / 1000);
             hold_since = t;
         } else {
             hold_since = 0;
@@ -470,7 +393,7 @@ static void *thread_main(void *arg)
             if (!give_up)
                 give_up = now + ANSWER_WAIT_NS;
             if (busy == 0 || now >= give_up) {
-                add(&p->ctr[CTR(unanswered)], busy);
+                counter_add(&p->ctr[CTR(unanswered)], busy);
                 break;
             }
         } else {
@@ -485,7 +408,7 @@ static void *thread_main(void *arg)
                     double skip = ((double)now - MAX_BEHIND_NS - due) / interval;
                     uint64_t k = (uint64_t)skip + 1;
 
-                    add(&p->ctr[CTR(events_skipped)], k * p->cfg.batch);
+                    counter_add(&p->ctr[CTR(events_skipped)], k * p->cfg.batch);
                     due += (double)k * interval;
                 }
                 while (due <= (double)now && (pc = idle_conn(p))) {
@@ -495,7 +418,7 @@ static void *thread_main(void *arg)
                 if (idle_conn(p))
                     wait_ns = (int64_t)(due - (double)now);
             }
-            int64_t to_end = (p->end_us - real_us()) * 1000;
+            int64_t to_end = (p->end_us - client_wall_us()) * 1000;
 
             if (hold_since && wait_ns > HOLD_POLL_NS)
                 wait_ns = HOLD_POLL_NS;
@@ -524,7 +447,7 @@ static void *thread_main(void *arg)
         ts.tv_sec = wait_ns / 1000000000;
         ts.tv_nsec = wait_ns % 1000000000;
         if (ppoll(fds, m, &ts, NULL) < 0 && errno != EINTR) {
-            set_first_error(p, "ppoll: %s", strerror(errno));
+            first_error_set(&p->err, "ppoll: %s", strerror(errno));
             break;
         }
         for (unsigned i = 0; i < m; i++) {
@@ -573,7 +496,7 @@ struct publisher *pub_new(const struct pub_config *cfg, char *err, size_t errlen
     atomic_init(&p->stop, false);
     atomic_init(&p->is_done, false);
     atomic_init(&p->delivered, 0);
-    pthread_mutex_init(&p->err_lock, NULL);
+    first_error_init(&p->err);
     p->pc = calloc(p->cfg.inflight, sizeof(*p->pc));
     p->seq = calloc(p->cfg.channels, sizeof(*p->seq));
     p->acked = calloc(p->cfg.channels, sizeof(*p->acked));
@@ -598,7 +521,7 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
 {
     const unsigned m = p->cfg.inflight;
     struct pollfd *fds = calloc(m, sizeof(*fds));
-    int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = client_mono_ns() + (int64_t)timeout_ms * 1000000;
 
     if (!fds) {
         snprintf(err, errlen, "out of memory");
@@ -608,7 +531,7 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
         pc_connect(p, &p->pc[i]);
     for (;;) {
         unsigned waiting = 0;
-        int64_t left = deadline - mono_ns();
+        int64_t left = deadline - client_mono_ns();
 
         for (unsigned i = 0; i < m; i++) {
             fds[i].fd = p->pc[i].state == PC_CONNECTING ? p->pc[i].fd : -1;
@@ -627,10 +550,9 @@ int pub_connect(struct publisher *p, int timeout_ms, char *err, size_t errlen)
     free(fds);
     for (unsigned i = 0; i < m; i++) {
         if (p->pc[i].state != PC_IDLE) {
-            pthread_mutex_lock(&p->err_lock);
-            snprintf(err, errlen, "%s",
-                     p->first_error[0] ? p->first_error : "connect to the API: timed out");
-            pthread_mutex_unlock(&p->err_lock);
+            first_error_copy(&p->err, err, errlen);
+            if (!err[0])
+                snprintf(err, errlen, "connect to the API: timed out");
             return -1;
         }
     }
@@ -691,7 +613,7 @@ void pub_free(struct publisher *p)
     free(p->acked);
     free(p->pad);
     free(p->body);
-    pthread_mutex_destroy(&p->err_lock);
+    first_error_destroy(&p->err);
     free(p);
 }
 
@@ -715,9 +637,7 @@ uint64_t pub_status_count(struct publisher *p, unsigned status)
 
 void pub_first_error(struct publisher *p, char *out, size_t len)
 {
-    pthread_mutex_lock(&p->err_lock);
-    snprintf(out, len, "%s", p->first_error);
-    pthread_mutex_unlock(&p->err_lock);
+    first_error_copy(&p->err, out, len);
 }
 
 void pub_round_trips(struct publisher *p, struct hist *out)

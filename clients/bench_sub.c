@@ -14,13 +14,14 @@
  * expected counts and loss (herald-bench.c knows what was published). */
 #include "bench_sub.h"
 
+#include "bench_util.h"
 #include "bench_ws.h"
+#include "client_util.h"
+#include "http_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +30,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_PENDING 256         /* per thread: connect() issued, "subscribed" not yet seen */
@@ -87,47 +87,19 @@ struct sub_group {
     atomic_bool stop;
     bool is_stopped;
     _Atomic int64_t win_start, win_end; /* CLOCK_REALTIME us; start INT64_MAX until set */
-    pthread_mutex_t err_lock;
-    char first_error[SUB_ERROR_LEN]; /* {err_lock} */
+    struct first_error err;
 };
 
 /* --- small helpers ------------------------------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t real_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void ctr_add(struct sub_thread *th, size_t i, uint64_t n)
 {
-    atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    counter_add(&th->ctr[i], n);
 }
 
 static void ctr_sub(struct sub_thread *th, size_t i, uint64_t n)
 {
-    atomic_store_explicit(&th->ctr[i], atomic_load_explicit(&th->ctr[i], memory_order_relaxed) - n,
-                          memory_order_relaxed);
-}
-
-static uint64_t next_random(struct sub_thread *th)
-{
-    /* xorshift64*: masks and keys only need to differ, not to be secret */
-    th->rng ^= th->rng >> 12;
-    th->rng ^= th->rng << 25;
-    th->rng ^= th->rng >> 27;
-    return th->rng * 0x2545f4914f6cdd1dULL;
+    counter_sub(&th->ctr[i], n);
 }
 
 /* Makes room for need bytes in *buf (capacity *cap). Returns 0 or -1 (out of memory). */
@@ -148,22 +120,6 @@ static int reserve(uint8_t **buf, uint32_t *cap, size_t need)
     *buf = p;
     *cap = (uint32_t)n;
     return 0;
-}
-
-static void set_first_error(struct sub_group *g, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_first_error(struct sub_group *g, const char *fmt, ...)
-{
-    va_list ap;
-
-    pthread_mutex_lock(&g->err_lock);
-    if (!g->first_error[0]) {
-        va_start(ap, fmt);
-        vsnprintf(g->first_error, sizeof(g->first_error), fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&g->err_lock);
 }
 
 static void set_events(struct sub_thread *th, struct conn *c, bool want_out)
@@ -206,7 +162,7 @@ static void conn_end(struct sub_thread *th, struct conn *c, unsigned slot, const
     }
     if (!c->is_subscribed) {
         ctr_add(th, CTR(failed), 1);
-        set_first_error(th->g, "subscriber %u: %s", (unsigned)c->gidx, why);
+        first_error_set(&th->g->err, "subscriber %u: %s", (unsigned)c->gidx, why);
     }
     if (c->is_pending) {
         c->is_pending = false;
@@ -226,19 +182,15 @@ static unsigned close_slot(unsigned code)
  * connection failed: the caller ends it). */
 static int flush_out(struct sub_thread *th, struct conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    size_t off = c->out_off;
+    int rc = http_write_some(c->fd, (const char *)c->out, c->out_len, &off);
 
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_events(th, c, true);
-                return 0;
-            }
-            return -1;
-        }
-        c->out_off += (uint32_t)n;
+    c->out_off = (uint32_t)off;
+    if (rc < 0)
+        return -1;
+    if (off < c->out_len) {
+        set_events(th, c, true);
+        return 0;
     }
     c->out_off = c->out_len = 0;
     set_events(th, c, false);
@@ -251,68 +203,53 @@ static int send_control(struct sub_thread *th, struct conn *c, enum ws_opcode op
 {
     if (reserve(&c->out, &c->out_cap, c->out_len + len + WS_MAX_HEADER) < 0)
         return -1;
-    c->out_len +=
-        (uint32_t)ws_build_frame(c->out + c->out_len, op, payload, len, (uint32_t)next_random(th));
+    c->out_len += (uint32_t)ws_build_frame(c->out + c->out_len, op, payload, len,
+                                           (uint32_t)client_xorshift(&th->rng));
     return flush_out(th, c);
 }
 
 /* --- connecting ----------------------------------------------------------------------------- */
-
-static void channel_of(const struct sub_config *cfg, uint32_t gidx, char *out, size_t len)
-{
-    if (cfg->channels <= 1)
-        snprintf(out, len, "%s", cfg->channel);
-    else
-        snprintf(out, len, "%s-%u", cfg->channel, (unsigned)(gidx % cfg->channels));
-}
 
 static void start_one(struct sub_thread *th)
 {
     const struct sub_config *cfg = &th->g->cfg;
     struct conn *c = &th->conns[th->next++];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    uint64_t r[2] = {next_random(th), next_random(th)};
-    char chan[160], req[1024];
-    int one = 1, len;
+    uint64_t r[2] = {client_xorshift(&th->rng), client_xorshift(&th->rng)};
+    const struct sockaddr_in *src = cfg->n_src ? &cfg->src[c->gidx % cfg->n_src] : NULL;
+    const char *step;
+    char chan[160], req[1024], why[128];
+    int len;
 
     ctr_add(th, CTR(started), 1);
     c->is_pending = true;
     th->pending++;
-    c->fd = socket(cfg->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* from src, every source address gets the whole ephemeral port range */
+    c->fd = http_connect_start((const struct sockaddr *)&cfg->dst, cfg->dst_len, src, &step);
     if (c->fd < 0) {
-        conn_end(th, c, SUB_CLOSE_SLOTS,
-                 errno == EMFILE || errno == ENFILE
-                     ? "socket: out of file descriptors (RLIMIT_NOFILE): use --procs"
-                     : strerror(errno));
-        return;
-    }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (cfg->n_src) {
-        const struct sockaddr_in *src = &cfg->src[c->gidx % cfg->n_src];
-        char ip[INET_ADDRSTRLEN], why[128];
+        int e = errno;
 
-        /* the port is picked at connect(), per destination: every source address gets the
-         * whole ephemeral range */
-        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(c->fd, (const struct sockaddr *)src, sizeof(*src)) < 0) {
+        if (!strcmp(step, "socket")) {
+            snprintf(why, sizeof(why), "%s",
+                     e == EMFILE || e == ENFILE
+                         ? "socket: out of file descriptors (RLIMIT_NOFILE): use --procs"
+                         : strerror(e));
+        } else if (!strcmp(step, "bind")) {
+            char ip[INET_ADDRSTRLEN];
+
             inet_ntop(AF_INET, &src->sin_addr, ip, sizeof(ip));
-            snprintf(why, sizeof(why), "bind to %s: %s", ip, strerror(errno));
-            conn_end(th, c, SUB_CLOSE_SLOTS, why);
-            return;
+            snprintf(why, sizeof(why), "bind to %s: %s", ip, strerror(e));
+        } else {
+            snprintf(why, sizeof(why), "connect: %s%s", strerror(e),
+                     e == EADDRNOTAVAIL ? " (no local port left: use --source-ips)" : "");
         }
-    }
-    if (connect(c->fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) < 0 &&
-        errno != EINPROGRESS) {
-        char why[128];
-
-        snprintf(why, sizeof(why), "connect: %s%s", strerror(errno),
-                 errno == EADDRNOTAVAIL ? " (no local port left: use --source-ips)" : "");
         conn_end(th, c, SUB_CLOSE_SLOTS, why);
         return;
     }
     c->state = CONN_CONNECTING;
     ws_make_key(c->key, (const uint8_t *)r);
-    channel_of(cfg, c->gidx, chan, sizeof(chan));
+    channel_name(cfg->channel, cfg->channels,
+                 cfg->channels > 1 ? (unsigned)(c->gidx % cfg->channels) : 0, chan, sizeof(chan));
     len = snprintf(req, sizeof(req),
                    "GET %s%c%s=%s HTTP/1.1\r\n"
                    "Host: %s\r\n"
@@ -344,7 +281,7 @@ static int start_some(struct sub_thread *th)
     if (th->next >= th->n)
         return IDLE_WAIT_MS;
     if (rate > 0)
-        allowed = (uint64_t)(rate * (double)(mono_ns() - th->t0_ns) / 1e9) + 1;
+        allowed = (uint64_t)(rate * (double)(client_mono_ns() - th->t0_ns) / 1e9) + 1;
     while (th->next < th->n && th->pending < MAX_PENDING && th->next < allowed)
         start_one(th);
     return th->next < th->n ? 1 : IDLE_WAIT_MS;
@@ -355,12 +292,9 @@ static void on_subscribed(struct sub_thread *th, struct conn *c);
 
 static void on_connected(struct sub_thread *th, struct conn *c)
 {
-    int err = 0;
-    socklen_t elen = sizeof(err);
+    int err = http_connect_result(c->fd);
     char why[160];
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-        err = errno;
     if (err) {
         snprintf(why, sizeof(why), "connect: %s%s", strerror(err),
                  err == ECONNREFUSED ? " (is the hub listening on --ws?)" : "");
@@ -410,7 +344,8 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
         return;
     }
     ws_accept_for(c->key, accept);
-    if (!ws_find_header(h, hlen, "Sec-WebSocket-Accept", got, sizeof(got)) || strcmp(got, accept)) {
+    if (!http_find_header(h, hlen, "Sec-WebSocket-Accept", got, sizeof(got)) ||
+        strcmp(got, accept)) {
         conn_end(th, c, SUB_CLOSE_SLOTS, "handshake: wrong or missing Sec-WebSocket-Accept");
         return;
     }
@@ -430,7 +365,7 @@ static void read_handshake(struct sub_thread *th, struct conn *c)
     c->in = NULL;
     c->in_cap = 0;
     if (rest)
-        consume(th, c, rest, real_us());
+        consume(th, c, rest, client_wall_us());
 }
 
 /* --- receiving ------------------------------------------------------------------------------ */
@@ -624,7 +559,7 @@ static void read_frames(struct sub_thread *th, struct conn *c)
         c->in_cap = 0;
     }
     ctr_add(th, CTR(bytes), (uint64_t)n);
-    consume(th, c, have + (size_t)n, real_us());
+    consume(th, c, have + (size_t)n, client_wall_us());
 }
 
 static void on_event(struct sub_thread *th, struct conn *c, uint32_t events)
@@ -660,7 +595,7 @@ static void *thread_main(void *arg)
     struct sub_thread *th = arg;
     struct epoll_event ev[EPOLL_BATCH];
 
-    th->t0_ns = mono_ns();
+    th->t0_ns = client_mono_ns();
     while (!atomic_load_explicit(&th->g->stop, memory_order_relaxed)) {
         int timeout = start_some(th);
         int k = epoll_wait(th->ep, ev, EPOLL_BATCH, timeout);
@@ -668,7 +603,7 @@ static void *thread_main(void *arg)
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            set_first_error(th->g, "epoll_wait: %s", strerror(errno));
+            first_error_set(&th->g->err, "epoll_wait: %s", strerror(errno));
             break;
         }
         for (int i = 0; i < k; i++)
@@ -699,7 +634,7 @@ struct sub_group *sub_group_new(const struct sub_config *cfg, char *err, size_t 
     atomic_init(&g->stop, false);
     atomic_init(&g->win_start, INT64_MAX);
     atomic_init(&g->win_end, INT64_MAX);
-    pthread_mutex_init(&g->err_lock, NULL);
+    first_error_init(&g->err);
     g->th = calloc(g->n_threads, sizeof(*g->th));
     if (!g->th)
         goto oom;
@@ -724,7 +659,7 @@ struct sub_group *sub_group_new(const struct sub_config *cfg, char *err, size_t 
             th->conns[i].gidx = cfg->first + (i * g->n_threads + t) * g->cfg.stride;
         }
         if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-            seed = (uint64_t)mono_ns();
+            seed = (uint64_t)client_mono_ns();
         th->rng = seed | 1;
         th->ep = epoll_create1(EPOLL_CLOEXEC);
         if (th->ep < 0) {
@@ -779,9 +714,7 @@ void sub_group_snapshot(struct sub_group *g, struct sub_counters *c, struct hist
 
 void sub_group_first_error(struct sub_group *g, char *out, size_t len)
 {
-    pthread_mutex_lock(&g->err_lock);
-    snprintf(out, len, "%s", g->first_error);
-    pthread_mutex_unlock(&g->err_lock);
+    first_error_copy(&g->err, out, len);
 }
 
 void sub_group_stop(struct sub_group *g)
@@ -805,7 +738,8 @@ void sub_group_stop(struct sub_group *g)
 
             if (c->state == CONN_OPEN) {
                 uint8_t frame[2 + WS_MAX_HEADER];
-                size_t n = ws_build_frame(frame, WS_OP_CLOSE, normal, 2, (uint32_t)next_random(th));
+                size_t n = ws_build_frame(frame, WS_OP_CLOSE, normal, 2,
+                                          (uint32_t)client_xorshift(&th->rng));
 
                 /* best effort: a socket that cannot take 8 bytes is closed anyway */
                 if (send(c->fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -842,7 +776,7 @@ void sub_group_free(struct sub_group *g)
         }
         free(g->th);
     }
-    pthread_mutex_destroy(&g->err_lock);
+    first_error_destroy(&g->err);
     free(g);
 }
 
@@ -853,4 +787,13 @@ void sub_counters_add(struct sub_counters *dst, const struct sub_counters *src)
 
     for (size_t i = 0; i < N_CTR; i++)
         d[i] += s[i];
+}
+
+uint64_t sub_counters_closes(const struct sub_counters *c)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < SUB_CLOSE_SLOTS; i++)
+        n += c->closes[i];
+    return n;
 }

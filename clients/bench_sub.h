@@ -79,5 +79,7 @@ void sub_group_stop(struct sub_group *g);
 void sub_group_measured(struct sub_group *g, struct hist *out);
 
 void sub_counters_add(struct sub_counters *dst, const struct sub_counters *src);
+/* The connections that ended, every close slot summed. */
+uint64_t sub_counters_closes(const struct sub_counters *c);
 
 #endif

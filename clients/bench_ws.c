@@ -5,7 +5,6 @@
 #include "bench_ws.h"
 
 #include <string.h>
-#include <strings.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -298,36 +297,4 @@ int ws_scan_event(const char *p, size_t len, int64_t *t, uint64_t *s)
         return -1;
     q = read_u64(q + 4, end, s);
     return q ? 0 : -1;
-}
-
-/* --- HTTP --------------------------------------------------------------------------------- */
-
-bool ws_find_header(const char *h, size_t len, const char *name, char *val, size_t vlen)
-{
-    size_t nl = strlen(name);
-    const char *end = h + len;
-
-    while (h < end) {
-        const char *eol = memmem(h, (size_t)(end - h), "\r\n", 2);
-
-        if (!eol)
-            eol = end;
-        if ((size_t)(eol - h) > nl && strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
-            const char *v = h + nl + 1;
-            size_t n;
-
-            while (v < eol && (*v == ' ' || *v == '\t'))
-                v++;
-            n = (size_t)(eol - v);
-            while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-                n--;
-            if (n >= vlen)
-                n = vlen - 1;
-            memcpy(val, v, n);
-            val[n] = '\0';
-            return true;
-        }
-        h = eol + 2;
-    }
-    return false;
 }

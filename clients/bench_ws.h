@@ -61,9 +61,4 @@ enum ws_msg ws_msg_type(const char *p, size_t len);
  * match). Returns 0, or -1 when either is missing or not a number. */
 int ws_scan_event(const char *p, size_t len, int64_t *t, uint64_t *s);
 
-/* Finds header name (case-insensitive) in the CRLF-separated lines h[0..len) of an HTTP
- * answer and copies its value, trimmed and cut to vlen - 1 bytes, to val. Returns whether
- * it was there. */
-bool ws_find_header(const char *h, size_t len, const char *name, char *val, size_t vlen);
-
 #endif

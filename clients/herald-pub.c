@@ -8,11 +8,11 @@
  * cpu, memory and latency metrics) to the channels orders, signups and metrics at --rate events
  * per second until SIGINT or SIGTERM, printing "CHANNEL EVENT ID" per event.
  *
- * HTTP is the small part of HTTP/1.1 the hub speaks, written here over a socket: one request
- * at a time on a persistent connection; a Content-Length, chunked or close-delimited reply. A
- * connection the server closed while idle is reopened once, and the request sent again, only
- * when no byte of a reply had come back (the usual keep-alive race). Every wait on the network
- * is bounded by PUB_IO_TIMEOUT_MS. Plain http:// only: put TLS in a proxy in front.
+ * HTTP is http_client.c's blocking connection: one request at a time on a persistent
+ * connection; a Content-Length, chunked or close-delimited reply. A connection the server
+ * closed while idle is reopened once, and the request sent again, only when no byte of a reply
+ * had come back (the usual keep-alive race). Every wait on the network is bounded by
+ * HTTP_IO_TIMEOUT_MS. Plain http:// only: put TLS in a proxy in front.
  *
  * Data values are parsed with jansson before they are sent, so a bad line is reported with its
  * line number instead of as the hub's 400. The exit status:
@@ -28,34 +28,24 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "client_util.h"
 #include "herald_version.h"
+#include "http_client.h"
 #include "url.h"
 
 #define PUB_DEFAULT_URL "http://127.0.0.1:8081/publish"
-#define PUB_IO_TIMEOUT_MS 10000                /* connect, each write, each read */
-#define PUB_MAX_HEAD 16384                     /* status line and headers of one reply */
-#define PUB_MAX_BODY ((size_t)4 * 1024 * 1024) /* a reply body we accept */
 #define PUB_DEMO_RATE_DEFAULT 5UL
 #define PUB_DEMO_RATE_MAX 100000UL
 #define PUB_BATCH_MAX 1000 /* the hub's largest batch */
@@ -77,55 +67,12 @@ struct pub_opts {
     unsigned long rate;
 };
 
-/* One keep-alive connection. buf holds bytes read but not yet parsed. */
-struct http_conn {
-    const struct client_url *url;
-    int fd; /* -1 when closed */
-    int is_reused;
-    char *buf;
-    size_t len, cap;
-};
-
-/* A reply: body is NUL-terminated and owned by the reply (reply_clear frees it). */
-struct http_reply {
-    int status;
-    char reason[64];
-    char *body;
-    size_t body_len;
-};
-
 static volatile sig_atomic_t got_signal; /* --demo: SIGINT or SIGTERM seen */
 
 static void on_signal(int sig)
 {
     (void)sig;
     got_signal = 1;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Allocation failure ends the program, as in the hub (STYLE.md section 4). */
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) {
-        fputs("herald-pub: out of memory\n", stderr);
-        exit(PUB_EXIT_FAIL);
-    }
-    return p;
-}
-
-/* Write n bytes of peer-supplied text to f: control characters become '?'. */
-static void put_clean(FILE *f, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
 }
 
 /* --- the URL ------------------------------------------------------------------------------ */
@@ -149,350 +96,6 @@ static int url_parse(const char *url, struct client_url *u, const char **err)
         return -1;
     }
     return 0;
-}
-
-/* --- HTTP/1.1 over a socket ----------------------------------------------------------------- */
-
-static void conn_close(struct http_conn *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    c->len = 0;
-    c->is_reused = 0;
-}
-
-/* Waits until fd is ready for events, at most PUB_IO_TIMEOUT_MS. Returns 0, or -1 with errno
- * (ETIMEDOUT on the deadline). A signal does not cut the wait short. */
-static int wait_fd(int fd, short events)
-{
-    int64_t deadline = now_ms() + PUB_IO_TIMEOUT_MS;
-    struct pollfd p = {.fd = fd, .events = events};
-
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        int n;
-
-        if (left <= 0) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        n = poll(&p, 1, (int)left);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
-/* Connects c to its URL's host, trying each address in turn. Returns 0, or -1 with a message
- * in err. */
-static int conn_open(struct http_conn *c, char *err, size_t errlen)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL, *ai;
-    int rc, saved = 0;
-
-    conn_close(c);
-    char port[8];
-
-    snprintf(port, sizeof(port), "%d", c->url->port);
-    rc = getaddrinfo(c->url->host, port, &hints, &res);
-    if (rc) {
-        snprintf(err, errlen, "cannot resolve %s: %s", c->url->host, gai_strerror(rc));
-        return -1;
-    }
-    for (ai = res; ai; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        int one = 1, soerr = 0;
-        socklen_t slen = sizeof(soerr);
-
-        if (fd < 0) {
-            saved = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-            saved = errno;
-            close(fd);
-            continue;
-        }
-        if (wait_fd(fd, POLLOUT) < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 ||
-            soerr) {
-            saved = soerr ? soerr : errno;
-            close(fd);
-            continue;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->fd = fd;
-        break;
-    }
-    freeaddrinfo(res);
-    if (c->fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", c->url->authority, strerror(saved));
-        return -1;
-    }
-    return 0;
-}
-
-static int send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_fd(fd, POLLOUT) < 0)
-                return -1;
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Reads more bytes into c->buf. Returns the count, 0 at end of stream, -1 on error. */
-static ssize_t fill(struct http_conn *c)
-{
-    for (;;) {
-        ssize_t r;
-
-        if (c->cap - c->len < 4096) {
-            c->cap = c->cap ? c->cap * 2 : 8192;
-            c->buf = xrealloc(c->buf, c->cap);
-        }
-        r = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
-        if (r >= 0) {
-            c->len += (size_t)r;
-            c->buf[c->len] = '\0';
-            return r;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -1;
-        if (wait_fd(c->fd, POLLIN) < 0)
-            return -1;
-    }
-}
-
-/* Drops the first n buffered bytes. */
-static void consume(struct http_conn *c, size_t n)
-{
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-    if (c->buf)
-        c->buf[c->len] = '\0';
-}
-
-static void reply_clear(struct http_reply *r)
-{
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
-
-static void body_append(struct http_reply *r, const char *p, size_t n)
-{
-    r->body = xrealloc(r->body, r->body_len + n + 1);
-    memcpy(r->body + r->body_len, p, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
-}
-
-/* Reads a chunked body into r. Returns 0, or -1 with a message. */
-static int read_chunked(struct http_conn *c, struct http_reply *r, char *err, size_t errlen)
-{
-    for (;;) {
-        char *eol, *end;
-        unsigned long size;
-
-        while (!(eol = strstr(c->buf ? c->buf : "", "\r\n"))) {
-            if (c->len > PUB_MAX_HEAD || fill(c) <= 0)
-                goto bad;
-        }
-        errno = 0;
-        size = strtoul(c->buf, &end, 16);
-        if (errno || end == c->buf || r->body_len + size > PUB_MAX_BODY)
-            goto bad;
-        consume(c, (size_t)(eol + 2 - c->buf));
-        if (size == 0) { /* trailers, then an empty line */
-            for (;;) {
-                while (!(eol = strstr(c->buf ? c->buf : "", "\r\n"))) {
-                    if (c->len > PUB_MAX_HEAD || fill(c) <= 0)
-                        goto bad;
-                }
-                if (eol == c->buf) {
-                    consume(c, 2);
-                    return 0;
-                }
-                consume(c, (size_t)(eol + 2 - c->buf));
-            }
-        }
-        while (c->len < size + 2) {
-            if (fill(c) <= 0)
-                goto bad;
-        }
-        body_append(r, c->buf, size);
-        consume(c, size + 2);
-    }
-bad:
-    snprintf(err, errlen, "bad chunked reply from %s", c->url->authority);
-    return -1;
-}
-
-/* Reads one reply. Returns 0; -1 with a message; -2 when the connection ended before any byte
- * of a reply (the caller may send the request again on a new connection). *is_close says the
- * server will close the connection after this reply. */
-static int read_reply(struct http_conn *c, struct http_reply *r, int *is_close, char *err,
-                      size_t errlen)
-{
-    char *head_end, *line, *next;
-    long long content_length = -1;
-    int is_chunked = 0, minor = 1;
-    size_t head_len;
-
-    *is_close = 0;
-    while (!(head_end = strstr(c->buf ? c->buf : "", "\r\n\r\n"))) {
-        ssize_t n;
-
-        if (c->len > PUB_MAX_HEAD) {
-            snprintf(err, errlen, "reply headers from %s too large", c->url->authority);
-            return -1;
-        }
-        n = fill(c);
-        if (n <= 0) {
-            if (c->len == 0 && (n == 0 || errno == ECONNRESET))
-                return -2;
-            snprintf(err, errlen, "no reply from %s: %s", c->url->authority,
-                     n == 0 ? "connection closed" : strerror(errno));
-            return -1;
-        }
-    }
-    head_len = (size_t)(head_end - c->buf) + 4;
-    head_end[2] = '\0'; /* the head as lines, each ending in \r\n */
-    if (sscanf(c->buf, "HTTP/1.%d %3d", &minor, &r->status) != 2 || r->status < 100) {
-        snprintf(err, errlen, "not an HTTP reply from %s", c->url->authority);
-        return -1;
-    }
-    line = strchr(c->buf, ' ') + 1;
-    next = strstr(line, "\r\n");
-    if (next - line > 4)
-        snprintf(r->reason, sizeof(r->reason), "%.*s", (int)(next - line - 4), line + 4);
-    *is_close = minor == 0;
-    for (line = next + 2; *line; line = next + 2) {
-        char *colon, *v;
-
-        next = strstr(line, "\r\n");
-        *next = '\0';
-        colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-            ;
-        if (!strcasecmp(line, "Content-Length"))
-            content_length = strtoll(v, NULL, 10);
-        else if (!strcasecmp(line, "Transfer-Encoding") && strcasestr(v, "chunked"))
-            is_chunked = 1;
-        else if (!strcasecmp(line, "Connection") && strcasestr(v, "close"))
-            *is_close = 1;
-        else if (!strcasecmp(line, "Connection") && strcasestr(v, "keep-alive") && minor == 0)
-            *is_close = 0;
-    }
-    consume(c, head_len);
-
-    if (is_chunked)
-        return read_chunked(c, r, err, errlen);
-    if (content_length >= 0) {
-        if ((size_t)content_length > PUB_MAX_BODY) {
-            snprintf(err, errlen, "reply body from %s too large", c->url->authority);
-            return -1;
-        }
-        while (c->len < (size_t)content_length) {
-            if (fill(c) <= 0) {
-                snprintf(err, errlen, "reply from %s cut short", c->url->authority);
-                return -1;
-            }
-        }
-        body_append(r, c->buf ? c->buf : "", (size_t)content_length);
-        consume(c, (size_t)content_length);
-        return 0;
-    }
-    /* neither: the body runs to the end of the stream */
-    *is_close = 1;
-    for (;;) {
-        ssize_t n = fill(c);
-
-        if (n < 0 || c->len > PUB_MAX_BODY) {
-            snprintf(err, errlen, "reply from %s cut short", c->url->authority);
-            return -1;
-        }
-        if (n == 0)
-            break;
-    }
-    body_append(r, c->buf ? c->buf : "", c->len);
-    consume(c, c->len);
-    return 0;
-}
-
-/* POSTs body (JSON) to the URL's path. Returns 0 with the reply in r (whatever its status),
- * or -1 with a message in err when no reply could be had. */
-static int http_post(struct http_conn *c, const char *api_key, const char *body, size_t len,
-                     struct http_reply *r, char *err, size_t errlen)
-{
-    char head[1024 + 256];
-    int n, is_close;
-
-    n = snprintf(head, sizeof(head),
-                 "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: herald-pub/%s\r\n"
-                 "Content-Type: application/json\r\nContent-Length: %zu\r\n%s%s%s\r\n",
-                 c->url->path, c->url->authority, HERALD_VERSION, len,
-                 api_key ? "Authorization: Bearer " : "", api_key ? api_key : "",
-                 api_key ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        snprintf(err, errlen, "URL or API key too long");
-        return -1;
-    }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int rc, was_reused;
-
-        if (c->fd < 0 && conn_open(c, err, errlen) < 0)
-            return -1;
-        was_reused = c->is_reused;
-        reply_clear(r);
-        if (send_all(c->fd, head, (size_t)n) < 0 || send_all(c->fd, body, len) < 0) {
-            int e = errno;
-
-            conn_close(c);
-            if (was_reused && (e == EPIPE || e == ECONNRESET))
-                continue; /* the server closed the idle connection: once more, on a new one */
-            snprintf(err, errlen, "cannot send to %s: %s", c->url->authority, strerror(e));
-            return -1;
-        }
-        rc = read_reply(c, r, &is_close, err, errlen);
-        if (rc == -2) {
-            conn_close(c);
-            if (was_reused)
-                continue;
-            snprintf(err, errlen, "no reply from %s: connection closed", c->url->authority);
-            return -1;
-        }
-        if (rc < 0) {
-            conn_close(c);
-            return -1;
-        }
-        if (is_close)
-            conn_close(c);
-        else
-            c->is_reused = 1;
-        return 0;
-    }
-    snprintf(err, errlen, "no reply from %s: connection closed", c->url->authority);
-    return -1;
 }
 
 /* --- publishing ----------------------------------------------------------------------------- */
@@ -535,8 +138,9 @@ static void report_status(const struct http_reply *r)
 
     while (n && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
         n--;
-    fprintf(stderr, "herald-pub: %d%s%s: ", r->status, r->reason[0] ? " " : "", r->reason);
-    put_clean(stderr, r->body, n);
+    fprintf(stderr, "herald-pub: %d%s%s: ", r->head.status, r->head.reason[0] ? " " : "",
+            r->head.reason);
+    client_put_clean(stderr, r->body, n);
     fputc('\n', stderr);
 }
 
@@ -564,23 +168,21 @@ static int publish(struct http_conn *c, const struct pub_opts *o, json_t *body, 
     int rc;
 
     *status = 0;
-    if (!text) {
-        fputs("herald-pub: out of memory\n", stderr);
-        exit(PUB_EXIT_FAIL);
-    }
+    if (!text)
+        client_out_of_memory();
     if (http_post(c, o->api_key, text, strlen(text), &r, err, sizeof(err)) < 0) {
         fprintf(stderr, "herald-pub: %s\n", err);
         rc = -1;
-    } else if (r.status == 202) {
+    } else if (r.head.status == 202) {
         *status = 202;
         print_ids(&r, prefix, n);
         rc = 0;
     } else {
-        *status = r.status;
+        *status = r.head.status;
         report_status(&r);
         rc = 1;
     }
-    reply_clear(&r);
+    http_reply_clear(&r);
     free(text);
     return rc;
 }
@@ -693,18 +295,9 @@ static const char *const routes[] = {"/api/orders", "/api/cart", "/api/search", 
 #define N_OF(arr) (sizeof(arr) / sizeof((arr)[0]))
 #define PICK(d, arr) ((arr)[rnd_below((d), N_OF(arr))])
 
-/* xorshift64*: fast, good enough for demo data, and seedable. */
-static uint64_t rnd_next(struct demo *d)
-{
-    d->rng ^= d->rng >> 12;
-    d->rng ^= d->rng << 25;
-    d->rng ^= d->rng >> 27;
-    return d->rng * 2685821657736338717ULL;
-}
-
 static double rnd_unit(struct demo *d) /* [0, 1) */
 {
-    return (double)(rnd_next(d) >> 11) / 9007199254740992.0;
+    return (double)(client_xorshift(&d->rng) >> 11) / 9007199254740992.0;
 }
 
 static size_t rnd_below(struct demo *d, size_t n)
@@ -785,7 +378,7 @@ static json_t *demo_order(struct demo *d, const char **event)
         *event = "shipped";
         snprintf(id, sizeof(id), "ord_%u", o->id);
         snprintf(tracking, sizeof(tracking), "TRK%010llu",
-                 (unsigned long long)(rnd_next(d) % 10000000000ULL));
+                 (unsigned long long)(client_xorshift(&d->rng) % 10000000000ULL));
         return json_pack("{s:s, s:s, s:s, s:s, s:i}", "order_id", id, "customer", o->customer,
                          "carrier", PICK(d, carriers), "tracking", tracking, "eta_days",
                          (int)(1 + rnd_below(d, 5)));
@@ -894,41 +487,28 @@ static json_t *demo_event(struct demo *d, char *label, size_t len)
     return event_new(channel, event, data);
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL); /* a signal ends it early: the loop looks at got_signal */
-}
-
 /* Sends the mix at o->rate events per second until SIGINT or SIGTERM. Events that fall due
  * together (high rates, or after a stall) leave as one batch; a stall of over a second is not
  * made up for. */
-static int run_demo(struct http_conn *c, const struct pub_opts *o)
+static int run_demo(struct http_conn *c, const struct client_url *url, const struct pub_opts *o)
 {
     struct demo d;
-    struct sigaction sa;
-    int64_t start = now_ms();
+    int64_t start = client_mono_ms();
     unsigned long long sent = 0, total = 0;
     char labels[PUB_BATCH_MAX][40];
     char *prefix[PUB_BATCH_MAX];
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    client_catch_signals(on_signal);
     demo_init(&d);
     for (int i = 0; i < PUB_BATCH_MAX; i++)
         prefix[i] = labels[i];
     fprintf(stderr,
             "herald-pub: demo: %lu events/s to orders, signups and metrics on %s%s; "
             "Ctrl-C stops\n",
-            o->rate, c->url->authority, c->url->path);
+            o->rate, url->authority, url->path);
 
     while (!got_signal) {
-        int64_t now = now_ms();
+        int64_t now = client_mono_ms();
         unsigned long long due = (unsigned long long)(now - start) * o->rate / 1000;
         size_t n;
         json_t *body;
@@ -942,7 +522,7 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
         if (due <= sent) {
             int64_t next = start + (int64_t)((sent + 1) * 1000 / o->rate);
 
-            sleep_ms(next > now ? next - now : 1);
+            client_sleep_us((next > now ? next - now : 1) * 1000); /* a signal ends it early */
             continue;
         }
         n = (size_t)(due - sent);
@@ -961,7 +541,8 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
         if (rc == 0) {
             total += n;
         } else if (rc < 0 || status == 429 || status == 503) {
-            sleep_ms(PUB_DEMO_RETRY_MS); /* the hub is restarting or busy: keep going */
+            client_sleep_us(PUB_DEMO_RETRY_MS *
+                            1000); /* the hub is restarting or busy: keep going */
         } else {
             return PUB_EXIT_FAIL;
         }
@@ -976,11 +557,6 @@ static int run_demo(struct http_conn *c, const struct pub_opts *o)
     "usage: herald-pub [--url http://HOST:PORT/publish] [--api-key KEY] [--event NAME]\n"          \
     "                  CHANNEL [JSON]\n"                                                           \
     "       herald-pub [--url URL] [--api-key KEY] --demo [--rate N]\n"
-
-static void usage_error(void)
-{
-    fputs(PUB_SYNOPSIS "Try 'herald-pub --help' for more.\n", stderr);
-}
 
 static void print_help(void)
 {
@@ -1001,21 +577,6 @@ static void print_help(void)
           "exit: 0 all accepted; 1 the hub refused an event (status and its error on stderr),\n"
           "could not be reached, or a stdin line is not JSON; 2 usage.\n",
           stdout);
-}
-
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int is_one_line(const char *s)
@@ -1058,7 +619,7 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
             break;
         case 'd': o->is_demo = 1; break;
         case 'r':
-            if (parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
+            if (client_parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
                 fprintf(stderr, "herald-pub: --rate: '%s' is not a number from 1 to %lu\n", optarg,
                         PUB_DEMO_RATE_MAX);
                 return -1;
@@ -1073,37 +634,27 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
             printf("herald-pub %s\n", HERALD_VERSION);
             *status = PUB_EXIT_OK;
             return -1;
-        case ':':
-            fprintf(stderr, "herald-pub: %s needs a value\n", argv[optind - 1]);
-            usage_error();
-            return -1;
-        default:
-            if (!strncmp(argv[optind - 1], "--", 2))
-                fprintf(stderr, "herald-pub: bad option %s\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "herald-pub: bad option -%c\n", optopt);
-            usage_error();
-            return -1;
+        default: client_bad_option(c, argv, PUB_SYNOPSIS); return -1;
         }
     }
     if (o->is_demo) {
         if (optind != argc || o->event) {
             fputs("herald-pub: --demo takes no CHANNEL, JSON or --event\n", stderr);
-            usage_error();
+            client_usage_error(PUB_SYNOPSIS);
             return -1;
         }
         return 0;
     }
     if (has_rate) {
         fputs("herald-pub: --rate goes with --demo\n", stderr);
-        usage_error();
+        client_usage_error(PUB_SYNOPSIS);
         return -1;
     }
     if (optind == argc || argc - optind > 2) {
         fputs(optind == argc ? "herald-pub: no CHANNEL given\n"
                              : "herald-pub: too many arguments\n",
               stderr);
-        usage_error();
+        client_usage_error(PUB_SYNOPSIS);
         return -1;
     }
     o->channel = argv[optind];
@@ -1115,10 +666,11 @@ int main(int argc, char **argv)
 {
     struct pub_opts opts;
     struct client_url url;
-    struct http_conn conn = {.fd = -1};
+    struct http_conn *conn = NULL;
     const char *err = NULL;
     int status;
 
+    client_set_name("herald-pub");
     memset(&url, 0, sizeof(url));
     if (parse_args(argc, argv, &opts, &status) < 0)
         goto done;
@@ -1127,17 +679,16 @@ int main(int argc, char **argv)
         status = PUB_EXIT_USAGE;
         goto done;
     }
-    conn.url = &url;
+    conn = http_conn_new(&url, "herald-pub/" HERALD_VERSION);
     signal(SIGPIPE, SIG_IGN);
     if (opts.is_demo)
-        status = run_demo(&conn, &opts);
+        status = run_demo(conn, &url, &opts);
     else if (opts.json)
-        status = publish_one(&conn, &opts);
+        status = publish_one(conn, &opts);
     else
-        status = publish_lines(&conn, &opts);
+        status = publish_lines(conn, &opts);
 done:
-    conn_close(&conn);
-    free(conn.buf);
+    http_conn_free(conn);
     client_url_free(&url);
     return status;
 }

@@ -27,18 +27,17 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "client_util.h"
 #include "herald_version.h"
 #include "url.h"
 
@@ -115,60 +114,9 @@ static void on_signal(int sig)
         got_signal++;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Allocation failure ends the program, as in the hub (STYLE.md section 4). */
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-
-    if (!p) {
-        fputs("herald-sub: out of memory\n", stderr);
-        exit(SUB_EXIT_CONNECT);
-    }
-    return p;
-}
-
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xprintf(const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    char *s;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    s = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* Write n bytes of peer-supplied text to f on one line: control characters become '?'. */
-static void put_clean(FILE *f, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
-}
-
 #define SUB_SYNOPSIS                                                                               \
     "usage: herald-sub [--url ws://HOST:PORT/ws] [--token JWT] [--count N]\n"                      \
     "                  [--timeout SECONDS] [--quiet] CHANNEL...\n"
-
-/* Bad usage: the synopsis on stderr. */
-static void usage_error(void)
-{
-    fputs(SUB_SYNOPSIS "Try 'herald-sub --help' for more.\n", stderr);
-}
 
 static void print_help(void)
 {
@@ -214,21 +162,6 @@ static int url_parse(const char *url, struct client_url *u, const char **err)
     return 0;
 }
 
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* Fill o from argv. Returns -1 to exit with status *status (help, version, bad usage), else 0.
  * o->channels is allocated: the caller frees it. */
 static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
@@ -256,13 +189,13 @@ static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
             o->token = optarg;
             break;
         case 'c':
-            if (parse_ulong(optarg, 1000000000UL, &o->count) < 0 || o->count == 0) {
+            if (client_parse_ulong(optarg, 1000000000UL, &o->count) < 0 || o->count == 0) {
                 fprintf(stderr, "herald-sub: --count: '%s' is not a number from 1\n", optarg);
                 return -1;
             }
             break;
         case 'T':
-            if (parse_ulong(optarg, 100000000UL, &o->timeout_s) < 0) {
+            if (client_parse_ulong(optarg, 100000000UL, &o->timeout_s) < 0) {
                 fprintf(stderr, "herald-sub: --timeout: '%s' is not a number of seconds\n", optarg);
                 return -1;
             }
@@ -276,25 +209,15 @@ static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
             printf("herald-sub %s\n", HERALD_VERSION);
             *status = SUB_EXIT_OK;
             return -1;
-        case ':':
-            fprintf(stderr, "herald-sub: %s needs a value\n", argv[optind - 1]);
-            usage_error();
-            return -1;
-        default:
-            if (!strncmp(argv[optind - 1], "--", 2))
-                fprintf(stderr, "herald-sub: bad option %s\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "herald-sub: bad option -%c\n", optopt);
-            usage_error();
-            return -1;
+        default: client_bad_option(c, argv, SUB_SYNOPSIS); return -1;
         }
     }
     if (optind == argc) {
         fputs("herald-sub: no CHANNEL given\n", stderr);
-        usage_error();
+        client_usage_error(SUB_SYNOPSIS);
         return -1;
     }
-    o->channels = xmalloc(sizeof(*o->channels) * (size_t)(argc - optind));
+    o->channels = client_xmalloc(sizeof(*o->channels) * (size_t)(argc - optind));
     for (int i = optind; i < argc; i++) {
         json_t *name = json_string(argv[i]); /* NULL unless valid UTF-8 */
         int is_dup = 0;
@@ -342,7 +265,7 @@ static void begin_close(struct sub *s, int code, int status)
     }
     s->close_code = code;
     s->exit_status = status;
-    s->closing_since_ms = now_ms();
+    s->closing_since_ms = client_mono_ms();
     set_state(s, SUB_CLOSING);
     lws_callback_on_writable(s->wsi);
 }
@@ -360,7 +283,7 @@ static int channel_index(const struct sub *s, const char *name)
 static int send_text(struct lws *wsi, const char *text)
 {
     size_t len = strlen(text);
-    unsigned char *buf = xmalloc(LWS_PRE + len);
+    unsigned char *buf = client_xmalloc(LWS_PRE + len);
     int n;
 
     memcpy(buf + LWS_PRE, text, len);
@@ -435,9 +358,9 @@ static void on_error_frame(struct sub *s, json_t *msg)
     code = code ? code : "?";
     text = text ? text : "";
     fputs("herald-sub: error ", stderr);
-    put_clean(stderr, code, strlen(code));
+    client_put_clean(stderr, code, strlen(code));
     fputs(": ", stderr);
-    put_clean(stderr, text, strlen(text));
+    client_put_clean(stderr, text, strlen(text));
     fputc('\n', stderr);
     fflush(stderr);
     if (i >= 0 && !s->is_acked[i]) /* a subscription was refused */
@@ -508,16 +431,10 @@ static int on_receive(struct sub *s, struct lws *wsi, const void *in, size_t len
     }
     if (s->rx_len + len > s->rx_cap) {
         size_t cap = s->rx_cap ? s->rx_cap : 4096;
-        char *p;
 
         while (cap < s->rx_len + len)
             cap *= 2;
-        p = realloc(s->rx, cap);
-        if (!p) {
-            fputs("herald-sub: out of memory\n", stderr);
-            exit(SUB_EXIT_CONNECT);
-        }
-        s->rx = p;
+        s->rx = client_xrealloc(s->rx, cap);
         s->rx_cap = cap;
     }
     memcpy(s->rx + s->rx_len, in, len);
@@ -541,7 +458,7 @@ static int on_writeable(struct sub *s, struct lws *wsi)
         return 0;
     if (send_subscribe(s, wsi) < 0) {
         s->exit_status = SUB_EXIT_CONNECT;
-        s->closing_since_ms = now_ms();
+        s->closing_since_ms = client_mono_ms();
         set_state(s, SUB_CLOSING); /* on_closed keeps the status */
         return -1;
     }
@@ -579,7 +496,7 @@ static void on_closed(struct sub *s)
         fprintf(stderr, "herald-sub: closed by hub: %d", s->peer_code);
         if (*s->peer_reason) {
             fputc(' ', stderr);
-            put_clean(stderr, s->peer_reason, strlen(s->peer_reason));
+            client_put_clean(stderr, s->peer_reason, strlen(s->peer_reason));
         }
         fputc('\n', stderr);
         finish(s, SUB_EXIT_CLOSED);
@@ -599,7 +516,7 @@ static void on_connection_error(struct sub *s, struct lws *wsi, const char *in, 
         return;
     fprintf(stderr, "herald-sub: cannot connect to %s: ", s->url.display);
     if (in)
-        put_clean(stderr, in, strnlen(in, len ? len : 256));
+        client_put_clean(stderr, in, strnlen(in, len ? len : 256));
     else
         fputs("connection failed", stderr);
     if (http_status)
@@ -620,7 +537,7 @@ static void on_wsi_destroy(struct sub *s, struct lws *wsi)
         return;
     }
     s->wsi = NULL;
-    if (now_ms() - s->start_ms >= SUB_HANDSHAKE_SECS * 1000 - 250)
+    if (client_mono_ms() - s->start_ms >= SUB_HANDSHAKE_SECS * 1000 - 250)
         fprintf(stderr, "herald-sub: cannot connect to %s: no upgrade response within %ds\n",
                 s->url.display, SUB_HANDSHAKE_SECS);
     else
@@ -684,7 +601,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 /* Signals, --timeout and the close grace period; called by the loop after every service turn. */
 static void check_clock(struct sub *s)
 {
-    int64_t now = now_ms();
+    int64_t now = client_mono_ms();
 
     if (got_signal && !s->is_signalled) {
         s->is_signalled = 1;
@@ -724,13 +641,8 @@ static int sub_run(struct sub *s)
 {
     struct lws_context_creation_info info;
     struct lws_client_connect_info ci;
-    struct sigaction sa;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    client_catch_signals(on_signal);
 
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN;
@@ -748,7 +660,7 @@ static int sub_run(struct sub *s)
         fputs("herald-sub: cannot create the libwebsockets context\n", stderr);
         return SUB_EXIT_CONNECT;
     }
-    s->start_ms = now_ms();
+    s->start_ms = client_mono_ms();
     lws_sul_schedule(s->ctx, 0, &s->sul, on_tick, SUB_TICK_US);
 
     memset(&ci, 0, sizeof(ci));
@@ -787,6 +699,7 @@ int main(int argc, char **argv)
     const char *err = NULL, *debug = getenv("HERALD_SUB_DEBUG");
     int status;
 
+    client_set_name("herald-sub");
     memset(&s, 0, sizeof(s));
     if (parse_args(argc, argv, &opts, &status) < 0)
         goto done;
@@ -801,10 +714,10 @@ int main(int argc, char **argv)
 
     s.opts = &opts;
     s.peer_code = -1;
-    s.is_acked = xmalloc((size_t)opts.nchannels);
+    s.is_acked = client_xmalloc((size_t)opts.nchannels);
     memset(s.is_acked, 0, (size_t)opts.nchannels);
     if (opts.token)
-        s.auth = xprintf("Bearer %s", opts.token);
+        s.auth = client_xprintf("Bearer %s", opts.token);
     status = sub_run(&s);
 done:
     free(s.rx);

@@ -3,28 +3,10 @@
  * ports 1 to 65535, the fragment never sent. Pure apart from allocation. */
 #include "url.h"
 
-#include <stdarg.h>
-#include <stdio.h>
+#include "client_util.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
-    return s;
-}
 
 void client_url_free(struct client_url *u)
 {
@@ -56,7 +38,7 @@ int client_url_parse(const char *url, const char *const *schemes, struct client_
         *err = "unsupported scheme";
         return -1;
     }
-    u->scheme = dup_printf("%.*s", (int)scheme_len, url);
+    u->scheme = client_xprintf("%.*s", (int)scheme_len, url);
     u->is_tls = !strcmp(u->scheme, "https") || !strcmp(u->scheme, "wss");
     u->port = u->is_tls ? 443 : 80;
     auth_end = rest + strcspn(rest, "/?#");
@@ -109,18 +91,18 @@ int client_url_parse(const char *url, const char *const *schemes, struct client_
         }
         u->port = (int)port;
     }
-    u->host = dup_printf("%.*s", (int)(host_end - host), host);
-    u->authority = dup_printf("%.*s", (int)(auth_end - rest), rest);
+    u->host = client_xprintf("%.*s", (int)(host_end - host), host);
+    u->authority = client_xprintf("%.*s", (int)(auth_end - rest), rest);
     q = auth_end + strcspn(auth_end, "#"); /* a fragment is never sent */
     if (*auth_end == '/')
-        u->path = dup_printf("%.*s", (int)(q - auth_end), auth_end);
+        u->path = client_xprintf("%.*s", (int)(q - auth_end), auth_end);
     else /* "scheme://host?x" or "scheme://host": the path is "/" */
-        u->path = dup_printf("/%.*s", (int)(q - auth_end), auth_end);
+        u->path = client_xprintf("/%.*s", (int)(q - auth_end), auth_end);
     if (strpbrk(u->path, " \r\n") || strpbrk(u->authority, " \r\n")) {
         *err = "spaces or line breaks in the URL";
         return -1;
     }
     u->display =
-        dup_printf("%s://%s%.*s", u->scheme, u->authority, (int)strcspn(u->path, "?"), u->path);
+        client_xprintf("%s://%s%.*s", u->scheme, u->authority, (int)strcspn(u->path, "?"), u->path);
     return 0;
 }
