@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct config;
 struct event_base;
 struct message;
 struct pubrate;
@@ -61,11 +62,11 @@ static inline void broker_free(struct broker *b) /* NULL is a no-op */
  * order; a publish is done once its events are handed to deliver. */
 struct broker *broker_memory_new(struct event_base *base, broker_deliver_fn *deliver, void *arg);
 
-/* The Redis broker (broker/redis.c): url is --redis-url, channel --redis-channel, instance
- * names this hub's heartbeats. Returns NULL with err set when url is malformed; an
- * unreachable Redis is not an error (the broker retries; /ready says 503 meanwhile). */
-struct broker *broker_redis_new(struct event_base *base, const char *url, const char *channel,
-                                const char *instance, broker_deliver_fn *deliver, void *arg,
-                                char *err, size_t errlen);
+/* The Redis broker (broker/redis.c) of --redis-url, on --redis-channel; --instance-id names
+ * this hub's heartbeats. Returns NULL with err set when the URL is malformed or --resolv-conf
+ * unreadable; an unreachable Redis is not an error (the broker retries; /ready says 503
+ * meanwhile). cfg must outlive the broker. */
+struct broker *broker_redis_new(struct event_base *base, const struct config *cfg,
+                                broker_deliver_fn *deliver, void *arg, char *err, size_t errlen);
 
 #endif

@@ -15,6 +15,7 @@
 #include "broker.h"
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/message.h"
 #include "common/metrics.h"
@@ -23,7 +24,10 @@
 #include "control/pubrate.h"
 #include "redis_wire.h"
 
+#include <arpa/inet.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -55,21 +59,31 @@ struct link {
     bool was_ever_up;
     struct event *ev_retry;
     struct event *ev_deadline;
+    struct evdns_getaddrinfo_request *resolving; /* the host name's lookup, while pending */
 };
 
 struct broker_redis {
     struct broker base;
     struct event_base *evb;
     struct redis_url url;
+    struct evdns_base *dns; /* resolves url.host off the loop (hiredis would block) */
     char *channel;
     char *instance;
+    size_t max_frame; /* largest event frame accepted from the channel */
     struct link sub, pub;
     struct event *ev_heartbeat;
     uint64_t hb_seq;
-    int64_t hb_sent_ms;  /* monotonic: when the last heartbeat was published */
-    uint64_t rng;        /* xorshift64 state for the backoff jitter, seeded per process */
-    int64_t hb_heard_ms; /* monotonic: when our own heartbeat last came back */
-    bool is_ready;       /* last readiness logged */
+    uint64_t nonce;        /* this process's: a heartbeat with our id and another nonce is a twin */
+    int64_t started_ms;    /* wall clock at start: the younger of two twins yields */
+    int64_t hb_sent_ms;    /* monotonic: when the last heartbeat was published */
+    uint64_t rng;          /* xorshift64 state for the backoff jitter, seeded per process */
+    int64_t hb_heard_ms;   /* monotonic: when our own heartbeat last came back */
+    int64_t twin_heard_ms; /* monotonic: when an older hub with our --instance-id was last heard */
+    int64_t twin_logged_ms; /* monotonic: when a younger one was last logged */
+    bool is_closing;        /* redis_free() runs: callbacks only clean up */
+    int64_t bad_logged_ms;  /* monotonic: when dropped records were last logged */
+    size_t bad_since_log;
+    bool is_ready; /* last readiness logged */
 };
 
 struct pub_req {
@@ -81,10 +95,17 @@ struct pub_req {
 
 static void link_open(struct link *l);
 
+/* An older hub with our --instance-id was heard lately: its heartbeats would pass for ours,
+ * so this one cannot tell a dead subscription, and stays unready. */
+static bool has_twin(const struct broker_redis *r)
+{
+    return r->twin_heard_ms && clock_mono_ms() - r->twin_heard_ms <= HEARTBEAT_LOST_MS;
+}
+
 static bool compute_ready(const struct broker_redis *r)
 {
     return r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
-           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS;
+           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS && !has_twin(r);
 }
 
 /* Logs readiness changes once and keeps the gauge. */
@@ -100,6 +121,11 @@ static void update_ready(struct broker_redis *r)
     if (ready)
         log_info("redis", "broker ready: subscribed to %s on %s:%d", r->channel, r->url.host,
                  r->url.port);
+    else if (has_twin(r))
+        log_error("redis",
+                  "broker not ready: another hub runs with --instance-id %s; /ready and "
+                  "publishes answer 503 until it is gone or this one is renamed",
+                  r->instance);
     else
         log_warn("redis", "broker not ready: /ready and publishes answer 503 until Redis is back");
 }
@@ -187,6 +213,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (l->resolving) { /* on_resolved takes the link down */
+        evdns_getaddrinfo_cancel(l->resolving);
+        return;
+    }
     if (l->state != LINK_UP)
         link_reset(l, "no answer from Redis within the connect deadline");
 }
@@ -209,30 +239,62 @@ static void deliver_record(const char *channel, size_t channel_len, const char *
     message_unref(&msg);
 }
 
+/* A heartbeat with our --instance-id: ours (our nonce, a sequence we sent lately), or a twin's. */
+static void on_heartbeat(struct broker_redis *r, const struct redis_wire_heartbeat *hb)
+{
+    int64_t now = clock_mono_ms();
+
+    if (hb->instance_len != strlen(r->instance) ||
+        memcmp(hb->instance, r->instance, hb->instance_len) != 0)
+        return; /* another hub's */
+    if (hb->has_nonce && hb->nonce == r->nonce) {
+        if (hb->seq > r->hb_seq || hb->seq + 5 < r->hb_seq)
+            return; /* not one we sent lately: a replay */
+        r->hb_heard_ms = now;
+        atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, clock_wall_ms() - hb->sent_ms,
+                              memory_order_relaxed);
+        update_ready(r);
+        return;
+    }
+    /* A twin. Each logs it; only the younger (later start; equal starts: the larger nonce)
+     * stays unready, so one of two twins keeps serving. */
+    if ((!r->twin_heard_ms || now - r->twin_heard_ms > 10000) &&
+        (!r->twin_logged_ms || now - r->twin_logged_ms > 10000))
+        log_error("redis",
+                  "another hub publishes heartbeats as --instance-id %s (started %lld, this one "
+                  "%lld): instance ids must be unique, or a dead subscription goes unnoticed",
+                  r->instance, (long long)hb->started_ms, (long long)r->started_ms);
+    if (!hb->has_nonce || hb->started_ms < r->started_ms ||
+        (hb->started_ms == r->started_ms && hb->nonce < r->nonce))
+        r->twin_heard_ms = now; /* the twin is older: this one yields */
+    else if (!r->twin_logged_ms || now - r->twin_logged_ms > 10000)
+        r->twin_logged_ms = now; /* this one is older: it keeps serving */
+    update_ready(r);
+}
+
 static void on_payload(struct broker_redis *r, const char *p, size_t len)
 {
     struct redis_wire_heartbeat hb;
     size_t bad = 0;
 
-    switch (redis_wire_decode(p, len, deliver_record, r, &hb, &bad)) {
+    switch (redis_wire_decode(p, len, r->max_frame, deliver_record, r, &hb, &bad)) {
     case REDIS_WIRE_EVENTS: break;
-    case REDIS_WIRE_HEARTBEAT:
-        if (hb.instance_len == strlen(r->instance) &&
-            !memcmp(hb.instance, r->instance, hb.instance_len)) {
-            r->hb_heard_ms = clock_mono_ms();
-            atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, clock_wall_ms() - hb.sent_ms,
-                                  memory_order_relaxed);
-            update_ready(r);
-        }
-        break;
-    case REDIS_WIRE_UNKNOWN:
-        metrics_add(&metrics.redis_unknown_payloads, 1);
-        log_debug("redis", "skipped a payload of an unknown format (%zu bytes)", len);
-        break;
+    case REDIS_WIRE_HEARTBEAT: on_heartbeat(r, &hb); break;
+    case REDIS_WIRE_UNKNOWN: bad = 1; break;
     }
     if (bad) {
+        int64_t now = clock_mono_ms();
+
         metrics_add(&metrics.redis_unknown_payloads, bad);
-        log_warn("redis", "skipped %zu malformed event records", bad);
+        r->bad_since_log += bad;
+        if (now - r->bad_logged_ms >= 10000) { /* at most one line per 10 s */
+            log_warn("redis",
+                     "dropped %zu records from %s that are not events this hub writes (an "
+                     "unknown version, or a publisher that is not a hub)",
+                     r->bad_since_log, r->channel);
+            r->bad_logged_ms = now;
+            r->bad_since_log = 0;
+        }
     }
 }
 
@@ -353,12 +415,11 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     link_down(l, status == REDIS_OK ? "disconnected" : cac->errstr);
 }
 
-static void link_open(struct link *l)
+/* Connects to ip, a numeric address (hiredis resolves names with a blocking getaddrinfo). */
+static void link_connect(struct link *l, const char *ip)
 {
     struct broker_redis *r = l->r;
-    struct timeval deadline = {.tv_sec = SETUP_DEADLINE_MS / 1000,
-                               .tv_usec = (SETUP_DEADLINE_MS % 1000) * 1000};
-    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->url.port);
 
     if (!ac || ac->err) {
         char why[160];
@@ -374,8 +435,59 @@ static void link_open(struct link *l)
     redisLibeventAttach(ac, r->evb);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+/* The host name's lookup finished (possibly inside evdns_getaddrinfo, or when the connect
+ * deadline cancelled it). */
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct link *l = arg;
+    char ip[INET6_ADDRSTRLEN] = "";
+    char why[400];
+
+    l->resolving = NULL;
+    if (l->r->is_closing) {
+        if (res)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    if (result == 0 && res) {
+        const void *a = res->ai_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+
+        evutil_inet_ntop(res->ai_family, a, ip, sizeof(ip));
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (!ip[0]) {
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", l->r->url.host,
+                 result == EVUTIL_EAI_CANCEL ? "no answer within the connect deadline"
+                                             : evutil_gai_strerror(result));
+        link_down(l, why);
+        return;
+    }
+    link_connect(l, ip);
+}
+
+/* A new attempt: resolve the host off the loop (evdns), then connect; the whole setup, the
+ * lookup included, must finish within SETUP_DEADLINE_MS. */
+static void link_open(struct link *l)
+{
+    struct broker_redis *r = l->r;
+    struct timeval deadline = {.tv_sec = SETUP_DEADLINE_MS / 1000,
+                               .tv_usec = (SETUP_DEADLINE_MS % 1000) * 1000};
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    unsigned char probe[sizeof(struct in6_addr)];
+
     link_set_state(l, LINK_CONNECTING, NULL);
     evtimer_add(l->ev_deadline, &deadline);
+    if (inet_pton(AF_INET, r->url.host, probe) == 1 ||
+        inet_pton(AF_INET6, r->url.host, probe) == 1) {
+        link_connect(l, r->url.host);
+        return;
+    }
+    l->resolving = evdns_getaddrinfo(r->dns, r->url.host, NULL, &hints, on_resolved, l);
 }
 
 /* --- publishing ------------------------------------------------------------------------------ */
@@ -441,8 +553,15 @@ static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (r->pub.state == LINK_UP && clock_mono_ms() - r->hb_sent_ms >= HEARTBEAT_MS) {
+        struct redis_wire_heartbeat hb = {.instance = r->instance,
+                                          .instance_len = strlen(r->instance),
+                                          .nonce = r->nonce,
+                                          .started_ms = r->started_ms,
+                                          .seq = ++r->hb_seq,
+                                          .sent_ms = clock_wall_ms()};
+
         r->hb_sent_ms = clock_mono_ms();
-        len = redis_wire_heartbeat(buf, sizeof(buf), r->instance, ++r->hb_seq, clock_wall_ms());
+        len = redis_wire_heartbeat(buf, sizeof(buf), &hb);
         redisAsyncCommand(r->pub.ac, on_heartbeat_reply, NULL, "PUBLISH %s %b", r->channel, buf,
                           len);
     }
@@ -579,6 +698,8 @@ static void link_free(struct link *l)
 {
     redisAsyncContext *ac = l->ac;
 
+    if (l->resolving)
+        evdns_getaddrinfo_cancel(l->resolving); /* on_resolved sees is_closing */
     if (l->ev_retry)
         event_free(l->ev_retry);
     if (l->ev_deadline)
@@ -595,10 +716,13 @@ static void redis_free(struct broker *b)
 {
     struct broker_redis *r = (struct broker_redis *)b;
 
+    r->is_closing = true;
     if (r->ev_heartbeat)
         event_free(r->ev_heartbeat);
     link_free(&r->sub);
     link_free(&r->pub);
+    if (r->dns)
+        evdns_base_free(r->dns, 0);
     free(r->channel);
     free(r->instance);
     free(r);
@@ -620,15 +744,25 @@ static void link_init(struct link *l, const char *name, struct broker_redis *r)
     l->ev_deadline = evtimer_new(r->evb, on_deadline, l);
 }
 
-struct broker *broker_redis_new(struct event_base *base, const char *url, const char *channel,
-                                const char *instance, broker_deliver_fn *deliver, void *arg,
-                                char *err, size_t errlen)
+struct broker *broker_redis_new(struct event_base *base, const struct config *cfg,
+                                broker_deliver_fn *deliver, void *arg, char *err, size_t errlen)
 {
     struct broker_redis *r = xcalloc(1, sizeof(*r));
     struct timeval hb = {.tv_sec = HEARTBEAT_CHECK_MS / 1000,
                          .tv_usec = (HEARTBEAT_CHECK_MS % 1000) * 1000};
+    int rc;
 
-    if (redis_url_parse(url, &r->url, err, errlen) < 0) {
+    if (redis_url_parse(cfg->redis_url, &r->url, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    rc = r->dns ? evdns_base_resolv_conf_parse(r->dns, DNS_OPTIONS_ALL, cfg->resolv_conf) : -1;
+    if (rc != 0 && rc != 6) { /* 6: no nameserver listed: the hosts file still answers */
+        snprintf(err, errlen, "--resolv-conf: cannot read %s (evdns error %d)", cfg->resolv_conf,
+                 rc);
+        if (r->dns)
+            evdns_base_free(r->dns, 0);
         free(r);
         return NULL;
     }
@@ -638,8 +772,12 @@ struct broker *broker_redis_new(struct event_base *base, const char *url, const 
     r->evb = base;
     if (getrandom(&r->rng, sizeof(r->rng), 0) != sizeof(r->rng) || !r->rng)
         r->rng = (uint64_t)clock_wall_ms() * 2654435761u ^ (uint64_t)getpid();
-    r->channel = xstrdup(channel);
-    r->instance = xstrdup(instance);
+    if (getrandom(&r->nonce, sizeof(r->nonce), 0) != sizeof(r->nonce))
+        r->nonce = r->rng ^ (uint64_t)clock_mono_us();
+    r->started_ms = clock_wall_ms();
+    r->channel = xstrdup(cfg->redis_channel);
+    r->instance = xstrdup(cfg->instance_id);
+    r->max_frame = (size_t)cfg->max_message_bytes + MESSAGE_EVENT_OVERHEAD;
     r->hb_heard_ms = clock_mono_ms() - HEARTBEAT_LOST_MS - 1;
     link_init(&r->sub, "sub", r);
     link_init(&r->pub, "pub", r);

@@ -1,5 +1,6 @@
 /* redis_wire.c -- encoding and decoding of the Redis payloads described in redis_wire.h.
- * Pure: memchr-based scanning, no JSON library, no allocation when decoding. */
+ * Pure: memchr-based scanning; jansson checks each frame that comes from Redis once per hub
+ * (it validates, nothing is re-serialized). */
 #include "redis_wire.h"
 
 #include "common/channel_name.h"
@@ -7,12 +8,14 @@
 #include "common/xalloc.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EVENTS_MAGIC "H1E\n"
-#define HEARTBEAT_MAGIC "H1B\n"
+#define HEARTBEAT_MAGIC "H2B\n"
+#define HEARTBEAT_V1_MAGIC "H1B\n"
 #define MAGIC_LEN 4
 
 char *redis_wire_events(struct message *const *msgs, size_t n, size_t *len)
@@ -37,11 +40,11 @@ char *redis_wire_events(struct message *const *msgs, size_t n, size_t *len)
     return buf;
 }
 
-size_t redis_wire_heartbeat(char *buf, size_t cap, const char *instance, uint64_t seq,
-                            int64_t sent_ms)
+size_t redis_wire_heartbeat(char *buf, size_t cap, const struct redis_wire_heartbeat *hb)
 {
-    int n = snprintf(buf, cap, HEARTBEAT_MAGIC "%s\t%" PRIu64 "\t%" PRId64 "\n", instance, seq,
-                     sent_ms);
+    int n = snprintf(
+        buf, cap, HEARTBEAT_MAGIC "%.*s\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\n",
+        (int)hb->instance_len, hb->instance, hb->nonce, hb->started_ms, hb->seq, hb->sent_ms);
 
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
@@ -61,34 +64,86 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
     return 0;
 }
 
-static enum redis_wire_kind decode_heartbeat(const char *p, size_t len,
-                                             struct redis_wire_heartbeat *hb)
+/* Splits p[0..len) at tabs into n fields, the last ending at a newline. Returns 0 or -1. */
+static int fields(const char *p, size_t len, const char **f, size_t *flen, size_t n)
 {
     const char *end = p + len;
-    const char *t1 = memchr(p, '\t', len);
-    const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
-    const char *nl = t2 ? memchr(t2 + 1, '\n', (size_t)(end - t2 - 1)) : NULL;
-    uint64_t sent;
 
-    if (!nl || t1 == p)
+    for (size_t i = 0; i < n; i++) {
+        const char *stop = memchr(p, i + 1 < n ? '\t' : '\n', (size_t)(end - p));
+
+        if (!stop)
+            return -1;
+        f[i] = p;
+        flen[i] = (size_t)(stop - p);
+        p = stop + 1;
+    }
+    return 0;
+}
+
+/* Version 2: instance, nonce, started, seq, sent; version 1: instance, seq, sent. */
+static enum redis_wire_kind decode_heartbeat(const char *p, size_t len, int version,
+                                             struct redis_wire_heartbeat *hb)
+{
+    const char *f[5];
+    size_t n[5], k = version == 2 ? 5 : 3;
+    uint64_t v[5] = {0};
+
+    memset(hb, 0, sizeof(*hb));
+    if (fields(p, len, f, n, k) < 0 || n[0] == 0)
         return REDIS_WIRE_UNKNOWN;
-    if (parse_u64(t1 + 1, (size_t)(t2 - t1 - 1), &hb->seq) < 0 ||
-        parse_u64(t2 + 1, (size_t)(nl - t2 - 1), &sent) < 0)
-        return REDIS_WIRE_UNKNOWN;
-    hb->instance = p;
-    hb->instance_len = (size_t)(t1 - p);
-    hb->sent_ms = (int64_t)sent;
+    for (size_t i = 1; i < k; i++)
+        if (parse_u64(f[i], n[i], &v[i]) < 0)
+            return REDIS_WIRE_UNKNOWN;
+    hb->instance = f[0];
+    hb->instance_len = n[0];
+    if (version == 2) {
+        hb->nonce = v[1];
+        hb->started_ms = (int64_t)v[2];
+        hb->seq = v[3];
+        hb->sent_ms = (int64_t)v[4];
+        hb->has_nonce = 1;
+    } else {
+        hb->seq = v[1];
+        hb->sent_ms = (int64_t)v[2];
+    }
     return REDIS_WIRE_HEARTBEAT;
 }
 
-enum redis_wire_kind redis_wire_decode(const char *p, size_t len, redis_wire_event_fn *fn,
-                                       void *arg, struct redis_wire_heartbeat *hb, size_t *bad)
+int redis_wire_record_ok(const char *channel, size_t channel_len, const char *frame, size_t len,
+                         size_t max_frame)
+{
+    static const char head[] = "{\"type\":\"event\",\"channel\":\"";
+    size_t hl = sizeof(head) - 1;
+    json_t *root;
+    int ok;
+
+    if (!channel_name_is_valid(channel, channel_len) ||
+        channel_name_is_reserved(channel, channel_len))
+        return 0;
+    if (len > max_frame || len < hl + channel_len + 2 || memchr(frame, '\0', len))
+        return 0;
+    if (memcmp(frame, head, hl) != 0 || memcmp(frame + hl, channel, channel_len) != 0 ||
+        frame[hl + channel_len] != '"' || frame[hl + channel_len + 1] != ',')
+        return 0;
+    /* jansson checks the syntax and the UTF-8 of every string */
+    root = json_loadb(frame, len, JSON_REJECT_DUPLICATES, NULL);
+    ok = json_is_object(root) && json_object_get(root, "data") != NULL;
+    json_decref(root);
+    return ok;
+}
+
+enum redis_wire_kind redis_wire_decode(const char *p, size_t len, size_t max_frame,
+                                       redis_wire_event_fn *fn, void *arg,
+                                       struct redis_wire_heartbeat *hb, size_t *bad)
 {
     const char *end = p + len;
 
     *bad = 0;
     if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_MAGIC, MAGIC_LEN))
-        return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, hb);
+        return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 2, hb);
+    if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_V1_MAGIC, MAGIC_LEN))
+        return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 1, hb);
     if (len < MAGIC_LEN || memcmp(p, EVENTS_MAGIC, MAGIC_LEN) != 0)
         return REDIS_WIRE_UNKNOWN;
     p += MAGIC_LEN;
@@ -101,7 +156,8 @@ enum redis_wire_kind redis_wire_decode(const char *p, size_t len, redis_wire_eve
             break;
         }
         tab = memchr(p, '\t', (size_t)(nl - p));
-        if (!tab || !channel_name_is_valid(p, (size_t)(tab - p)) || nl - tab - 1 < 2)
+        if (!tab ||
+            !redis_wire_record_ok(p, (size_t)(tab - p), tab + 1, (size_t)(nl - tab - 1), max_frame))
             (*bad)++;
         else
             fn(p, (size_t)(tab - p), tab + 1, (size_t)(nl - tab - 1), arg);

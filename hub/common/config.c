@@ -53,6 +53,8 @@ static const struct option_spec options[] = {
      "redis://[[user]:password@]host[:port][/db]: share events with other hubs (default: alone)"},
     {"redis-channel", OPT_STRING, F(redis_channel), "herald:events", 0, 0, NULL,
      "the Redis pub/sub channel the hubs share"},
+    {"resolv-conf", OPT_STRING, F(resolv_conf), "/etc/resolv.conf", 0, 0, NULL,
+     "resolv.conf-style file naming the DNS servers that resolve the --redis-url host"},
     {"web-root", OPT_STRING, F(web_root), NULL, 0, 0, NULL,
      "directory of the dashboard files (default: the installed or source web/)"},
     {"max-message-bytes", OPT_UINT, F(max_message_bytes), "65536", 64, 16u << 20, NULL,
@@ -572,6 +574,8 @@ void config_free(struct config *cfg)
 {
     free(cfg->redis_url);
     free(cfg->redis_channel);
+    free(cfg->resolv_conf);
+    cfg->resolv_conf = NULL;
     cfg->redis_url = cfg->redis_channel = NULL;
     free(cfg->web_root);
     free(cfg->instance_id);

@@ -22,6 +22,7 @@ struct config {
     char *web_root;                /* --web-root; NULL: the installed or source web/ */
     char *redis_url;               /* NULL: the in-process broker */
     char *redis_channel;
+    char *resolv_conf; /* name servers for the Redis host name */
     unsigned max_message_bytes;
     unsigned client_rate;
     unsigned client_burst;

@@ -243,8 +243,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     h->watchdog_usec = notify_watchdog_usec();
 
     if (cfg->redis_url) {
-        h->broker = broker_redis_new(base, cfg->redis_url, cfg->redis_channel, cfg->instance_id,
-                                     on_broker_deliver, h, err, errlen);
+        h->broker = broker_redis_new(base, cfg, on_broker_deliver, h, err, errlen);
         if (!h->broker)
             goto fail;
     } else {

@@ -9,9 +9,9 @@ import math
 import time
 import unittest
 
-from harness import (HubTestCase, Publisher, T, WS, assert_nothing_more, metrics, open_many,
-                     publish, publish_in_turn, recv_many, recv_many_while, unique_channel,
-                     wait_until)
+from harness import (Hub, HubTestCase, Publisher, T, WS, assert_nothing_more, metrics,
+                     open_many, publish, publish_in_turn, ready_status, recv_many,
+                     recv_many_while, unique_channel, wait_until)
 from redislib import Cluster, RedisServer, RedisSubscriber, redis_call
 
 EVENTS = 1000
@@ -159,9 +159,10 @@ class ClusterDeliveryTest(HubTestCase):
                 ws.abort()
 
     def test_wire_format_on_the_shared_channel(self):
-        """What the hubs put on Redis is redis_wire.h's version 1, and a hub delivers an
-        event record put there by anyone speaking it (another hub, another version);
-        payloads it does not understand are counted and skipped."""
+        """What the hubs put on Redis is redis_wire.h's format (events H1E, heartbeats H2B with
+        a per-process nonce), and a hub delivers an event record put there by anyone speaking
+        it (another hub, another version); payloads it does not understand are counted and
+        skipped."""
         ch = unique_channel("wire")
         with Cluster(self.redis, 2) as cluster:
             spy = RedisSubscriber(self.redis.port, cluster.channel)
@@ -171,7 +172,7 @@ class ClusterDeliveryTest(HubTestCase):
                     event_id = pub.publish_ok(ch, {"k": "v"}, event="made")
                 payloads = spy.messages(HEARTBEAT_WINDOW)
                 events = [p for p in payloads if p.startswith(b"H1E\n")]
-                beats = [p for p in payloads if p.startswith(b"H1B\n")]
+                beats = [p for p in payloads if p.startswith(b"H2B\n")]
                 self.assertEqual(len(events), 1, payloads)
                 head, body = events[0].split(b"\n", 1)
                 self.assertTrue(body.endswith(b"\n"))
@@ -180,9 +181,13 @@ class ClusterDeliveryTest(HubTestCase):
                 frame = json.loads(frame)
                 self.assertEqual((frame["type"], frame["channel"], frame["event"], frame["id"],
                                   frame["data"]), ("event", ch, "made", event_id, {"k": "v"}))
-                senders = {b.split(b"\n")[1].split(b"\t")[0].decode() for b in beats}
+                fields = [b.split(b"\n")[1].split(b"\t") for b in beats]
+                self.assertTrue(all(len(f) == 5 for f in fields), beats)
+                senders = {f[0].decode() for f in fields}
                 self.assertEqual(senders, {h.instance_id for h in cluster},
                                  "each hub publishes a heartbeat a second")
+                nonces = {f[0]: f[1] for f in fields}
+                self.assertEqual(len(set(nonces.values())), 2, "one nonce per process")
                 self.assertEqual(ws.recv_event(T(5))["id"], event_id)
 
                 # foreign payloads: unknown kinds and malformed records are skipped, a
@@ -206,6 +211,87 @@ class ClusterDeliveryTest(HubTestCase):
             finally:
                 spy.close()
                 ws.abort()
+
+
+    def test_what_comes_from_redis_is_checked_like_a_publish(self):
+        """Anything that can PUBLISH on the shared channel could inject frames: each record is
+        checked as strictly as POST /publish checks a body (a valid channel that is not the
+        hub's own, a size within --max-message-bytes, valid UTF-8 JSON, an event frame as hubs
+        write it); what fails is counted and dropped, and never reaches a client."""
+        ch = unique_channel("inject")
+        with Cluster(self.redis, 1, max_message_bytes=1024, send_queue_bytes=65536) as cluster:
+            hub = cluster[0]
+            ws = WS.open(hub, channels=[ch, "$stats"])
+            try:
+                def record(channel, frame):
+                    return b"H1E\n" + channel + b"\t" + frame + b"\n"
+
+                good = json.dumps({"type": "event", "channel": ch, "id": "ok-1", "ts": 1,
+                                   "data": 1}, separators=(",", ":")).encode()
+                bad = [
+                    # a frame on the hub's own $stats channel
+                    record(b"$stats", b'{"type":"event","channel":"$stats","id":"x","ts":1,'
+                                      b'"data":{"connections":-1}}'),
+                    # not an event: a forged welcome, and a bare value
+                    record(ch.encode(), b'{"type":"welcome","connection":"c-1"}'),
+                    record(ch.encode(), b'[1,2,3]'),
+                    # the frame's channel differs from the record's
+                    record(ch.encode(), good.replace(ch.encode(), b"other")),
+                    # invalid UTF-8 inside a string, broken JSON, a NUL byte
+                    record(ch.encode(), good.replace(b'"ok-1"', b'"\xff\xfe"')),
+                    record(ch.encode(), good[:-1]),
+                    record(ch.encode(), good.replace(b'"ok-1"', b'"a\x00b"')),
+                    # larger than any frame a publish of --max-message-bytes makes
+                    record(ch.encode(), good.replace(b'"data":1', b'"data":"' + b"z" * 2000 +
+                                                     b'"')),
+                    # no data
+                    record(ch.encode(), good.replace(b',"data":1', b'')),
+                ]
+                before = metrics(hub).get("herald_redis_skipped_payloads_total", 0)
+                for payload in bad:
+                    redis_call(self.redis.port, "PUBLISH", cluster.channel, payload)
+                # one good record after the bad ones, in a payload that also holds a bad one
+                redis_call(self.redis.port, "PUBLISH", cluster.channel,
+                           record(b"$stats", b"{}")[:-1] + b"\n" + record(ch.encode(), good)[4:])
+                seen = []
+                got = ws.recv_until(lambda m: m.get("type") == "event" and m["channel"] == ch,
+                                    T(5), skipped=seen)
+                self.assertEqual(got["id"], "ok-1")
+                for m in seen:  # only the hub's own $stats snapshots came before it
+                    self.assertEqual(m.get("channel"), "$stats")
+                    self.assertGreaterEqual(m["data"]["connections"], 1, m)
+                wait_until(lambda: metrics(hub).get("herald_redis_skipped_payloads_total", 0)
+                           >= before + len(bad) + 1, T(5), "every bad record counted")
+                self.assertEqual(ws.request({"type": "ping"}), {"type": "pong"})
+                self.assertTrue(hub.running())
+                self.assertTrue(any("not events this hub writes" in line
+                                    for line in hub.log_text().splitlines()))
+            finally:
+                ws.abort()
+
+    def test_two_hubs_with_one_instance_id(self):
+        """Each would take the other's heartbeat for its own and miss a dead subscription: the
+        heartbeat carries a per-process nonce, both log it loudly, and the younger is not
+        ready (the older keeps serving)."""
+        with Cluster(self.redis, 1, instance_id="twin") as older:
+            time.sleep(0.05)  # a later start
+            younger = Hub(redis_url=self.redis.url(), redis_channel=older.channel,
+                          instance_id="twin").start()
+            try:
+                wait_until(lambda: ready_status(younger) == 503, T(8), "the younger twin unready")
+                wait_until(lambda: any("another hub publishes heartbeats as --instance-id twin"
+                                       in l for l in younger.log_text().splitlines()), T(5),
+                           "the younger logs the twin")
+                wait_until(lambda: any("another hub publishes heartbeats as --instance-id twin"
+                                       in l for l in older[0].log_text().splitlines()), T(5),
+                           "the older logs the twin")
+                for _ in range(10):  # the older stays ready throughout
+                    self.assertEqual(ready_status(older[0]), 200)
+                    time.sleep(0.2)
+            finally:
+                younger.stop()
+            # with the twin gone, the older is alone and stays ready
+            self.assertEqual(ready_status(older[0]), 200)
 
 
 HEARTBEAT_WINDOW = 1.5  # seconds of listening that include at least one heartbeat per hub

@@ -10,6 +10,7 @@ from collections import Counter
 
 from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, open_many, publish,
                      publish_in_turn, recv_many, unique_channel, wait_until)
+from dnslib import FakeDNS
 from redislib import (BACKOFF_CAP_S, HEARTBEAT_LOST_S, HEARTBEAT_S, AttemptRecorder, Cluster,
                       RedisServer, log_lines, ready_status, wait_ready, wait_status)
 
@@ -373,6 +374,60 @@ class RedisAuthTest(HubTestCase):
                             self.assertLessEqual(
                                 n, 2, f"{hub.instance_id}: {n} error lines from the {link} link "
                                       f"in 2.5 s, one per retry: {lines}")
+
+class RedisHostNameTest(HubTestCase):
+    """hiredis resolves a host name with a blocking getaddrinfo on the control thread at every
+    reconnect: the hub resolves it off the loop (evdns, --resolv-conf) within the connect
+    deadline, so a dead resolver never freezes the API, $stats or the watchdog."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.redis = RedisServer().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        super().tearDownClass()
+
+    def test_a_dead_resolver_does_not_freeze_the_api(self):
+        with FakeDNS(silent=True) as dns:
+            url = f"redis://redis.herald.test:{self.redis.port}"
+            with Hub(redis_url=url, resolv_conf=dns.resolv_conf()) as hub:
+                wait_until(lambda: dns.queries, T(5), "the hub to ask the resolver")
+                slowest = 0.0
+                deadline = time.monotonic() + T(4)
+                while time.monotonic() < deadline:  # several lookups time out meanwhile
+                    started = time.monotonic()
+                    self.assertEqual(ready_status(hub, timeout=T(2)), 503)
+                    slowest = max(slowest, time.monotonic() - started)
+                    time.sleep(0.05)
+                self.assertLess(slowest, T(0.5), "the API stalled behind a name lookup")
+                self.assertGreaterEqual(len(dns.queries), 2, "no retry after a timed-out lookup")
+                self.assertTrue(log_lines(hub, "cannot resolve redis.herald.test"),
+                                "the failed lookup is logged")
+
+    def test_a_host_name_is_resolved_and_used(self):
+        ch = unique_channel("dns")
+        with FakeDNS(answer="127.0.0.1") as dns:
+            url = f"redis://redis.herald.test:{self.redis.port}"
+            with Hub(redis_url=url, resolv_conf=dns.resolv_conf()) as hub:
+                wait_ready([hub], T(10))
+                self.assertIn("redis.herald.test", [q.lower() for q in dns.queries])
+                ws = WS.open(hub, channels=[ch])
+                try:
+                    event_id = publish_in_turn([hub], ch, [1])[0]
+                    self.assertEqual(ws.recv_event(T(5))["id"], event_id)
+                finally:
+                    ws.abort()
+
+    def test_localhost_comes_from_the_hosts_file(self):
+        with FakeDNS(silent=True) as dns:
+            url = f"redis://localhost:{self.redis.port}"
+            with Hub(redis_url=url, resolv_conf=dns.resolv_conf()) as hub:
+                wait_ready([hub], T(10))
+        self.assertEqual(dns.queries, [], "localhost went to the DNS server")
+
 
 if __name__ == "__main__":
     unittest.main()
