@@ -56,7 +56,7 @@ static const struct option_spec options[] = {
     {"resolv-conf", OPT_STRING, F(resolv_conf), "/etc/resolv.conf", 0, 0, NULL,
      "resolv.conf-style file naming the DNS servers that resolve the --redis-url host"},
     {"web-root", OPT_STRING, F(web_root), NULL, 0, 0, NULL,
-     "directory of the dashboard files (default: the installed or source web/)"},
+     "directory of the dashboard files (default: the installed page, or the build tree's)"},
     {"max-message-bytes", OPT_UINT, F(max_message_bytes), "65536", 64, 16u << 20, NULL,
      "largest event (publish body) or client frame, in bytes"},
     {"client-rate", OPT_UINT, F(client_rate), "10", 1, 100000, NULL,
@@ -512,7 +512,7 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
     }
     if (!cfg->web_root) {
         const char *dir =
-            is_dir(HERALD_WEB_INSTALL_DIR) ? HERALD_WEB_INSTALL_DIR : HERALD_WEB_SOURCE_DIR;
+            is_dir(HERALD_WEB_INSTALL_DIR) ? HERALD_WEB_INSTALL_DIR : HERALD_WEB_BUILD_DIR;
         cfg->web_root = xstrdup(dir);
     }
     if (!is_dir(cfg->web_root)) {

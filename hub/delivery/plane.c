@@ -12,6 +12,8 @@
 #include "common/message.h"
 #include "common/xalloc.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +122,46 @@ static void on_alive_tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(p->ctx, 0, &p->sul_alive, on_alive_tick, ALIVE_US);
 }
 
+/* --- the page: no file whose real path is outside --web-root --------------------------------
+ * lws's file server follows symbolic links wherever they point. Every plane's context opens
+ * files through its platform fops; the hub puts its own open in front (lws_get_fops() hands
+ * out the context's table for exactly this): it resolves the path and opens the resolved one
+ * only when it lies inside the web root. One web root for the process, so these are set once,
+ * before any plane thread runs. */
+static char web_root_real[PATH_MAX];
+static lws_fop_fd_t (*platform_open)(const struct lws_plat_file_ops *fops, const char *filename,
+                                     const char *vpath, lws_fop_flags_t *flags);
+
+static lws_fop_fd_t open_inside_root(const struct lws_plat_file_ops *fops, const char *filename,
+                                     const char *vpath, lws_fop_flags_t *flags)
+{
+    char real[PATH_MAX];
+    size_t n = strlen(web_root_real);
+
+    if (!realpath(filename, real) || strncmp(real, web_root_real, n) != 0 ||
+        (real[n] != '/' && real[n] != '\0')) {
+        log_debug("ws", "not serving %s: its real path is outside --web-root", filename);
+        errno = ENOENT;
+        return NULL;
+    }
+    return platform_open(fops, real, vpath, flags);
+}
+
+static int guard_web_root(struct lws_context *ctx, const char *web_root, char *err, size_t errlen)
+{
+    struct lws_plat_file_ops *fops = lws_get_fops(ctx);
+
+    if (!realpath(web_root, web_root_real)) {
+        snprintf(err, errlen, "--web-root: %s: %s", web_root, strerror(errno));
+        return -1;
+    }
+    if (fops->LWS_FOP_OPEN != open_inside_root) {
+        platform_open = fops->LWS_FOP_OPEN;
+        fops->LWS_FOP_OPEN = open_inside_root;
+    }
+    return 0;
+}
+
 static void wake(void *arg)
 {
     struct plane *p = arg;
@@ -206,6 +248,8 @@ struct plane *plane_new(const struct config *cfg, unsigned index, struct admissi
         goto fail;
     }
     p->vh = lws_get_vhost_by_name(p->ctx, "herald");
+    if (guard_web_root(p->ctx, cfg->web_root, err, errlen) < 0)
+        goto fail;
     if (listen_open(p, err, errlen) < 0)
         goto fail;
     return p;

@@ -2,6 +2,8 @@
 /metrics and the $stats channel."""
 
 import os
+import shutil
+import tempfile
 import time
 import unittest
 
@@ -40,6 +42,36 @@ class StaticFilesTest(HubTestCase):
             with self.subTest(path=path):
                 status, _, body = get_static(self.hub, path)
                 self.assertNotEqual(status, 200, body[:200])
+
+    def test_no_symbolic_link_out_of_the_web_root(self):
+        """lws follows symbolic links; the hub serves only files whose real path is inside
+        --web-root (a link inside it that stays inside still works)."""
+        root = tempfile.mkdtemp(prefix="herald-webroot-")
+        outside = tempfile.mkdtemp(prefix="herald-outside-")
+        try:
+            with open(os.path.join(root, "index.html"), "w") as f:
+                f.write("<!doctype html><title>root</title>")
+            with open(os.path.join(root, "inside.txt"), "w") as f:
+                f.write("inside")
+            with open(os.path.join(outside, "secret.txt"), "w") as f:
+                f.write("secret")
+            os.symlink(os.path.join(outside, "secret.txt"), os.path.join(root, "secret.txt"))
+            os.symlink(outside, os.path.join(root, "outdir"))
+            os.symlink("inside.txt", os.path.join(root, "alias.txt"))
+            with Hub(web_root=root) as hub:
+                for path in ("/secret.txt", "/outdir/secret.txt", "/outdir/", "/outdir"):
+                    with self.subTest(path=path):
+                        status, _, body = get_static(hub, path)
+                        self.assertNotEqual(status, 200, body[:100])
+                        self.assertNotIn(b"secret", body)
+                status, _, body = get_static(hub, "/alias.txt")
+                self.assertEqual((status, body), (200, b"inside"))
+                status, _, body = get_static(hub, "/")
+                self.assertEqual(status, 200)
+                self.assertIn(b"<title>root</title>", body)
+        finally:
+            shutil.rmtree(root)
+            shutil.rmtree(outside)
 
     def test_health_is_ok(self):
         status, headers, body = get(self.hub, "/health")

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const HERALD_BIN = process.env.HERALD_BIN || join(REPO, 'build', 'hub', 'herald');
 export const HERALD_PUB_BIN = process.env.HERALD_PUB_BIN || join(REPO, 'build', 'clients', 'herald-pub');
-export const HERALD_WEB_ROOT = process.env.HERALD_WEB_ROOT || join(REPO, 'web');
+export const HERALD_WEB_ROOT = process.env.HERALD_WEB_ROOT || join(REPO, 'build', 'web');
 
 const logDir = mkdtempSync(join(tmpdir(), 'herald-js-'));
 const children = new Set();
