@@ -64,13 +64,15 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
     return 0;
 }
 
-/* Splits p[0..len) at tabs into n fields, the last ending at a newline. Returns 0 or -1. */
+/* Splits the first line of p[0..len) at tabs into exactly n fields. Returns 0 or -1. */
 static int fields(const char *p, size_t len, const char **f, size_t *flen, size_t n)
 {
-    const char *end = p + len;
+    const char *end = memchr(p, '\n', len);
 
+    if (!end)
+        return -1;
     for (size_t i = 0; i < n; i++) {
-        const char *stop = memchr(p, i + 1 < n ? '\t' : '\n', (size_t)(end - p));
+        const char *stop = i + 1 < n ? memchr(p, '\t', (size_t)(end - p)) : end;
 
         if (!stop)
             return -1;
@@ -78,7 +80,7 @@ static int fields(const char *p, size_t len, const char **f, size_t *flen, size_
         flen[i] = (size_t)(stop - p);
         p = stop + 1;
     }
-    return 0;
+    return p == end + 1 ? 0 : -1; /* no tab left over */
 }
 
 /* Version 2: instance, nonce, started, seq, sent; version 1: instance, seq, sent. */

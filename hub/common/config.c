@@ -95,6 +95,9 @@ static const struct option_spec options[] = {
      "addresses or CIDR blocks whose X-Forwarded-For is believed"},
     {"publish-rate", OPT_UINT, F(publish_rate), "0", 0, 10000000, NULL,
      "publishes per second per API key (or per IP without keys), cluster-wide with Redis"},
+    {"publish-rate-identities", OPT_UINT, F(publish_rate_identities), "65536", 1, 10000000, NULL,
+     "publishers (keys or addresses) the in-process --publish-rate remembers; past it the least "
+     "recently seen is forgotten"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},

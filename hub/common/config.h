@@ -42,6 +42,7 @@ struct config {
     unsigned ipv6_prefix;            /* per-address limits count an IPv6 client by this prefix */
     unsigned max_channels;           /* distinct channels one instance holds; 0: no limit */
     unsigned publish_rate;           /* per second per key (or IP); 0: no limit */
+    unsigned publish_rate_identities; /* identities the in-process limiter remembers */
     /* resolved by config_resolve() from the above */
     struct apikeys *keys;      /* NULL: POST /publish is open */
     unsigned char *jwt_secret; /* NULL: /ws is open */

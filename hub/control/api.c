@@ -33,6 +33,7 @@
 struct api {
     struct api_host host;
     struct evhttp *http;
+    size_t pending; /* publishes waiting for the limiter or the broker */
 };
 
 struct publish_req {
@@ -110,6 +111,7 @@ static void on_client_gone(struct evhttp_connection *evcon, void *arg)
 
 static void publish_req_free(struct publish_req *pr)
 {
+    pr->api->pending--;
     for (size_t i = 0; i < pr->n; i++)
         message_unref(&pr->msgs[i]);
     free(pr->msgs);
@@ -317,6 +319,7 @@ static void on_publish(struct api *api, struct evhttp_request *req)
     pr->is_batch = len > 0 && text[strspn(text, " \t\r\n")] == '[';
     pr->req = req;
     pr->api = api;
+    api->pending++;
     pr->started_us = clock_mono_us();
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_gone, pr);
     if (!h->pubrate) {
@@ -448,6 +451,11 @@ struct api *api_new(const struct api_host *host, char *err, size_t errlen)
 fail:
     api_free(api);
     return NULL;
+}
+
+size_t api_pending(const struct api *api)
+{
+    return api ? api->pending : 0;
 }
 
 void api_free(struct api *api)

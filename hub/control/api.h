@@ -31,5 +31,7 @@ struct api_host {
 /* Binds --api-listen. Copies host. Returns NULL with err set. */
 struct api *api_new(const struct api_host *host, char *err, size_t errlen);
 void api_free(struct api *api); /* NULL is a no-op */
+/* Publishes waiting for the limiter or the broker (their answers are still to be sent). */
+size_t api_pending(const struct api *api);
 
 #endif

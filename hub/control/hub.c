@@ -29,8 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PUBRATE_MAX_IDENTITIES 65536 /* identities the in-process publish limiter remembers */
-
 static bool hub_is_ready(const struct hub *h)
 {
     return !h->is_draining && h->broker && broker_is_ready(h->broker);
@@ -253,7 +251,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     if (cfg->publish_rate)
         h->pubrate = h->broker->ops->pubrate
                          ? h->broker->ops->pubrate(h->broker, cfg->publish_rate)
-                         : pubrate_local_new(cfg->publish_rate, PUBRATE_MAX_IDENTITIES);
+                         : pubrate_local_new(cfg->publish_rate, cfg->publish_rate_identities);
     h->gate = admission_gate_new();
     h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
     for (unsigned i = 0; i < cfg->delivery_threads; i++) {
@@ -303,8 +301,18 @@ fail:
     return -1;
 }
 
+static void free_event(struct event **ev)
+{
+    if (*ev)
+        event_free(*ev);
+    *ev = NULL;
+}
+
 void hub_stop(struct hub *h)
 {
+    struct timeval flush = {.tv_usec = 200000};
+    size_t answered;
+
     for (unsigned i = 0; i < h->n_planes; i++)
         plane_stop(h->planes[i]);
     for (unsigned i = 0; i < h->n_planes; i++)
@@ -312,26 +320,24 @@ void hub_stop(struct hub *h)
     free(h->planes);
     h->planes = NULL;
     h->n_planes = 0;
-    /* pending rate counts and publishes are answered 503 before the API goes */
+    free_event(&h->ev_stats);
+    free_event(&h->ev_systemd);
+    free_event(&h->ev_plane_done);
+    free_event(&h->ev_wake);
+    free_event(&h->ev_drain_deadline);
+    /* Pending rate counts and publishes are answered 503 now; the loop then runs a moment
+     * more so those answers leave before the API's connections are closed. */
+    answered = api_pending(h->api);
     pubrate_free(h->pubrate);
     h->pubrate = NULL;
     broker_free(h->broker);
     h->broker = NULL;
+    if (answered && h->base) {
+        event_base_loopexit(h->base, &flush);
+        event_base_dispatch(h->base);
+    }
     api_free(h->api);
     h->api = NULL;
     admission_gate_free(h->gate);
     h->gate = NULL;
-    if (h->ev_stats)
-        event_free(h->ev_stats);
-    if (h->ev_systemd)
-        event_free(h->ev_systemd);
-    h->ev_systemd = NULL;
-    if (h->ev_plane_done)
-        event_free(h->ev_plane_done);
-    if (h->ev_wake)
-        event_free(h->ev_wake);
-    h->ev_wake = NULL;
-    if (h->ev_drain_deadline)
-        event_free(h->ev_drain_deadline);
-    h->ev_stats = h->ev_plane_done = h->ev_drain_deadline = NULL;
 }
