@@ -53,12 +53,14 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
 
-    if (n == 0 || n > 19)
+    if (n == 0 || n > 20)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(p[i] - '0');
+        uint64_t d = (uint64_t)(p[i] - '0');
+
+        if (p[i] < '0' || p[i] > '9' || v > (UINT64_MAX - d) / 10)
+            return -1; /* not a digit, or past 2^64 - 1 */
+        v = v * 10 + d;
     }
     *out = v;
     return 0;

@@ -60,8 +60,8 @@ struct apikeys *apikeys_load(const char *key, const char *file, char *err, size_
             if (c == '\r')
                 c = fgetc(f);
             if (c != EOF && c != '\n') {
-                snprintf(err, errlen, "--api-keys-file: %s line %u is longer than %zu bytes",
-                         file, lineno, sizeof(line) - 1);
+                snprintf(err, errlen, "--api-keys-file: %s line %u is longer than %zu bytes", file,
+                         lineno, sizeof(line) - 1);
                 fclose(f);
                 goto fail;
             }

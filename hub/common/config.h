@@ -19,6 +19,8 @@ struct config_addr {
 struct config {
     struct config_addr listen;     /* --listen */
     struct config_addr api_listen; /* --api-listen */
+    unsigned api_max_connections;  /* HTTP API connections at once */
+    unsigned api_request_seconds;  /* a request's first byte to its last */
     char *web_root;                /* --web-root; NULL: the installed or source web/ */
     char *redis_url;               /* NULL: the in-process broker */
     char *redis_channel;
@@ -35,13 +37,13 @@ struct config {
     char *api_key;
     char *api_keys_file;
     char *jwt_secret_file;
-    char *allowed_origins;           /* comma list; NULL: any */
-    char *trusted_proxies;           /* comma list of addresses and CIDR blocks */
-    unsigned max_connections;        /* 0: no limit */
-    unsigned max_connections_per_ip; /* 0: no limit */
-    unsigned ipv6_prefix;            /* per-address limits count an IPv6 client by this prefix */
-    unsigned max_channels;           /* distinct channels one instance holds; 0: no limit */
-    unsigned publish_rate;           /* per second per key (or IP); 0: no limit */
+    char *allowed_origins;            /* comma list; NULL: any */
+    char *trusted_proxies;            /* comma list of addresses and CIDR blocks */
+    unsigned max_connections;         /* 0: no limit */
+    unsigned max_connections_per_ip;  /* 0: no limit */
+    unsigned ipv6_prefix;             /* per-address limits count an IPv6 client by this prefix */
+    unsigned max_channels;            /* distinct channels one instance holds; 0: no limit */
+    unsigned publish_rate;            /* per second per key (or IP); 0: no limit */
     unsigned publish_rate_identities; /* identities the in-process limiter remembers */
     /* resolved by config_resolve() from the above */
     struct apikeys *keys;      /* NULL: POST /publish is open */

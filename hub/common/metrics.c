@@ -41,6 +41,8 @@ void histogram_observe(struct histogram *h, uint64_t us)
 static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "mailbox_full", "closing"};
 static const char *const close_names[CLOSE_REASONS] = {
     "normal", "slow_consumer", "rate_limit", "bad_frame", "drain", "timeout", "auth", "origin"};
+static const char *const api_refuse_names[API_REFUSE_REASONS] = {"capacity", "timeout",
+                                                                 "bad_request"};
 static const char *const refuse_names[REFUSE_REASONS] = {"capacity", "per_ip", "draining", "path",
                                                          "bad_request"};
 
@@ -197,6 +199,14 @@ static const struct metric table[] = {
      .json = "channels",
      .form = JSON_INT,
      .computed = channels},
+    {.name = "herald_api_connections",
+     .type = GAUGE,
+     .help = "HTTP API connections open now.",
+     .gauge = &metrics.api_connections},
+    {.name = "herald_api_refused_total",
+     .type = COUNTER,
+     .help = "API connections or requests the server itself refused, by reason.",
+     REASONS(metrics.api_refused, api_refuse_names)},
     {.name = "herald_publish_requests_total",
      .type = COUNTER,
      .help = "POST /publish requests.",

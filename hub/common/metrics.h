@@ -35,6 +35,13 @@ enum refuse_reason {
     REFUSE_REASONS
 };
 
+enum api_refuse_reason {
+    API_REFUSE_CAPACITY,    /* more API connections than --api-max-connections */
+    API_REFUSE_TIMEOUT,     /* a request not whole, or an answer not taken, in time */
+    API_REFUSE_BAD_REQUEST, /* a malformed head or chunked body */
+    API_REFUSE_REASONS
+};
+
 struct metrics {
     atomic_llong connections;   /* gauge */
     atomic_llong subscriptions; /* gauge */
@@ -50,6 +57,8 @@ struct metrics {
     atomic_ullong dropped[DROP_REASONS];
     atomic_ullong closed[CLOSE_REASONS];
     atomic_ullong refused[REFUSE_REASONS];
+    atomic_llong api_connections; /* gauge */
+    atomic_ullong api_refused[API_REFUSE_REASONS];
     /* Redis broker */
     atomic_int redis_connected; /* both links up */
     atomic_ullong redis_reconnects;

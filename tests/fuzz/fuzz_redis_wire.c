@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case REDIS_WIRE_HEARTBEAT:
         if (!hb.instance || hb.instance_len == 0 || hb.instance_len > size)
             abort();
-        if (memchr(hb.instance, '\t', hb.instance_len) || memchr(hb.instance, '\n', hb.instance_len))
+        if (memchr(hb.instance, '\t', hb.instance_len) ||
+            memchr(hb.instance, '\n', hb.instance_len))
             abort();
         break;
     case REDIS_WIRE_EVENTS:

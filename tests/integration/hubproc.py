@@ -80,6 +80,8 @@ class Hub:
     _ids = itertools.count(1)
     started = []  # every Hub ever started in this process, for failure reports
 
+    _logs = itertools.count(1)
+
     def __init__(self, **options):
         self.instance_id = options.pop("instance_id", None) or f"test-{next(Hub._ids)}"
         self.options = options
@@ -120,7 +122,9 @@ class Hub:
             self.api_port = free_port()
             while self.api_port == self.port:
                 self.api_port = free_port()
-            self.log_path = os.path.join(log_dir(), f"{self.instance_id}.{attempt}.log")
+            # one file per process, even for hubs given the same --instance-id
+            self.log_path = os.path.join(log_dir(),
+                                         f"{self.instance_id}.{next(Hub._logs)}.{attempt}.log")
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT)
