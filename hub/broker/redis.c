@@ -463,6 +463,13 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         link_ready_step(l);
 }
 
+static void on_name_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    (void)ac;
+    (void)reply_;
+    (void)privdata;
+}
+
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
@@ -490,6 +497,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->url.db);
         l->setup_pending++;
     }
+    /* a name an operator can find in CLIENT LIST (refused by an ACL: no matter) */
+    redisAsyncCommand(ac, on_name_reply, NULL, "CLIENT SETNAME herald-%s-%s", r->instance, l->name);
     if (l->setup_pending == 0)
         link_ready_step(l);
 }
