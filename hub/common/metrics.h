@@ -55,6 +55,9 @@ struct metrics {
     atomic_ullong publish_rate_limited;   /* answered 429 */
     atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
     atomic_ullong publish_duplicates;     /* a repeated Idempotency-Key: answered, not published */
+    /* in-process history (broker/history.c): every store of this process */
+    atomic_llong history_events; /* gauge */
+    atomic_llong history_bytes;  /* gauge: charged to --history-memory */
     /* the sequencer */
     atomic_ullong seq_holes;    /* holes found in a channel's numbers */
     atomic_ullong seq_repaired; /* events fetched back from history into a hole */
