@@ -414,6 +414,7 @@ static void free_event(struct event **ev)
 void hub_stop(struct hub *h)
 {
     struct timeval flush = {.tv_usec = 200000};
+    struct broker *broker;
     size_t answered;
 
     for (unsigned i = 0; i < h->n_planes; i++)
@@ -433,13 +434,14 @@ void hub_stop(struct hub *h)
     h->inbox = NULL;
     /* Pending rate counts and publishes are answered 503 now; the loop then runs a moment
      * more so those answers leave before the API's connections are closed. */
-    answered = api_pending(h->api);
+    answered = api_detach(h->api);
     sequencer_free(h->seq);
     h->seq = NULL;
     pubrate_free(h->pubrate);
     h->pubrate = NULL;
-    broker_free(h->broker);
+    broker = h->broker;
     h->broker = NULL;
+    broker_free(broker); /* may turn the loop once (redis.c) */
     history_free(h->local);
     h->local = NULL;
     if (answered && h->base) {
