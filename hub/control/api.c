@@ -273,6 +273,13 @@ static void publish_head(struct api *api, struct http_request *rq)
         publish_refused(rq, 503, "unavailable", "the broker is not connected", NULL);
         return;
     }
+    if (h->is_overloaded(h->arg)) {
+        metrics_add(&metrics.publish_overloaded, 1);
+        publish_refused(rq, 503, "overloaded",
+                        "delivery is behind: retry after the time Retry-After gives",
+                        "Retry-After: 1\r\n");
+        return;
+    }
     if (!is_json_type(http_request_field(rq, "Content-Type"))) {
         publish_refused(rq, 415, "unsupported_media_type", "Content-Type must be application/json",
                         NULL);

@@ -29,6 +29,7 @@ struct api_host {
     /* the hub's state, asked per request */
     bool (*is_draining)(void *arg);
     bool (*is_ready)(void *arg);
+    bool (*is_overloaded)(void *arg); /* delivery is behind past --max-backlog-bytes */
     void (*metrics_context)(void *arg, struct metrics_context *ctx);
     void *arg;
 };
