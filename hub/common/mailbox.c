@@ -28,6 +28,8 @@ struct mailbox {
     size_t bytes;         /* {lock} */
     atomic_size_t depth;  /* mails waiting, for metrics */
     atomic_size_t abytes; /* bytes, for any thread */
+    size_t weight;        /* {lock} */
+    atomic_size_t aweight;
     mailbox_wake_fn *wake;
     void *wake_arg;
 };
@@ -42,6 +44,7 @@ struct mailbox *mailbox_new(size_t max_bytes, mailbox_wake_fn *wake, void *wake_
     mb->wake_arg = wake_arg;
     atomic_init(&mb->depth, 0);
     atomic_init(&mb->abytes, 0);
+    atomic_init(&mb->aweight, 0);
     return mb;
 }
 
@@ -70,7 +73,7 @@ void mailbox_free(struct mailbox *mb)
 }
 
 static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data,
-                bool may_wake)
+                size_t weight, bool may_wake)
 {
     bool was_empty;
     size_t len = msg ? message_wire_len(msg) : 0;
@@ -86,12 +89,14 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, vo
         mb->in.cap = mb->in.cap ? mb->in.cap * 2 : 64;
         mb->in.v = xrealloc(mb->in.v, mb->in.cap * sizeof(*mb->in.v));
     }
-    mb->in.v[mb->in.n++] =
-        (struct mail){.kind = kind, .msg = msg ? message_ref(msg) : NULL, .data = data};
+    mb->in.v[mb->in.n++] = (struct mail){
+        .kind = kind, .weight = weight, .msg = msg ? message_ref(msg) : NULL, .data = data};
     was_empty = mb->in.n == 1;
     mb->bytes += len;
+    mb->weight += weight;
     atomic_store_explicit(&mb->depth, mb->in.n, memory_order_relaxed);
     atomic_store_explicit(&mb->abytes, mb->bytes, memory_order_relaxed);
+    atomic_store_explicit(&mb->aweight, mb->weight, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
     if (was_empty && may_wake)
         mb->wake(mb->wake_arg);
@@ -100,12 +105,17 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, vo
 
 int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data)
 {
-    return post(mb, kind, msg, data, true);
+    return post(mb, kind, msg, data, 0, true);
 }
 
 int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data)
 {
-    return post(mb, kind, msg, data, false);
+    return post(mb, kind, msg, data, 0, false);
+}
+
+int mailbox_post_event(struct mailbox *mb, struct message *msg, size_t weight)
+{
+    return post(mb, MAIL_EVENT, msg, NULL, weight, false);
 }
 
 void mailbox_flush(struct mailbox *mb)
@@ -128,9 +138,10 @@ size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)
     tmp = mb->in;
     mb->in = mb->out;
     mb->out = tmp;
-    mb->bytes = 0;
+    mb->bytes = mb->weight = 0;
     atomic_store_explicit(&mb->depth, 0, memory_order_relaxed);
     atomic_store_explicit(&mb->abytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&mb->aweight, 0, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
 
     n = mb->out.n;
@@ -151,4 +162,9 @@ size_t mailbox_depth(const struct mailbox *mb)
 size_t mailbox_bytes(const struct mailbox *mb)
 {
     return atomic_load_explicit(&mb->abytes, memory_order_relaxed);
+}
+
+size_t mailbox_weight(const struct mailbox *mb)
+{
+    return atomic_load_explicit(&mb->aweight, memory_order_relaxed);
 }

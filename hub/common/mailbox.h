@@ -16,6 +16,7 @@ enum mail_kind {
 
 struct mail {
     enum mail_kind kind;
+    size_t weight;       /* MAIL_EVENT: the bytes it becomes in its subscribers' queues */
     struct message *msg; /* MAIL_EVENT: one reference, owned by the mail */
     void *data;          /* MAIL_POSITION, MAIL_SUBSCRIBE: owned by the mail */
 };
@@ -41,6 +42,9 @@ int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg, v
 /* Like mailbox_post, but never wakes the consumer: the poster calls mailbox_flush() once
  * after a batch of posts. Any thread. */
 int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data);
+/* mailbox_post_quiet of an event that will take weight bytes in its subscribers' queues (its
+ * wire length times its subscribers), summed in mailbox_weight(). Any thread. */
+int mailbox_post_event(struct mailbox *mb, struct message *msg, size_t weight);
 /* Wakes the consumer if mails are waiting. Any thread. */
 void mailbox_flush(struct mailbox *mb);
 /* Hands every queued mail to fn; returns how many. The consumer's thread only. */
@@ -49,5 +53,7 @@ size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg);
 size_t mailbox_depth(const struct mailbox *mb);
 /* Wire bytes of the events waiting now. Any thread. */
 size_t mailbox_bytes(const struct mailbox *mb);
+/* The weight of the events waiting now: the bytes they will take once fanned out. */
+size_t mailbox_weight(const struct mailbox *mb);
 
 #endif

@@ -8,6 +8,7 @@
 #include "xalloc.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -17,25 +18,26 @@ struct registry_entry {
     UT_hash_handle hh;
     unsigned planes; /* planes holding the channel */
     uint64_t mask;   /* the same planes, a bit each */
+    atomic_uint members; /* subscribers over every plane (the overload check weighs by it) */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct registry_entry *table; /* {lock} */
 static size_t table_size;            /* {lock} */
 
-int registry_add(const char *name, size_t len, unsigned plane, size_t max)
+struct registry_entry *registry_add(const char *name, size_t len, unsigned plane, size_t max)
 {
     struct registry_entry *e;
     uint64_t bit = UINT64_C(1) << (plane % REGISTRY_MAX_PLANES);
 
     if (len > CHANNEL_NAME_MAX)
-        return -1;
+        return NULL;
     pthread_mutex_lock(&lock);
     HASH_FIND(hh, table, name, len, e);
     if (!e) {
         if (max && table_size >= max) {
             pthread_mutex_unlock(&lock);
-            return -1;
+            return NULL;
         }
         e = xcalloc(1, sizeof(*e));
         memcpy(e->name, name, len);
@@ -45,7 +47,12 @@ int registry_add(const char *name, size_t len, unsigned plane, size_t max)
     e->planes++;
     e->mask |= bit;
     pthread_mutex_unlock(&lock);
-    return 0;
+    return e;
+}
+
+void registry_members_add(struct registry_entry *e, int delta)
+{
+    atomic_fetch_add_explicit(&e->members, (unsigned)delta, memory_order_relaxed);
 }
 
 void registry_remove(const char *name, size_t len, unsigned plane)
@@ -82,6 +89,19 @@ uint64_t registry_planes(const char *name, size_t len)
     pthread_mutex_lock(&lock);
     HASH_FIND(hh, table, name, len, e);
     mask = e ? e->mask : 0;
+    pthread_mutex_unlock(&lock);
+    return mask;
+}
+
+uint64_t registry_lookup(const char *name, size_t len, unsigned *members)
+{
+    struct registry_entry *e;
+    uint64_t mask;
+
+    pthread_mutex_lock(&lock);
+    HASH_FIND(hh, table, name, len, e);
+    mask = e ? e->mask : 0;
+    *members = e ? atomic_load_explicit(&e->members, memory_order_relaxed) : 0;
     pthread_mutex_unlock(&lock);
     return mask;
 }

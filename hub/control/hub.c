@@ -76,7 +76,7 @@ static bool hub_is_overloaded(const struct hub *h)
 static int post_gap(struct message *gap, void *arg)
 {
     struct plane *p = arg;
-    int rc = plane_post_quiet(p, gap); /* a gap always fits */
+    int rc = plane_post_quiet(p, gap, 0); /* a gap always fits */
 
     message_unref(&gap);
     return rc;
@@ -85,7 +85,7 @@ static int post_gap(struct message *gap, void *arg)
 /* Posts msg to plane i, or, when its mailbox is full, adds it to the plane's pending gaps (and
  * so every later event of its channel until the gap is posted). Gaps and resets always fit;
  * one of a channel with a pending gap sends that gap first. */
-static void post_to(struct hub *h, unsigned i, struct message *msg)
+static void post_to(struct hub *h, unsigned i, struct message *msg, size_t weight)
 {
     struct overflow *o = h->overflow[i];
 
@@ -101,7 +101,7 @@ static void post_to(struct hub *h, unsigned i, struct message *msg)
                 post_gap(gap, h->planes[i]);
         }
     }
-    if (plane_post_quiet(h->planes[i], msg) < 0) {
+    if (plane_post_quiet(h->planes[i], msg, weight) < 0) {
         overflow_add(o, msg);
         if (!evtimer_pending(h->ev_overflow, NULL)) {
             struct timeval tv = {.tv_usec = 50000};
@@ -142,7 +142,12 @@ static void on_overflow_tick(evutil_socket_t fd, short what, void *arg)
  * so a batch, or every event read from Redis in one read, costs one wake per plane. */
 static void post_all(struct hub *h, struct message *msg)
 {
-    uint64_t mask = registry_planes(msg->channel, msg->channel_len);
+    unsigned members;
+    uint64_t mask = registry_lookup(msg->channel, msg->channel_len, &members);
+    /* what it will weigh in each plane's queues: its subscribers spread evenly over the planes
+     * that hold the channel, as the kernel spreads connections over their listen sockets */
+    int holders = __builtin_popcountll(mask);
+    size_t weight = holders ? message_wire_len(msg) * ((members + holders - 1) / holders) : 0;
     bool shared = false;
 
     metrics_add(&metrics.events_received, 1);
@@ -153,7 +158,7 @@ static void post_all(struct hub *h, struct message *msg)
             continue;
         copy = shared ? message_clone(msg) : message_ref(msg);
         shared = true;
-        post_to(h, i, copy);
+        post_to(h, i, copy, weight);
         message_unref(&copy);
         h->dirty |= UINT64_C(1) << (i % 64);
     }

@@ -20,6 +20,7 @@ struct channel {
     char name[CHANNEL_NAME_MAX + 1];
     char epoch[32];
     UT_hash_handle hh;
+    struct registry_entry *reg; /* the instance-wide entry, while this plane holds it */
     struct channel_member *m;
     uint32_t n, cap;
 };
@@ -57,6 +58,7 @@ void channel_index_free(struct channel_index *idx)
     HASH_ITER(hh, idx->table, ch, tmp)
     {
         HASH_DEL(idx->table, ch);
+        registry_members_add(ch->reg, -(int)ch->n);
         registry_remove(ch->name, strlen(ch->name), idx->plane);
         free(ch->m);
         free(ch);
@@ -90,9 +92,12 @@ enum channel_join_result channel_join(struct channel_index *idx, struct channel_
     if (set->n >= limit)
         return CHANNEL_LIMIT;
     if (!ch) {
-        if (registry_add(name, len, idx->plane, idx->max_channels) < 0)
+        struct registry_entry *reg = registry_add(name, len, idx->plane, idx->max_channels);
+
+        if (!reg)
             return CHANNEL_FULL;
         ch = xcalloc(1, sizeof(*ch));
+        ch->reg = reg;
         memcpy(ch->name, name, len);
         HASH_ADD(hh, idx->table, name[0], len, ch);
         idx->count++;
@@ -109,6 +114,7 @@ enum channel_join_result channel_join(struct channel_index *idx, struct channel_
     set->v[set->n] = (struct channel_slot){.ch = ch, .member_slot = ch->n};
     ch->n++;
     set->n++;
+    registry_members_add(ch->reg, 1);
     return CHANNEL_JOINED;
 }
 
@@ -120,6 +126,7 @@ static void leave_slot(struct channel_index *idx, struct channel_set *set, uint3
 
     if (ch->m[ms].extra && idx->free_extra)
         idx->free_extra(ch->m[ms].extra);
+    registry_members_add(ch->reg, -1);
     /* swap the channel's last member into ms */
     ch->n--;
     if (ms != ch->n) {

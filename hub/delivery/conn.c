@@ -215,6 +215,8 @@ static void join(struct plane *p, struct conn *c, const struct proto_cmd *cmd)
     case CHANNEL_ALREADY:
         /* held already: its place now (a pending one answers when its position comes) */
         m = channel_set_find(p->idx, session_channels(c->s), name, len);
+        if (m)
+            subscription_set_rate(m, cmd->max_rate);
         if (m && !subscription_is_pending(m))
             writer_reply(c, proto_subscribed(cmd->channel, channel_epoch(p->idx, name, len),
                                              m->last_seq, -1, ref));
@@ -233,6 +235,7 @@ static void join(struct plane *p, struct conn *c, const struct proto_cmd *cmd)
     metrics_gauge_add(&metrics.subscriptions, 1);
     m = channel_set_find(p->idx, session_channels(c->s), name, len);
     subscription_begin(m);
+    subscription_set_rate(m, cmd->max_rate);
     q = xcalloc(1, sizeof(*q));
     q->plane = p->index;
     q->conn = c->id;

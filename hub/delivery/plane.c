@@ -118,7 +118,8 @@ static void on_mail(struct mail *mail, void *arg)
 
 void plane_on_wake(struct plane *p)
 {
-    mailbox_drain(p->mb, on_mail, p);
+    if (mailbox_drain(p->mb, on_mail, p)) /* what the mailbox weighed is queued now */
+        atomic_store_explicit(&p->queued_bytes, p->stats.queued_bytes, memory_order_relaxed);
     if (atomic_load(&p->stop))
         ev_break(p->loop, EVBREAK_ALL);
 }
@@ -140,12 +141,38 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
 /* Once per loop turn, before the loop waits: the dirty connections' queues are written
  * (writer.c), pending gaps go out when there is room, and the backlog gauge is published for
  * the control plane's publish check. */
+static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct plane *p = lws_container_of(w, struct plane, pace_timer);
+
+    (void)loop;
+    (void)revents;
+    p->pace_armed_us = 0;
+    writer_pace(p); /* on_prepare sets the timer for what is left */
+}
+
+/* The pacer's timer (a libev timer: libev counts it when it decides how long to wait) follows
+ * its earliest entry. */
+static void arm_pacer(struct plane *p)
+{
+    int64_t next = pacer_next(&p->pacer), now;
+
+    if (!next || (p->pace_armed_us && p->pace_armed_us <= next))
+        return;
+    now = clock_mono_us();
+    p->pace_armed_us = next;
+    ev_timer_stop(p->loop, &p->pace_timer);
+    ev_timer_set(&p->pace_timer, next > now ? (double)(next - now) / 1e6 : 0., 0.);
+    ev_timer_start(p->loop, &p->pace_timer);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct plane *p = lws_container_of(w, struct plane, prepare);
 
     (void)loop;
     (void)revents;
+    arm_pacer(p);
     if (p->n_dirty)
         writer_flush_dirty(p);
     writer_flush_overflow(p);
@@ -306,11 +333,13 @@ static void *plane_main(void *arg)
     listen_start(p);
     ev_prepare_init(&p->prepare, on_prepare);
     ev_prepare_start(p->loop, &p->prepare);
+    ev_timer_init(&p->pace_timer, on_pace, 0., 0.);
     on_alive_tick(&p->sul_alive);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
     while (!atomic_load(&p->stop))
         ev_run(p->loop, 0);
     ev_prepare_stop(p->loop, &p->prepare);
+    ev_timer_stop(p->loop, &p->pace_timer);
     return NULL;
 }
 
@@ -322,9 +351,9 @@ int plane_start(struct plane *p)
     return 0;
 }
 
-int plane_post_quiet(struct plane *p, struct message *msg)
+int plane_post_quiet(struct plane *p, struct message *msg, size_t weight)
 {
-    return mailbox_post_quiet(p->mb, MAIL_EVENT, msg, NULL);
+    return mailbox_post_event(p->mb, msg, weight);
 }
 
 void plane_flush(struct plane *p)
@@ -364,6 +393,7 @@ void plane_free(struct plane *p)
     channel_index_free(p->idx);
     mailbox_free(p->mb);
     overflow_free(p->overflow);
+    pacer_clear(&p->pacer);
     free(p->dirty);
     free(p->scratch);
     free(p);
@@ -386,5 +416,5 @@ size_t plane_mailbox_depth(const struct plane *p)
 
 size_t plane_backlog_bytes(const struct plane *p)
 {
-    return mailbox_bytes(p->mb) + atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
+    return mailbox_weight(p->mb) + atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
 }

@@ -37,9 +37,11 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
 /* Starts the plane's thread. Returns 0 or -1. */
 int plane_start(struct plane *p);
 /* Hands an event to the plane without waking it; plane_flush() wakes it once after a batch.
- * Takes a reference on success. Returns 0, or -1 when the plane's mailbox is full (the event
- * is dropped for this plane's clients). Any thread. */
-int plane_post_quiet(struct plane *p, struct message *msg);
+ * weight: the bytes it will take in this plane's queues (its wire length times the
+ * subscribers it will reach), counted in plane_backlog_bytes() until the plane takes it.
+ * Takes a reference on success. Returns 0, or -1 when the plane's mailbox is full (the caller
+ * tells this plane's subscribers of a gap instead). Any thread. */
+int plane_post_quiet(struct plane *p, struct message *msg, size_t weight);
 void plane_flush(struct plane *p);
 /* Hands the plane the answer to one of its position requests (takes a), and wakes it. Any
  * thread. */

@@ -6,6 +6,7 @@
 #define HERALD_PLANE_PRIV_H
 
 #include "admission.h"
+#include "pacer.h"
 #include "common/keyhash.h"
 #include "common/metrics.h"
 #include "plane.h"
@@ -60,6 +61,9 @@ struct plane {
     size_t overflow_bytes;      /* queued past this, events become pending gaps */
     struct overflow *overflow;  /* those gaps */
     ev_prepare prepare;         /* once per loop turn: writer_flush_dirty and the gauges */
+    struct pacer pacer;         /* paced subscriptions' timer entries (max_rate) */
+    ev_timer pace_timer;
+    int64_t pace_armed_us;      /* when pace_timer is set to fire; 0: not set */
     atomic_size_t queued_bytes; /* any thread reads: stats.queued_bytes as of the last turn */
     /* conn.c */
     struct lws_protocols protocols[2];
@@ -110,6 +114,8 @@ int writer_on_writeable(struct plane *p, struct conn *c);
 void writer_flush_dirty(struct plane *p);
 /* Once per loop turn: sends the pending gaps once the plane's backlog is below its bound. */
 void writer_flush_overflow(struct plane *p);
+/* The pacer's due entries: paced events whose slot has come. */
+void writer_pace(struct plane *p);
 
 /* listen.c */
 /* Opens the plane's SO_REUSEPORT listen socket on --listen. Returns 0, or -1 with err set. */

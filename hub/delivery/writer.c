@@ -29,6 +29,7 @@
 #include "common/message.h"
 #include "common/metrics.h"
 #include "common/overflow.h"
+#include "pacer.h"
 #include "subscription.h"
 
 #include <stdio.h>
@@ -63,22 +64,36 @@ static int over_budget(struct conn *c, struct message *msg)
     return session_push_over(c->s, msg);
 }
 
+/* A message for one subscriber outside the fan-out's shared references (a paced event, a
+ * replayed one): within the connection's budget as a reply is. Borrows msg. */
+static void send_one(struct message *msg, void *arg)
+{
+    writer_reply(arg, message_ref(msg));
+}
+
 /* One event, gap or reset to every subscriber of its channel on this plane. One atomic add
  * for all the queue references, one more to give back the ones not used. Each subscription
- * says whether to send (in order, once), skip (it has the event) or hold (its position is
- * still being asked). */
+ * says whether to send (in order, once), skip (it has the event), hold (its position is
+ * still being asked) or pace (max_rate: it waits for its name's slot, see subscription.c). */
 static void fanout(struct plane *p, struct message *msg, struct channel_member *m, uint32_t n)
 {
     uint32_t unused = 0;
     int rc = 0;
+    int64_t now_us = clock_mono_us();
 
     message_ref_n(msg, n);
     for (uint32_t i = 0; i < n; i++) {
         struct conn *c = m[i].member;
+        int64_t due_us = 0;
 
-        switch (subscription_offer(&m[i], msg)) {
+        switch (subscription_offer(&m[i], msg, now_us, send_one, c, &due_us)) {
         case SUB_SEND: rc = session_push(c->s, msg); break;
         case SUB_SKIP: unused++; continue;
+        case SUB_PACE: /* the slot took a reference of its own */
+            unused++;
+            if (due_us)
+                pacer_add(&p->pacer, due_us, c->id, msg->channel, msg->channel_len);
+            continue;
         case SUB_HOLD: /* the hold took a reference of its own */
             unused++;
             if (session_queue_bytes(c->s) + subscription_held_bytes(&m[i]) >
@@ -145,6 +160,25 @@ void writer_flush_overflow(struct plane *p)
 {
     if (overflow_count(p->overflow) && p->stats.queued_bytes < p->overflow_bytes / 2)
         overflow_flush(p->overflow, send_pending_gap, p);
+}
+
+void writer_pace(struct plane *p)
+{
+    struct pace_entry e;
+    int64_t now_us = clock_mono_us();
+
+    while (pacer_pop(&p->pacer, now_us, &e)) {
+        struct conn *c;
+        struct channel_member *m;
+        int64_t next;
+
+        HASH_FIND(hh, p->by_id, &e.conn, sizeof(e.conn), c);
+        if (!c || !c->s || session_is_closing(c->s))
+            continue;
+        m = channel_set_find(p->idx, session_channels(c->s), e.channel, e.channel_len);
+        if (m && (next = subscription_due(m, e.due_us, now_us, send_one, c)))
+            pacer_add(&p->pacer, next, e.conn, e.channel, e.channel_len);
+    }
 }
 
 void writer_reply(struct conn *c, struct message *msg)

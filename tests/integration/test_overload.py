@@ -1,0 +1,231 @@
+"""test_overload.py -- SPEC "Overload" and max_rate.
+
+Overload: an open-loop publisher (herald-bench --saturate with no backlog bound, POSTing as
+fast as it can over 8 connections) against 1,000 readers that read as fast as they can, for
+10 s: the hub answers some publishes 503 overloaded with Retry-After, closes none of those
+readers, and every event it answered 202 reaches every one of them (herald-bench counts the
+frames each receives against the events accepted); one reader among them that stops reading
+is still cut as a slow consumer. The readers are herald-bench's: a C client can read at the
+rate the hub writes, where a Python one would itself be the slow consumer.
+
+max_rate: a subscription paced at R events a second per event name gets the newest event of
+each name at most every 1/R s, and the last event of a burst always arrives."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (Hub, HubTestCase, Publisher, T, WS, WRAPPER, metrics, publish,
+                     unique_channel, wait_until)
+from util import REPO_ROOT
+from wsclient import WSTimeout
+
+HERALD_BENCH_BIN = os.environ.get("HERALD_BENCH_BIN") or os.path.join(
+    REPO_ROOT, "build", "clients", "herald-bench")
+
+READERS = 1000
+BURST_S = 10
+
+
+def run_bench(hub, channel, seconds, size):
+    """herald-bench: READERS subscribers of channel, an open-loop publisher for seconds.
+    Returns its JSON summary."""
+    args = [HERALD_BENCH_BIN, "--ws", f"ws://127.0.0.1:{hub.port}/ws",
+            "--api", f"http://127.0.0.1:{hub.api_port}/publish",
+            "--subscribers", str(READERS), "--channel", channel, "--saturate",
+            "--inflight", "8", "--size", str(size), "--duration", str(seconds),
+            "--drain", str(T(10)),
+            "--json", "--quiet"]
+    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=T(seconds + 60))
+    if done.returncode != 0:
+        raise AssertionError(f"herald-bench exited {done.returncode}: "
+                             f"{done.stderr.decode(errors='replace')[-2000:]}")
+    return json.loads(done.stdout)
+
+
+@unittest.skipIf(WRAPPER, "1,000 readers at full speed: not under valgrind")
+class OverloadTest(HubTestCase):
+    def test_open_loop_publisher_meets_overloaded_and_no_reader_that_keeps_up_is_cut(self):
+        ch = unique_channel("burst")
+        # 1 KB events and a 256 KiB queue budget, so that the slow reader (whose kernel
+        # buffers take some megabytes before its socket chokes) is cut within the run
+        with Hub(max_backlog_bytes=16 << 20, send_queue_bytes=256 << 10) as hub:
+            # a reader that stops reading: a small receive buffer, and nothing read after the
+            # subscribe
+            slow = WS.open(hub, channels=[ch], rcvbuf=4096)
+            report = run_bench(hub, ch, BURST_S, 1000)
+            m = metrics(hub)
+            pub, got = report["published"], report["delivered"]
+            print(f"\n[overload] {pub['events_acked']} events answered 202, "
+                  f"{pub['status'].get('503', 0)} answered 503 in {BURST_S} s; "
+                  f"{got['frames']} frames delivered to {READERS} readers, {got['lost']} lost; "
+                  f"closes {report['closes']}", flush=True)
+
+            self.assertGreater(pub["status"].get("503", 0), 0, "the publisher never met 503")
+            self.assertIn("overloaded", pub["first_error"])
+            self.assertGreater(m.get("herald_publish_overloaded_total"), 0)
+            self.assertGreater(pub["events_acked"], 1000, "hardly anything was accepted")
+            # no reader that kept up was closed, and each got every event answered 202
+            self.assertEqual(report["closes"], {}, "readers that kept up were closed")
+            self.assertEqual(got["expected"], pub["events_acked"] * READERS)
+            self.assertEqual(got["lost"], 0, "events answered 202 are missing at readers")
+            self.assertEqual(got["frames"], got["expected"])
+            self.assertEqual(m.get("herald_events_dropped_total", reason="overload"), 0)
+            self.assertEqual(m.get("herald_sequence_lost_total"), 0)
+            # the reader that stopped reading was cut, and it is the only one
+            self.assertEqual(m.get("herald_disconnects_total", reason="slow_consumer"), 1)
+            slow.abort()
+
+    def test_retry_after_comes_with_overloaded(self):
+        """A backlog bound smaller than one event's fan-out: the first publish is taken
+        (nothing is behind yet), and while the readers have it queued the next is 503
+        overloaded with Retry-After."""
+        ch = unique_channel("over")
+        with Hub(max_backlog_bytes=65536, send_queue_bytes=1 << 20) as hub:
+            readers = [WS.open(hub, channels=[ch], rcvbuf=4096) for _ in range(4)]
+            big = {"channel": ch, "data": {"pad": "x" * 30000}}
+            statuses = []
+            deadline = time.monotonic() + T(10)
+            with Publisher(hub) as p:
+                while time.monotonic() < deadline:
+                    status, headers, body = p.publish(big)
+                    statuses.append(status)
+                    if status == 503:
+                        break
+            self.assertEqual(statuses[0], 202)
+            self.assertEqual(status, 503, f"never overloaded: {statuses}")
+            self.assertEqual(body["error"], "overloaded")
+            self.assertEqual(headers.get("Retry-After"), "1")
+            for ws in readers:
+                ws.abort()
+
+
+def publish_paced(hub, channel, names, per_sec, seconds):
+    """Publishes events of the given names in turn at per_sec for seconds over one
+    connection; returns [(name, id)] in publish order."""
+    sent = []
+    interval = 1.0 / per_sec
+    start = time.monotonic()
+    with Publisher(hub) as p:
+        i = 0
+        while time.monotonic() - start < seconds:
+            name = names[i % len(names)]
+            status, _, body = p.publish({"channel": channel, "event": name, "data": {"i": i}})
+            if status != 202:
+                raise AssertionError(f"publish answered {status} {body!r}")
+            sent.append((name, body["id"]))
+            i += 1
+            delay = start + i * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    return sent
+
+
+def collect(ws, until_id, timeout):
+    """(arrival time, frame) of every event ws receives until the one with id until_id
+    (None: until timeout passes)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = ws.recv_json(timeout=max(0.05, deadline - time.monotonic()))
+        except WSTimeout:
+            if until_id is None:
+                return got
+            raise
+        if msg.get("type") != "event":
+            continue
+        got.append((time.monotonic(), msg))
+        if msg["id"] == until_id:
+            return got
+    if until_id is None:
+        return got
+    raise AssertionError(f"no event {until_id} within {timeout} s; got "
+                         f"{[m['seq'] for _, m in got][-10:]}")
+
+
+class MaxRateTest(HubTestCase):
+    def test_one_name_at_100_per_second_arrives_at_about_2_per_second(self):
+        ch = unique_channel("pace")
+        with Hub() as hub:
+            paced = WS.open(hub)
+            paced.request({"type": "subscribe", "channel": ch, "max_rate": 2})
+            every = WS.open(hub, channels=[ch])
+            seconds = 3.0
+            # read as they come, to see when each arrives
+            frames = []
+            reader = threading.Thread(target=lambda: frames.extend(
+                collect(paced, None, seconds + T(3))), daemon=True)
+            reader.start()
+            sent = publish_paced(hub, ch, ["gauge"], 100, seconds)
+            last = sent[-1][1]
+            order = {eid: i + 1 for i, (_, eid) in enumerate(sent)}
+            ended = time.monotonic()
+            reader.join()
+            got = frames
+            all_got = collect(every, last, T(5))
+            seqs = [m["seq"] for _, m in got]
+            self.assertEqual(seqs, [order[m["id"]] for _, m in got])  # seq n is the n-th
+            print(f"\n[max_rate] 2/s: {len(sent)} published in {seconds:.0f} s, "
+                  f"{len(got)} delivered: seq {seqs}", flush=True)
+            # about 2 a second: the first at once, then one per 0.5 s, then the last
+            self.assertLessEqual(len(got), seconds * 2 + 2)
+            self.assertGreaterEqual(len(got), seconds * 2 - 1)
+            self.assertEqual(seqs, sorted(seqs))
+            self.assertEqual(got[-1][1]["id"], last, "the last event of the burst did not arrive")
+            self.assertLess(got[-1][0] - ended, 0.5 + T(0.3), "the last came late")
+            # at most one per 1/R s (a little slack for the scheduler)
+            gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+            self.assertGreater(min(gaps), 0.4, f"closer than 1/R s: {gaps}")
+            # the unpaced subscriber got every event
+            self.assertEqual([m["id"] for _, m in all_got], [eid for _, eid in sent])
+            paced.close()
+            every.close()
+
+    def test_two_names_are_paced_separately(self):
+        ch = unique_channel("pace2")
+        with Hub() as hub:
+            paced = WS.open(hub)
+            paced.request({"type": "subscribe", "channel": ch, "max_rate": 4})
+            sent = publish_paced(hub, ch, ["cpu", "mem"], 100, 2.0)
+            last = {name: eid for name, eid in sent}
+            got = collect(paced, sent[-1][1], T(3))
+            time.sleep(0.5)  # the other name's last may come after the overall last seq
+            while True:
+                try:
+                    msg = paced.recv_json(timeout=0.3)
+                except WSTimeout:  # nothing more
+                    break
+                if msg.get("type") == "event":
+                    got.append((time.monotonic(), msg))
+            by_name = {}
+            for _, m in got:
+                by_name.setdefault(m["event"], []).append(m["id"])
+            print(f"\n[max_rate] 4/s, two names: {len(sent)} published, delivered "
+                  f"{ {k: len(v) for k, v in by_name.items()} }", flush=True)
+            for name in ("cpu", "mem"):
+                self.assertIn(name, by_name)
+                self.assertEqual(by_name[name][-1], last[name], f"{name}: its last is missing")
+                self.assertLessEqual(len(by_name[name]), 2 * 4 + 2, name)
+                self.assertGreaterEqual(len(by_name[name]), 2 * 4 - 2, name)
+            seqs = [m["seq"] for _, m in got]
+            self.assertEqual(seqs, sorted(seqs), "paced events out of order")
+            paced.close()
+
+    def test_max_rate_out_of_range_is_bad_request(self):
+        ch = unique_channel("pace-bad")
+        with Hub() as hub:
+            ws = WS.open(hub)
+            for bad in (0, 1001, -1, "2", 1.5):
+                reply = ws.request({"type": "subscribe", "channel": ch, "max_rate": bad,
+                                    "ref": "r"})
+                self.assertEqual((reply["type"], reply["code"]), ("error", "bad_request"), bad)
+            ws.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
