@@ -24,11 +24,11 @@ struct mailbox {
     pthread_mutex_t lock;
     struct mail_array in;  /* {lock}: appended by posters, swapped out by the drainer */
     struct mail_array out; /* drainer only */
-    size_t max_bytes;     /* events' wire bytes waiting, past which an event is refused */
-    size_t bytes;         /* {lock} */
-    atomic_size_t depth;  /* mails waiting, for metrics */
-    atomic_size_t abytes; /* bytes, for any thread */
-    size_t weight;        /* {lock} */
+    size_t max_bytes;      /* events' wire bytes waiting, past which an event is refused */
+    size_t bytes;          /* {lock} */
+    atomic_size_t depth;   /* mails waiting, for metrics */
+    atomic_size_t abytes;  /* bytes, for any thread */
+    size_t weight;         /* {lock} */
     atomic_size_t aweight;
     mailbox_wake_fn *wake;
     void *wake_arg;

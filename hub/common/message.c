@@ -178,10 +178,10 @@ struct message *message_gap(const char *channel, size_t channel_len, const char 
                             uint64_t from, uint64_t to)
 {
     char json[MESSAGE_CHANNEL_MAX + 96];
-    int n = snprintf(json, sizeof(json),
-                     "{\"type\":\"gap\",\"channel\":\"%.*s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
-                     "}",
-                     (int)channel_len, channel, from, to);
+    int n =
+        snprintf(json, sizeof(json),
+                 "{\"type\":\"gap\",\"channel\":\"%.*s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64 "}",
+                 (int)channel_len, channel, from, to);
     struct message *m = message_new(channel, channel_len, json, (size_t)n);
 
     m->kind = MESSAGE_GAP;

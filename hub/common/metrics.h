@@ -9,8 +9,8 @@
 
 enum drop_reason {
     DROP_SLOW_CONSUMER, /* queued for a connection cut as a slow consumer */
-    DROP_OVERLOAD,      /* delivery was behind (a mailbox or a plane past its bound): told as a gap */
-    DROP_CLOSING,       /* arrived for a connection already closing */
+    DROP_OVERLOAD, /* delivery was behind (a mailbox or a plane past its bound): told as a gap */
+    DROP_CLOSING,  /* arrived for a connection already closing */
     DROP_REASONS
 };
 
@@ -55,7 +55,7 @@ struct metrics {
     atomic_ullong publish_rate_limited;   /* answered 429 */
     atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
     atomic_ullong publish_duplicates;     /* a repeated Idempotency-Key: answered, not published */
-    atomic_ullong publish_overloaded;     /* answered 503 overloaded: the backlog was past its bound */
+    atomic_ullong publish_overloaded; /* answered 503 overloaded: the backlog was past its bound */
     atomic_ullong queue_overruns; /* frames queued past a connection's budget: its socket kept up */
     /* in-process history (broker/history.c): every store of this process */
     atomic_llong history_events; /* gauge */

@@ -16,8 +16,8 @@
 struct registry_entry {
     char name[CHANNEL_NAME_MAX + 1];
     UT_hash_handle hh;
-    unsigned planes; /* planes holding the channel */
-    uint64_t mask;   /* the same planes, a bit each */
+    unsigned planes;     /* planes holding the channel */
+    uint64_t mask;       /* the same planes, a bit each */
     atomic_uint members; /* subscribers over every plane (the overload check weighs by it) */
 };
 

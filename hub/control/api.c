@@ -38,7 +38,7 @@
 struct api {
     struct api_host host;
     struct http_server *http;
-    size_t pending;    /* publishes waiting for the limiter or the broker */
+    size_t pending;   /* publishes waiting for the limiter or the broker */
     bool is_detached; /* api_detach() ran: the broker and the limiter are gone */
 };
 

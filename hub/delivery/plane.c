@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RATE_GRACE_MS 3000      /* over the frame rate this long: close 1008 */
+#define RATE_GRACE_MS 3000 /* over the frame rate this long: close 1008 */
 #define TICK_US (100 * LWS_US_PER_MS)
 #define ALIVE_US (500 * LWS_US_PER_MS)
 #define SWEEP_US (250 * LWS_US_PER_MS)

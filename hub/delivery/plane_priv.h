@@ -6,9 +6,9 @@
 #define HERALD_PLANE_PRIV_H
 
 #include "admission.h"
-#include "pacer.h"
 #include "common/keyhash.h"
 #include "common/metrics.h"
+#include "pacer.h"
 #include "plane.h"
 #include "session.h"
 

@@ -2,11 +2,12 @@
  * The send queue is a ring of message references, grown by doubling, with a byte budget: a
  * push past it is refused, and the writer decides (a reader whose socket is choked is cut with
  * 1013; one whose socket takes everything is not behind, the hub is, and its push goes over).
- * Every session adds what it queues to its plane's sum (session_stats), the plane's backlog. When the ring turns non-empty the session calls its wake function once; the
- * transport then writes until the ring is empty again, so there is always exactly one
- * writeable request outstanding for a non-empty queue. Incoming fragments are reassembled
- * into one buffer, bounded by max_message_bytes. The close state is written only by
- * session_close() and session_close_after_flush(), first call wins. */
+ * Every session adds what it queues to its plane's sum (session_stats), the plane's backlog. When
+ * the ring turns non-empty the session calls its wake function once; the transport then writes
+ * until the ring is empty again, so there is always exactly one writeable request outstanding for a
+ * non-empty queue. Incoming fragments are reassembled into one buffer, bounded by
+ * max_message_bytes. The close state is written only by session_close() and
+ * session_close_after_flush(), first call wins. */
 #include "session.h"
 
 #include "common/message.h"

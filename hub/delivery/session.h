@@ -21,9 +21,9 @@ struct session_stats {
 };
 
 struct session_limits {
-    size_t send_queue_bytes;  /* queued bytes past which a choked connection is a slow consumer */
+    size_t send_queue_bytes; /* queued bytes past which a choked connection is a slow consumer */
     struct session_stats *stats; /* the plane's sum, kept by every session (NULL: none) */
-    size_t max_message_bytes; /* largest client message, fragments included */
+    size_t max_message_bytes;    /* largest client message, fragments included */
     uint32_t max_subscriptions;
     struct ratelimit_cfg rate; /* client frames */
     int64_t rate_grace_ms;     /* over the rate this long without pause: close 1008 */

@@ -31,14 +31,14 @@ struct held {
 
 /* One event name's slot. */
 struct pace_slot {
-    char name[48]; /* the name's JSON string (quotes included), cut at 47 bytes: "" for none */
+    char name[48];   /* the name's JSON string (quotes included), cut at 47 bytes: "" for none */
     int64_t next_us; /* the slot is taken until then */
     struct message *waiting; /* the latest event that came while it was taken */
 };
 
 struct extra {
-    struct held held;     /* while pending */
-    int64_t interval_us;  /* 1/R s; 0: not paced */
+    struct held held;    /* while pending */
+    int64_t interval_us; /* 1/R s; 0: not paced */
     struct pace_slot *slots;
     uint32_t n_slots;
     int64_t queued_us; /* the due time of this subscription's entry in the plane's pacer */
@@ -138,9 +138,9 @@ static void send_waiting(struct extra *x, subscription_send_fn *send, void *arg)
     }
 }
 
-static enum sub_verdict offer_paced(struct channel_member *m, struct extra *x,
-                                    struct message *msg, int64_t now_us,
-                                    subscription_send_fn *send, void *arg, int64_t *due_us)
+static enum sub_verdict offer_paced(struct channel_member *m, struct extra *x, struct message *msg,
+                                    int64_t now_us, subscription_send_fn *send, void *arg,
+                                    int64_t *due_us)
 {
     struct pace_slot *s, *head;
     enum sub_verdict v;
@@ -227,7 +227,7 @@ int64_t subscription_due(struct channel_member *m, int64_t entry_us, int64_t now
 
     if (!x || x->queued_us != entry_us)
         return 0; /* a stale entry: an earlier one was queued since, or the slot is gone */
-    for (;;) { /* in seq order, while the head of the line is due */
+    for (;;) {    /* in seq order, while the head of the line is due */
         struct pace_slot *head = head_of_line(x);
 
         if (!head)

@@ -460,6 +460,39 @@ static void pause_under_a_second_keeps_the_run(void **state)
     session_free(s);
 }
 
+/* Every session of a plane adds to one sum: the plane's backlog. A push past the budget is
+ * refused unless pushed over it (the writer's call when the socket keeps up). */
+static void plane_sum_and_pushing_over_the_budget(void **state)
+{
+    struct session_stats stats = {0};
+    struct session_limits lim = limits(30);
+    struct session *a, *b;
+    struct message *m = msg_of(10); /* 12 bytes on the wire */
+
+    (void)state;
+    lim.stats = &stats;
+    a = session_new(&lim, 1, T0, NULL, NULL);
+    b = session_new(&lim, 2, T0, NULL, NULL);
+    assert_int_equal(session_send(a, m), 0);
+    assert_int_equal(session_send(a, m), 0);
+    assert_int_equal(session_send(b, m), 0);
+    assert_int_equal(stats.queued_bytes, 36);
+    assert_int_equal(session_send(a, m), -1); /* 36 > 30 */
+    assert_int_equal(session_push_over(a, message_ref(m)), 0);
+    assert_int_equal(session_queue_bytes(a), 36);
+    assert_int_equal(stats.queued_bytes, 48);
+    session_pop(a);
+    assert_int_equal(stats.queued_bytes, 36);
+    assert_int_equal(session_close(a, 1013, "slow consumer"), 2);
+    assert_int_equal(stats.queued_bytes, 12);
+    assert_int_equal(session_push_over(a, m), 1); /* closing: nothing taken */
+    session_free(b);
+    assert_int_equal(stats.queued_bytes, 0);
+    session_free(a);
+    assert_int_equal(refs(m), 1);
+    message_unref(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +508,7 @@ int main(void)
         cmocka_unit_test(steady_flood_closes_after_grace),
         cmocka_unit_test(pause_over_a_second_resets_the_run),
         cmocka_unit_test(pause_under_a_second_keeps_the_run),
+        cmocka_unit_test(plane_sum_and_pushing_over_the_budget),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
