@@ -380,19 +380,23 @@ export class Herald {
   }
 
   /* The URL carries the channels that need no frame: no position to resume from, no
-   * max_rate, and the same `last` (the URL has one for all). The others go as frames. */
+   * max_rate, and the same `last` (the URL has one for all: the one most of them want).
+   * The others go as frames. */
   #buildUrl() {
     const u = new URL(this.#url.href);
     const params = u.search.slice(1).split('&')
       .filter((kv) => kv && !kv.startsWith('channels=') && !kv.startsWith('token=') &&
         !kv.startsWith('last='));
+    const byLast = new Map();
+    for (const e of this.#channels.values())
+      if (e.epoch === null && !e.maxRate) byLast.set(e.last, (byLast.get(e.last) || 0) + 1);
+    let best = 0;
+    for (const [last, n] of byLast) if (n > (byLast.get(best) || 0)) best = last;
     this.#urlJoins = [];
-    this.#urlLast = 0;
+    this.#urlLast = best;
     let len = 0;
     for (const [name, e] of this.#channels) {
-      if (e.epoch !== null || e.maxRate) continue;
-      if (this.#urlJoins.length === 0) this.#urlLast = e.last;
-      else if (e.last !== this.#urlLast) continue;
+      if (e.epoch !== null || e.maxRate || e.last !== best) continue;
       if (len + name.length + 1 > URL_CHANNELS_MAX_CHARS) break;
       this.#urlJoins.push(name);
       len += name.length + 1;
