@@ -1,32 +1,70 @@
-/* broker.h -- how published events reach every hub: the interface the in-process broker
- * implements now and the Redis broker implements for a cluster. Control thread only. */
+/* broker.h -- how published events reach every hub, numbered and kept: the interface the
+ * in-process broker (memory.c) and the Redis broker (redis.c) implement. The broker gives each
+ * event its seq in its channel (the same on every hub), keeps the newest events for resume and
+ * last value, remembers idempotency keys, and hands every event back to deliver in one order.
+ * Control thread only. */
 #ifndef HERALD_BROKER_H
 #define HERALD_BROKER_H
 
+#include "history.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct event_base;
 struct message;
 struct pubrate;
 
-/* An event came back from the broker for this hub's clients. msg is borrowed: take a
- * reference to keep it. Fires on the control thread, in the broker's one order. */
+/* An event came back from the broker for this hub's clients: numbered (epoch, seq) and
+ * sealed. msg is borrowed: take a reference to keep it. Fires on the control thread, in the
+ * broker's one order; within a channel, seq only grows (holes are the sequencer's to mend). */
 typedef void broker_deliver_fn(struct message *msg, void *arg);
-/* A publish finished: err is NULL when the broker took every event (answer 202), else a
- * static string saying why not (answer 503). Fires exactly once per accepted publish() call,
- * on the control thread, never from inside publish() itself. */
-typedef void broker_done_fn(const char *err, void *arg);
+
+/* A publish finished. err is NULL when the broker took every event (answer 202), else a static
+ * string saying why not (answer 503). duplicate, when not NULL, is the answer remembered for
+ * the publish's idempotency key: nothing was published this time (answer 202 with it). Fires
+ * exactly once per accepted publish() call, on the control thread, never inside publish(). */
+typedef void broker_done_fn(const char *err, const char *duplicate, void *arg);
+
+/* A read: a channel's position (epoch, last seq) and some of its kept events. */
+enum broker_read_mode {
+    BROKER_READ_POSITION, /* no events */
+    BROKER_READ_SINCE,    /* events with seq > since, oldest first, at most count (0: all) */
+    BROKER_READ_LAST,     /* the newest count events, oldest first */
+};
+struct broker_read {
+    enum broker_read_mode mode;
+    const char *channel;
+    size_t channel_len;
+    uint64_t since;
+    size_t count;
+};
+/* A read finished: err NULL and r filled (borrowed: take references to keep its messages), or
+ * err saying why not. May fire inside read(). */
+typedef void broker_read_fn(const char *err, struct history_result *r, void *arg);
+
+/* An idempotent publish: the key (1..128 visible ASCII), who it belongs to (keys of different
+ * API keys never meet), and the 202 body to remember for repeats. */
+struct broker_idempotency {
+    const char *key;
+    const char *scope;
+    const char *answer;
+};
 
 struct broker;
 
 struct broker_ops {
     const char *name;
-    /* Hands msgs[0..n) on, in order. Takes a reference to each. Returns 0 (done will fire),
-     * or -1 when it cannot even try (not connected): done will not fire; answer 503. */
-    int (*publish)(struct broker *b, struct message *const *msgs, size_t n, broker_done_fn *done,
-                   void *arg);
+    /* Numbers msgs[0..n) (drafts: control/event.c) in order and hands them on, taking a
+     * reference to each; with idem, only if its key is new within --idempotency-ttl. Returns 0
+     * (done will fire), or -1 when it cannot even try (not connected): answer 503. */
+    int (*publish)(struct broker *b, struct message *const *msgs, size_t n,
+                   const struct broker_idempotency *idem, broker_done_fn *done, void *arg);
+    /* Reads a channel's position and kept events. Returns 0 (cb fired or will fire), or -1
+     * when it cannot (not connected). */
+    int (*read)(struct broker *b, const struct broker_read *q, broker_read_fn *cb, void *arg);
     /* True while publishes can succeed and deliveries arrive (readiness). */
     bool (*is_ready)(const struct broker *b);
     /* Optional (NULL: the caller limits in-process): a publish limiter of per_sec requests per
@@ -41,12 +79,21 @@ struct broker {
     const struct broker_ops *ops;
     broker_deliver_fn *deliver;
     void *deliver_arg;
+    /* Optional: called after the broker lost its subscription and has it again (events may
+     * have been missed in between: the sequencer checks the channels it holds). */
+    void (*resubscribed)(void *arg);
 };
 
 static inline int broker_publish(struct broker *b, struct message *const *msgs, size_t n,
-                                 broker_done_fn *done, void *arg)
+                                 const struct broker_idempotency *idem, broker_done_fn *done,
+                                 void *arg)
 {
-    return b->ops->publish(b, msgs, n, done, arg);
+    return b->ops->publish(b, msgs, n, idem, done, arg);
+}
+static inline int broker_read(struct broker *b, const struct broker_read *q, broker_read_fn *cb,
+                              void *arg)
+{
+    return b->ops->read(b, q, cb, arg);
 }
 static inline bool broker_is_ready(const struct broker *b)
 {
@@ -58,9 +105,12 @@ static inline void broker_free(struct broker *b) /* NULL is a no-op */
         b->ops->free(b);
 }
 
-/* The in-process broker: one hub alone. Deliveries happen on the next loop turn, in publish
- * order; a publish is done once its events are handed to deliver. */
-struct broker *broker_memory_new(struct event_base *base, broker_deliver_fn *deliver, void *arg);
+/* The in-process broker: one hub alone, numbering and keeping events in a history (cfg's
+ * --history-* options) and idempotency keys for --idempotency-ttl. Deliveries happen on the
+ * next loop turn, in publish order; a publish is done once its events are handed to deliver.
+ * seed makes the epochs. */
+struct broker *broker_memory_new(struct event_base *base, const struct config *cfg, uint64_t seed,
+                                 broker_deliver_fn *deliver, void *arg);
 
 /* The Redis broker (broker/redis.c) of --redis-url, on --redis-channel; --instance-id names
  * this hub's heartbeats. Returns NULL with err set when the URL is malformed or --resolv-conf

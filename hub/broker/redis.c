@@ -31,6 +31,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -64,7 +65,10 @@ struct link {
 
 struct broker_redis {
     struct broker base;
+    const struct config *cfg;
     struct event_base *evb;
+    char publish_sha[41], read_sha[41];
+    bool scripts_loaded; /* on the current pub link */
     struct redis_url url;
     struct evdns_base *dns; /* resolves url.host off the loop (hiredis would block) */
     char *channel;
@@ -92,6 +96,63 @@ struct pub_req {
     void *arg;
     size_t n;
 };
+
+#define SEQUENCE_TTL_MS (30LL * 24 * 3600 * 1000)
+
+static const char publish_script[] =
+    "local n = tonumber(ARGV[2])\n"
+    "local size = tonumber(ARGV[3])\n"
+    "if ARGV[7] ~= '' then\n"
+    "  local seen = redis.call('GET', KEYS[2*n+1])\n"
+    "  if seen then return {1, seen} end\n"
+    "end\n"
+    "local parts = {'H2E\\n'}\n"
+    "for i = 1, n do\n"
+    "  local hk, sk, a = KEYS[2*i-1], KEYS[2*i], 8 + 3*(i-1)\n"
+    "  local epoch = redis.call('HGET', hk, 'e')\n"
+    "  if not epoch then\n"
+    "    epoch = ARGV[6]\n"
+    "    redis.call('HSET', hk, 'e', epoch)\n"
+    "    redis.call('DEL', sk)\n"
+    "  end\n"
+    "  local seq = redis.call('HINCRBY', hk, 's', 1)\n"
+    "  redis.call('PEXPIRE', hk, ARGV[5])\n"
+    "  local frame = ARGV[a+2] .. ',\"seq\":' .. seq .. ARGV[a+3]\n"
+    "  if size > 0 then\n"
+    "    redis.call('XADD', sk, 'MAXLEN', size, seq .. '-0', 'f', frame)\n"
+    "    redis.call('PEXPIRE', sk, ARGV[4])\n"
+    "  end\n"
+    "  parts[#parts+1] = ARGV[a+1] .. '\\t' .. epoch .. '\\t' .. seq .. '\\t' .. frame .. '\\n'\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[1], table.concat(parts))\n"
+    "if ARGV[7] ~= '' then redis.call('SET', KEYS[2*n+1], ARGV[8], 'PX', ARGV[7]) end\n"
+    "return {0}\n";
+
+static const char read_script[] =
+    "local e = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not e then\n"
+    "  e = ARGV[4]\n"
+    "  redis.call('HSET', KEYS[1], 'e', e)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "end\n"
+    "local out = {e, redis.call('HGET', KEYS[1], 's') or '0'}\n"
+    "local entries = {}\n"
+    "if ARGV[1] == 's' then\n"
+    "  if tonumber(ARGV[3]) > 0 then\n"
+    "    entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])\n"
+    "  else\n"
+    "    entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2] .. '-0', '+')\n"
+    "  end\n"
+    "elseif ARGV[1] == 'l' and tonumber(ARGV[2]) > 0 then\n"
+    "  local rev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])\n"
+    "  for i = #rev, 1, -1 do entries[#entries+1] = rev[i] end\n"
+    "end\n"
+    "for i = 1, #entries do\n"
+    "  out[#out+1] = entries[i][1]\n"
+    "  out[#out+1] = entries[i][2][2]\n"
+    "end\n"
+    "return out\n";
 
 static void link_open(struct link *l);
 
@@ -223,18 +284,18 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* --- the subscription ---------------------------------------------------------------------- */
 
-static void deliver_record(const char *channel, size_t channel_len, const char *json,
-                           size_t json_len, void *arg)
+static struct message *message_of_frame(const char *channel, size_t channel_len, const char *epoch,
+                                        uint64_t seq, const char *frame, size_t len);
+
+static void deliver_record(const struct redis_wire_record *rec, void *arg)
 {
     struct broker_redis *r = arg;
-    struct message *msg = message_new(channel, channel_len, json, json_len);
-    const char *ts = memmem(json, json_len, ",\"ts\":", 6);
+    char epoch[MESSAGE_EPOCH_MAX + 1];
+    struct message *msg;
 
-    /* the publish time, for the delivery latency histogram: the first ,"ts": is the event's
-     * own (a quote inside a JSON string is escaped, and "data" comes after "ts") */
-    if (ts)
-        msg->ts_ms = strtoll(ts + 6, NULL, 10);
-
+    snprintf(epoch, sizeof(epoch), "%.*s", (int)rec->epoch_len, rec->epoch);
+    msg = message_of_frame(rec->channel, rec->channel_len, epoch, rec->seq, rec->frame,
+                           rec->frame_len);
     r->base.deliver(msg, r->base.deliver_arg);
     message_unref(&msg);
 }
@@ -319,12 +380,38 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         reply->element[2]->type == REDIS_REPLY_STRING) {
         on_payload(r, reply->element[2]->str, reply->element[2]->len);
     } else if (!strcmp(reply->element[0]->str, "subscribe")) {
+        bool again = l->was_ever_up;
+
         r->hb_heard_ms = clock_mono_ms(); /* a fresh subscription gets a full heartbeat window */
         link_set_state(l, LINK_UP, NULL);
+        if (again && r->base.resubscribed) /* what was published meanwhile never came */
+            r->base.resubscribed(r->base.deliver_arg);
     }
 }
 
 /* --- connecting ---------------------------------------------------------------------------- */
+
+/* The pub link's setup ends with loading the two scripts; the link is up after the second. */
+static void on_script_loaded(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct link *l = ac->data;
+    const char *want = privdata;
+
+    if (!reply || !l)
+        return;
+    if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, want) != 0) {
+        if (l->attempt == 0)
+            log_error("redis", "pub link: SCRIPT LOAD refused: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected answer");
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (want == l->r->read_sha) {
+        l->r->scripts_loaded = true;
+        link_set_state(l, LINK_UP, NULL);
+    }
+}
 
 static void on_pub_pong(redisAsyncContext *ac, void *reply_, void *privdata)
 {
@@ -340,7 +427,9 @@ static void on_pub_pong(redisAsyncContext *ac, void *reply_, void *privdata)
         redisAsyncDisconnect(ac);
         return;
     }
-    link_set_state(l, LINK_UP, NULL);
+    l->r->scripts_loaded = false;
+    redisAsyncCommand(ac, on_script_loaded, l->r->publish_sha, "SCRIPT LOAD %s", publish_script);
+    redisAsyncCommand(ac, on_script_loaded, l->r->read_sha, "SCRIPT LOAD %s", read_script);
 }
 
 /* After AUTH and SELECT: the sub link subscribes, the pub link proves Redis answers. Each is
@@ -374,6 +463,13 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         link_ready_step(l);
 }
 
+static void on_name_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    (void)ac;
+    (void)reply_;
+    (void)privdata;
+}
+
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
@@ -401,6 +497,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->url.db);
         l->setup_pending++;
     }
+    /* a name an operator can find in CLIENT LIST (refused by an ACL: no matter) */
+    redisAsyncCommand(ac, on_name_reply, NULL, "CLIENT SETNAME herald-%s-%s", r->instance, l->name);
     if (l->setup_pending == 0)
         link_ready_step(l);
 }
@@ -490,45 +588,243 @@ static void link_open(struct link *l)
     l->resolving = evdns_getaddrinfo(r->dns, r->url.host, NULL, &hints, on_resolved, l);
 }
 
-/* --- publishing ------------------------------------------------------------------------------ */
+/* --- publishing and reading: two scripts ----------------------------------------------------
+ * A publish is one EVALSHA of publish_script: for each event it takes the channel's epoch (a
+ * channel without one gets the hub's candidate, and loses any stream left of an earlier
+ * epoch), increments its seq, writes the frame with that seq into the channel's stream
+ * (trimmed to --history-size, expiring after --history-ttl of silence), and last PUBLISHes
+ * every record in one payload: number, history entry and delivery in one atomic step, so the
+ * stream's order, the seq order and the delivery order are the same for every hub. With an
+ * idempotency key the script first looks the key up (a repeat returns the remembered answer
+ * and does nothing else) and remembers it after. The channel's hash {e, s} lives
+ * SEQUENCE_TTL_MS after its last event, so a quiet channel keeps its numbering.
+ * A read is one EVALSHA of read_script: the position {epoch, seq} and, in the same instant,
+ * the stream entries asked for; a channel without numbering gets its epoch there, so a
+ * subscriber learns the epoch before the first event. Both scripts are loaded when the pub
+ * link comes up. */
+
+/* Lua's SHA1 of a script, as EVALSHA wants it. */
+static void script_sha(const char *script, char out[41])
+{
+    unsigned char d[SHA_DIGEST_LENGTH];
+
+    SHA1((const unsigned char *)script, strlen(script), d);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void key_of(const struct broker_redis *r, char *out, size_t cap, const char *kind,
+                   const char *channel, size_t len)
+{
+    snprintf(out, cap, "%s:%s:%.*s", r->channel, kind, (int)len, channel);
+}
 
 static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 {
     redisReply *reply = reply_;
     struct pub_req *req = privdata;
-    const char *err = NULL;
+    const char *err = NULL, *duplicate = NULL;
 
     (void)ac;
-    if (!reply)
+    if (!reply) {
         err = "the Redis connection was lost before it answered";
-    else if (reply->type == REDIS_REPLY_ERROR)
+    } else if (reply->type == REDIS_REPLY_ERROR) {
         err = "Redis refused the publish";
+        log_warn("redis", "the publish script failed: %s", reply->str);
+        if (!strncmp(reply->str, "NOSCRIPT", 8) && req->r->pub.ac) /* flushed: reload */
+            redisAsyncDisconnect(req->r->pub.ac);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+               reply->element[1]->type == REDIS_REPLY_STRING) {
+        duplicate = reply->element[1]->str;
+    }
     if (err)
         metrics_add(&metrics.redis_publish_errors, 1);
-    req->done(err, req->arg);
+    req->done(err, duplicate, req->arg);
     free(req);
 }
 
 static int redis_publish(struct broker *b, struct message *const *msgs, size_t n,
-                         broker_done_fn *done, void *arg)
+                         const struct broker_idempotency *idem, broker_done_fn *done, void *arg)
 {
     struct broker_redis *r = (struct broker_redis *)b;
+    const struct config *cfg = r->cfg;
+    size_t argc = 3 + 2 * n + (idem ? 1 : 0) + 8 + 3 * n, k = 0;
+    const char **argv = xmalloc(argc * sizeof(*argv));
+    size_t *argvlen = xmalloc(argc * sizeof(*argvlen));
+    char **keys = xmalloc((2 * n + 1) * sizeof(*keys));
+    char nums[6][32], idem_key[512], idem_ttl[32];
     struct pub_req *req;
-    size_t len;
-    char *payload;
     int rc;
 
-    if (!compute_ready(r))
+    if (!compute_ready(r) || !r->scripts_loaded) {
+        free(argv);
+        free(argvlen);
+        free(keys);
         return -1;
-    payload = redis_wire_events(msgs, n, &len);
+    }
+#define ARG(p, l) (argv[k] = (p), argvlen[k] = (l), k++)
+#define ARGS(p) ARG(p, strlen(p))
+    ARGS("EVALSHA");
+    ARGS(r->publish_sha);
+    snprintf(nums[0], sizeof(nums[0]), "%zu", 2 * n + (idem ? 1 : 0));
+    ARGS(nums[0]);
+    for (size_t i = 0; i < n; i++) {
+        keys[2 * i] = xmalloc(512);
+        keys[2 * i + 1] = xmalloc(512);
+        key_of(r, keys[2 * i], 512, "ch", msgs[i]->channel, msgs[i]->channel_len);
+        key_of(r, keys[2 * i + 1], 512, "h", msgs[i]->channel, msgs[i]->channel_len);
+        ARGS(keys[2 * i]);
+        ARGS(keys[2 * i + 1]);
+    }
+    if (idem) {
+        snprintf(idem_key, sizeof(idem_key), "%s:idem:%s:%s", r->channel, idem->scope, idem->key);
+        ARGS(idem_key);
+    }
+    ARGS(r->channel);
+    snprintf(nums[1], sizeof(nums[1]), "%zu", n);
+    ARGS(nums[1]);
+    snprintf(nums[2], sizeof(nums[2]), "%u", cfg->history_size);
+    ARGS(nums[2]);
+    snprintf(nums[3], sizeof(nums[3]), "%lld", (long long)cfg->history_ttl * 1000);
+    ARGS(nums[3]);
+    snprintf(nums[4], sizeof(nums[4]), "%lld", SEQUENCE_TTL_MS);
+    ARGS(nums[4]);
+    snprintf(nums[5], sizeof(nums[5]), "%08llx",
+             (unsigned long long)(next_random(r) & 0xffffffffu));
+    ARGS(nums[5]);
+    if (idem) {
+        snprintf(idem_ttl, sizeof(idem_ttl), "%lld", (long long)cfg->idempotency_ttl * 1000);
+        ARGS(idem_ttl);
+        ARGS(idem->answer);
+    } else {
+        ARGS("");
+        ARGS("");
+    }
+    for (size_t i = 0; i < n; i++) {
+        ARG(msgs[i]->channel, msgs[i]->channel_len);
+        ARG(message_draft_head(msgs[i]), msgs[i]->draft_head);
+        ARG(message_draft_tail(msgs[i]), message_draft_tail_len(msgs[i]));
+    }
+#undef ARG
+#undef ARGS
     req = xcalloc(1, sizeof(*req));
     *req = (struct pub_req){.r = r, .done = done, .arg = arg, .n = n};
-    rc = redisAsyncCommand(r->pub.ac, on_publish_reply, req, "PUBLISH %s %b", r->channel, payload,
-                           len);
-    free(payload);
+    rc = redisAsyncCommandArgv(r->pub.ac, on_publish_reply, req, (int)k, argv, argvlen);
+    for (size_t i = 0; i < 2 * n; i++)
+        free(keys[i]);
+    free(keys);
+    free(argv);
+    free(argvlen);
     if (rc != REDIS_OK) {
         free(req);
         metrics_add(&metrics.redis_publish_errors, 1);
+        return -1;
+    }
+    return 0;
+}
+
+struct read_req {
+    struct broker_redis *r;
+    broker_read_fn *cb;
+    void *arg;
+    char channel[MESSAGE_CHANNEL_MAX + 1];
+    size_t channel_len;
+};
+
+/* A frame read back from a stream, as a numbered message. */
+static struct message *message_of_frame(const char *channel, size_t channel_len, const char *epoch,
+                                        uint64_t seq, const char *frame, size_t len)
+{
+    struct message *m = message_new(channel, channel_len, frame, len);
+    const char *ts = memmem(frame, len, ",\"ts\":", 6);
+
+    /* the publish time: the first ,"ts": is the event's own (a quote inside a JSON string is
+     * escaped, and "data" comes after "ts") */
+    if (ts)
+        m->ts_ms = strtoll(ts + 6, NULL, 10);
+    m->kind = MESSAGE_EVENT;
+    m->seq = seq;
+    snprintf(m->epoch, sizeof(m->epoch), "%s", epoch);
+    message_find_name(m);
+    return m;
+}
+
+static void on_read_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    redisReply *reply = reply_;
+    struct read_req *q = privdata;
+    struct broker_redis *r = q->r;
+    struct history_result res;
+    int64_t now = clock_wall_ms(), ttl_ms = (int64_t)r->cfg->history_ttl * 1000;
+
+    (void)ac;
+    memset(&res, 0, sizeof(res));
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_warn("redis", "the read script failed: %s", reply->str);
+        if (!r->is_closing)
+            q->cb("Redis did not answer the read", NULL, q->arg);
+        free(q);
+        return;
+    }
+    snprintf(res.epoch, sizeof(res.epoch), "%.*s", (int)reply->element[0]->len,
+             reply->element[0]->str);
+    res.seq = strtoull(reply->element[1]->str, NULL, 10);
+    if (reply->elements > 2)
+        res.msgs = xmalloc((reply->elements - 2) / 2 * sizeof(*res.msgs));
+    for (size_t i = 2; i + 1 < reply->elements; i += 2) {
+        redisReply *id = reply->element[i], *frame = reply->element[i + 1];
+        uint64_t seq;
+        struct message *m;
+
+        if (id->type != REDIS_REPLY_STRING || frame->type != REDIS_REPLY_STRING)
+            continue;
+        seq = strtoull(id->str, NULL, 10);
+        if (!redis_wire_frame_ok(q->channel, q->channel_len, seq, frame->str, frame->len,
+                                 r->max_frame))
+            continue; /* not what a hub wrote: skip it (a hole the caller will see) */
+        m = message_of_frame(q->channel, q->channel_len, res.epoch, seq, frame->str, frame->len);
+        if (now - m->ts_ms > ttl_ms) { /* kept past --history-ttl: expired */
+            message_unref(&m);
+            continue;
+        }
+        if (!res.first)
+            res.first = seq;
+        res.msgs[res.n++] = m;
+    }
+    if (!r->is_closing)
+        q->cb(NULL, &res, q->arg);
+    history_result_clear(&res);
+    free(q);
+}
+
+static int redis_read(struct broker *b, const struct broker_read *q, broker_read_fn *cb, void *arg)
+{
+    struct broker_redis *r = (struct broker_redis *)b;
+    char hk[512], sk[512], a2[32], a3[32], epoch[16], seqttl[32];
+    const char *mode = q->mode == BROKER_READ_SINCE ? "s" : q->mode == BROKER_READ_LAST ? "l" : "p";
+    struct read_req *req;
+
+    if (r->pub.state != LINK_UP || !r->scripts_loaded)
+        return -1;
+    key_of(r, hk, sizeof(hk), "ch", q->channel, q->channel_len);
+    key_of(r, sk, sizeof(sk), "h", q->channel, q->channel_len);
+    snprintf(a2, sizeof(a2), "%llu",
+             (unsigned long long)(q->mode == BROKER_READ_SINCE ? q->since : q->count));
+    snprintf(a3, sizeof(a3), "%zu", q->mode == BROKER_READ_SINCE ? q->count : 0);
+    req = xcalloc(1, sizeof(*req));
+    req->r = r;
+    req->cb = cb;
+    req->arg = arg;
+    memcpy(req->channel, q->channel, q->channel_len);
+    req->channel_len = q->channel_len;
+    snprintf(epoch, sizeof(epoch), "%08llx", (unsigned long long)(next_random(r) & 0xffffffffu));
+    snprintf(seqttl, sizeof(seqttl), "%lld", SEQUENCE_TTL_MS);
+    if (redisAsyncCommand(r->pub.ac, on_read_reply, req, "EVALSHA %s 2 %s %s %s %s %s %s %s",
+                          r->read_sha, hk, sk, mode, a2, a3, epoch, seqttl) != REDIS_OK) {
+        free(req);
         return -1;
     }
     return 0;
@@ -731,6 +1027,7 @@ static void redis_free(struct broker *b)
 static const struct broker_ops redis_ops = {
     .name = "redis",
     .publish = redis_publish,
+    .read = redis_read,
     .is_ready = redis_is_ready,
     .pubrate = redis_pubrate,
     .free = redis_free,
@@ -775,6 +1072,9 @@ struct broker *broker_redis_new(struct event_base *base, const struct config *cf
     if (getrandom(&r->nonce, sizeof(r->nonce), 0) != sizeof(r->nonce))
         r->nonce = r->rng ^ (uint64_t)clock_mono_us();
     r->started_ms = clock_wall_ms();
+    r->cfg = cfg;
+    script_sha(publish_script, r->publish_sha);
+    script_sha(read_script, r->read_sha);
     r->channel = xstrdup(cfg->redis_channel);
     r->instance = xstrdup(cfg->instance_id);
     r->max_frame = (size_t)cfg->max_message_bytes + MESSAGE_EVENT_OVERHEAD;

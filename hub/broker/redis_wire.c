@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EVENTS_MAGIC "H1E\n"
+#define EVENTS_MAGIC "H2E\n"
+#define EVENTS_V1_MAGIC "H1E\n"
 #define HEARTBEAT_MAGIC "H2B\n"
 #define HEARTBEAT_V1_MAGIC "H1B\n"
 #define MAGIC_LEN 4
@@ -24,19 +25,18 @@ char *redis_wire_events(struct message *const *msgs, size_t n, size_t *len)
     char *buf, *p;
 
     for (size_t i = 0; i < n; i++)
-        total += msgs[i]->channel_len + 1 + msgs[i]->json_len + 1;
+        total +=
+            msgs[i]->channel_len + 1 + strlen(msgs[i]->epoch) + 1 + 20 + 1 + msgs[i]->json_len + 1;
     buf = xmalloc(total);
     memcpy(buf, EVENTS_MAGIC, MAGIC_LEN);
     p = buf + MAGIC_LEN;
     for (size_t i = 0; i < n; i++) {
-        memcpy(p, msgs[i]->channel, msgs[i]->channel_len);
-        p += msgs[i]->channel_len;
-        *p++ = '\t';
+        p += sprintf(p, "%s\t%s\t%" PRIu64 "\t", msgs[i]->channel, msgs[i]->epoch, msgs[i]->seq);
         memcpy(p, message_json(msgs[i]), msgs[i]->json_len);
         p += msgs[i]->json_len;
         *p++ = '\n';
     }
-    *len = total;
+    *len = (size_t)(p - buf);
     return buf;
 }
 
@@ -114,12 +114,25 @@ static enum redis_wire_kind decode_heartbeat(const char *p, size_t len, int vers
     return REDIS_WIRE_HEARTBEAT;
 }
 
-int redis_wire_record_ok(const char *channel, size_t channel_len, const char *frame, size_t len,
-                         size_t max_frame)
+int redis_wire_epoch_ok(const char *epoch, size_t len)
+{
+    if (len < 1 || len > MESSAGE_EPOCH_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = epoch[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return 0;
+    }
+    return 1;
+}
+
+int redis_wire_frame_ok(const char *channel, size_t channel_len, uint64_t seq, const char *frame,
+                        size_t len, size_t max_frame)
 {
     static const char head[] = "{\"type\":\"event\",\"channel\":\"";
     size_t hl = sizeof(head) - 1;
-    json_t *root;
+    json_t *root, *sv;
     int ok;
 
     if (!channel_name_is_valid(channel, channel_len) ||
@@ -132,7 +145,9 @@ int redis_wire_record_ok(const char *channel, size_t channel_len, const char *fr
         return 0;
     /* jansson checks the syntax and the UTF-8 of every string */
     root = json_loadb(frame, len, JSON_REJECT_DUPLICATES, NULL);
-    ok = json_is_object(root) && json_object_get(root, "data") != NULL;
+    sv = json_object_get(root, "seq");
+    ok = json_is_object(root) && json_object_get(root, "data") != NULL && json_is_integer(sv) &&
+         (uint64_t)json_integer_value(sv) == seq;
     json_decref(root);
     return ok;
 }
@@ -148,23 +163,40 @@ enum redis_wire_kind redis_wire_decode(const char *p, size_t len, size_t max_fra
         return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 2, hb);
     if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_V1_MAGIC, MAGIC_LEN))
         return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 1, hb);
+    if (len >= MAGIC_LEN && !memcmp(p, EVENTS_V1_MAGIC, MAGIC_LEN))
+        return REDIS_WIRE_UNKNOWN; /* version 1: no seq to deliver it by */
     if (len < MAGIC_LEN || memcmp(p, EVENTS_MAGIC, MAGIC_LEN) != 0)
         return REDIS_WIRE_UNKNOWN;
     p += MAGIC_LEN;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *tab;
+        const char *t1, *t2, *t3;
+        struct redis_wire_record rec;
 
         if (!nl) { /* a record must end with a newline */
             (*bad)++;
             break;
         }
-        tab = memchr(p, '\t', (size_t)(nl - p));
-        if (!tab ||
-            !redis_wire_record_ok(p, (size_t)(tab - p), tab + 1, (size_t)(nl - tab - 1), max_frame))
+        t1 = memchr(p, '\t', (size_t)(nl - p));
+        t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1)) : NULL;
+        t3 = t2 ? memchr(t2 + 1, '\t', (size_t)(nl - t2 - 1)) : NULL;
+        if (!t3 || parse_u64(t2 + 1, (size_t)(t3 - t2 - 1), &rec.seq) < 0 || rec.seq == 0) {
             (*bad)++;
+            p = nl + 1;
+            continue;
+        }
+        rec.channel = p;
+        rec.channel_len = (size_t)(t1 - p);
+        rec.epoch = t1 + 1;
+        rec.epoch_len = (size_t)(t2 - t1 - 1);
+        rec.frame = t3 + 1;
+        rec.frame_len = (size_t)(nl - t3 - 1);
+        if (redis_wire_epoch_ok(rec.epoch, rec.epoch_len) &&
+            redis_wire_frame_ok(rec.channel, rec.channel_len, rec.seq, rec.frame, rec.frame_len,
+                                max_frame))
+            fn(&rec, arg);
         else
-            fn(p, (size_t)(tab - p), tab + 1, (size_t)(nl - tab - 1), arg);
+            (*bad)++;
         p = nl + 1;
     }
     return REDIS_WIRE_EVENTS;

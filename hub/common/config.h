@@ -45,6 +45,10 @@ struct config {
     unsigned max_channels;            /* distinct channels one instance holds; 0: no limit */
     unsigned publish_rate;            /* per second per key (or IP); 0: no limit */
     unsigned publish_rate_identities; /* identities the in-process limiter remembers */
+    unsigned history_size;            /* events kept per channel */
+    unsigned history_ttl;             /* seconds an event is kept */
+    unsigned history_memory;          /* bytes: the in-process broker's bound on kept events */
+    unsigned idempotency_ttl;         /* seconds an Idempotency-Key is remembered */
     /* resolved by config_resolve() from the above */
     struct apikeys *keys;      /* NULL: POST /publish is open */
     unsigned char *jwt_secret; /* NULL: /ws is open */

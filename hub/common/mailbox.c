@@ -7,6 +7,7 @@
 #include "mailbox.h"
 
 #include "message.h"
+#include "position.h"
 #include "xalloc.h"
 
 #include <pthread.h>
@@ -43,8 +44,13 @@ struct mailbox *mailbox_new(size_t max_mails, mailbox_wake_fn *wake, void *wake_
 
 static void drop_all(struct mail_array *a)
 {
-    for (size_t i = 0; i < a->n; i++)
+    for (size_t i = 0; i < a->n; i++) {
         message_unref(&a->v[i].msg);
+        if (a->v[i].kind == MAIL_POSITION)
+            position_answer_free(a->v[i].data);
+        else if (a->v[i].kind == MAIL_SUBSCRIBE)
+            position_request_free(a->v[i].data);
+    }
     free(a->v);
     a->v = NULL;
     a->n = a->cap = 0;
@@ -60,7 +66,8 @@ void mailbox_free(struct mailbox *mb)
     free(mb);
 }
 
-static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, bool may_wake)
+static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data,
+                bool may_wake)
 {
     bool was_empty;
 
@@ -73,7 +80,8 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, bo
         mb->in.cap = mb->in.cap ? mb->in.cap * 2 : 64;
         mb->in.v = xrealloc(mb->in.v, mb->in.cap * sizeof(*mb->in.v));
     }
-    mb->in.v[mb->in.n++] = (struct mail){.kind = kind, .msg = msg ? message_ref(msg) : NULL};
+    mb->in.v[mb->in.n++] =
+        (struct mail){.kind = kind, .msg = msg ? message_ref(msg) : NULL, .data = data};
     was_empty = mb->in.n == 1;
     atomic_store_explicit(&mb->depth, mb->in.n, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
@@ -82,14 +90,14 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, bo
     return 0;
 }
 
-int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data)
 {
-    return post(mb, kind, msg, true);
+    return post(mb, kind, msg, data, true);
 }
 
-int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg)
+int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data)
 {
-    return post(mb, kind, msg, false);
+    return post(mb, kind, msg, data, false);
 }
 
 void mailbox_flush(struct mailbox *mb)
@@ -119,6 +127,7 @@ size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)
     for (size_t i = 0; i < n; i++) {
         fn(&mb->out.v[i], arg);
         mb->out.v[i].msg = NULL;
+        mb->out.v[i].data = NULL;
     }
     mb->out.n = 0;
     return n;

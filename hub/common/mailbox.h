@@ -7,33 +7,38 @@
 struct message;
 
 enum mail_kind {
-    MAIL_EVENT, /* deliver msg to the plane's subscribers of msg->channel */
-    MAIL_DRAIN, /* shutting down: close every client with 1001 */
+    MAIL_EVENT,     /* to a plane: deliver msg (an event, gap or reset) to msg->channel's
+                     * subscribers */
+    MAIL_DRAIN,     /* to a plane: shutting down, close every client with 1001 */
+    MAIL_POSITION,  /* to a plane: data is a struct position_answer */
+    MAIL_SUBSCRIBE, /* to the control plane: data is a struct position_request */
 };
 
 struct mail {
     enum mail_kind kind;
     struct message *msg; /* MAIL_EVENT: one reference, owned by the mail */
+    void *data;          /* MAIL_POSITION, MAIL_SUBSCRIBE: owned by the mail */
 };
 
 /* Called by mailbox_post() when the queue turns non-empty, on the posting thread: it must be
  * safe from any thread (delivery/plane.c passes lws_cancel_service). */
 typedef void mailbox_wake_fn(void *arg);
 /* Called by mailbox_drain() for each mail, in posting order, on the draining thread. The
- * handler owns mail->msg (it must drop the reference). */
+ * handler owns mail->msg (it must drop the reference) and mail->data. */
 typedef void mailbox_handle_fn(struct mail *mail, void *arg);
 
 struct mailbox *mailbox_new(size_t max_mails, mailbox_wake_fn *wake, void *wake_arg);
-/* Drops whatever is still queued. NULL is a no-op. */
+/* Drops whatever is still queued (data of either kind freed as a position request or
+ * answer). NULL is a no-op. */
 void mailbox_free(struct mailbox *mb);
 
-/* Queues a mail; takes a reference to msg (if any) only on success. Never blocks beyond the
- * lock. Returns 0, or -1 when max_mails are already waiting (the plane is not keeping up).
- * Any thread. */
-int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg);
+/* Queues a mail; takes a reference to msg (if any) and ownership of data (if any) only on
+ * success. Never blocks beyond the lock. Returns 0, or -1 when max_mails events are already
+ * waiting (the plane is not keeping up; other kinds always fit). Any thread. */
+int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data);
 /* Like mailbox_post, but never wakes the consumer: the poster calls mailbox_flush() once
  * after a batch of posts. Any thread. */
-int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg);
+int mailbox_post_quiet(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data);
 /* Wakes the consumer if mails are waiting. Any thread. */
 void mailbox_flush(struct mailbox *mb);
 /* Hands every queued mail to fn; returns how many. The consumer's thread only. */

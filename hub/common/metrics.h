@@ -54,6 +54,12 @@ struct metrics {
     atomic_ullong publish_errors;         /* answered 4xx/5xx */
     atomic_ullong publish_rate_limited;   /* answered 429 */
     atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
+    atomic_ullong publish_duplicates;     /* a repeated Idempotency-Key: answered, not published */
+    /* the sequencer */
+    atomic_ullong seq_holes;    /* holes found in a channel's numbers */
+    atomic_ullong seq_repaired; /* events fetched back from history into a hole */
+    atomic_ullong seq_lost;     /* events announced as a gap (history no longer had them) */
+    atomic_ullong seq_resets;   /* channels whose numbering restarted under their subscribers */
     atomic_ullong dropped[DROP_REASONS];
     atomic_ullong closed[CLOSE_REASONS];
     atomic_ullong refused[REFUSE_REASONS];

@@ -9,7 +9,9 @@
 #include "api.h"
 
 #include "broker/broker.h"
+#include "broker/history.h"
 #include "common/apikeys.h"
+#include "common/channel_name.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -23,11 +25,14 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define API_IDLE_MS 60000 /* an idle keep-alive connection */
+#define IDEMPOTENCY_KEY_MAX 128
+#define HISTORY_LIMIT_MAX 10000
 #define API_MAX_HEAD 16384
 
 struct api {
@@ -44,6 +49,9 @@ struct publish_req {
     size_t n;
     int key; /* the API key's index, or -1 */
     bool is_batch;
+    char *answer;                           /* the 202 body */
+    char idem_key[IDEMPOTENCY_KEY_MAX + 1]; /* "" without Idempotency-Key */
+    char idem_scope[24];
 };
 
 static void respond_json(struct http_request *rq, int status, const char *extra, const char *json)
@@ -76,43 +84,60 @@ static bool is_json_type(const char *ct)
 static void publish_req_free(struct publish_req *pr)
 {
     pr->api->pending--;
+    free(pr->answer);
     for (size_t i = 0; i < pr->n; i++)
         message_unref(&pr->msgs[i]);
     free(pr->msgs);
     free(pr);
 }
 
-static void on_published(const char *err, void *arg)
+/* The 202 body: {"id":…} or {"ids":[…]}. */
+static char *answer_of(const struct publish_req *pr)
+{
+    json_t *o;
+    char *s;
+
+    if (pr->is_batch) {
+        json_t *ids = json_array();
+
+        for (size_t i = 0; i < pr->n; i++)
+            json_array_append_new(ids, json_string(pr->msgs[i]->id));
+        o = json_pack("{s:o}", "ids", ids);
+    } else {
+        o = json_pack("{s:s}", "id", pr->msgs[0]->id);
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        xalloc_fail(0);
+    return s;
+}
+
+static void on_published(const char *err, const char *duplicate, void *arg)
 {
     struct publish_req *pr = arg;
     struct http_request *rq = pr->rq;
 
-    if (!err)
+    if (!err && !duplicate)
         metrics_add(&metrics.events_published, pr->n);
     histogram_observe(&publish_latency, (uint64_t)(clock_mono_us() - pr->started_us));
     if (http_request_is_gone(rq))
         log_info("api", "publish finished (%s) after its client left", err ? err : "ok");
     if (err) {
         publish_refused(rq, 503, "unavailable", err, NULL);
+    } else if (duplicate) { /* the first answer, marked: nothing was published again */
+        size_t n = strlen(duplicate);
+        char *body = xmalloc(n + 32);
+
+        metrics_add(&metrics.publish_duplicates, 1);
+        if (n >= 2 && duplicate[n - 1] == '}')
+            snprintf(body, n + 32, "%.*s,\"duplicate\":true}", (int)(n - 1), duplicate);
+        else
+            snprintf(body, n + 32, "{\"duplicate\":true}");
+        respond_json(rq, 202, NULL, body);
+        free(body);
     } else {
-        json_t *o;
-        char *s;
-
-        if (pr->is_batch) {
-            json_t *ids = json_array();
-
-            for (size_t i = 0; i < pr->n; i++)
-                json_array_append_new(ids, json_string(pr->msgs[i]->id));
-            o = json_pack("{s:o}", "ids", ids);
-        } else {
-            o = json_pack("{s:s}", "id", pr->msgs[0]->id);
-        }
-        s = json_dumps(o, JSON_COMPACT);
-        if (!s)
-            xalloc_fail(0);
-        respond_json(rq, 202, NULL, s);
-        free(s);
-        json_decref(o);
+        respond_json(rq, 202, NULL, pr->answer);
     }
     publish_req_free(pr);
 }
@@ -120,7 +145,14 @@ static void on_published(const char *err, void *arg)
 /* Hands a checked publish to the broker; the answer comes from on_published. */
 static void forward(struct api *api, struct publish_req *pr)
 {
-    if (broker_publish(api->host.broker, pr->msgs, pr->n, on_published, pr) < 0) {
+    const struct broker_idempotency idem = {
+        .key = pr->idem_key,
+        .scope = pr->idem_scope,
+        .answer = pr->answer,
+    };
+
+    if (broker_publish(api->host.broker, pr->msgs, pr->n, pr->idem_key[0] ? &idem : NULL,
+                       on_published, pr) < 0) {
         publish_refused(pr->rq, 503, "unavailable", "the broker is not connected", NULL);
         publish_req_free(pr);
     }
@@ -202,6 +234,22 @@ static int check_key(struct api *api, struct http_request *rq)
     return key >= 0 ? key : -2;
 }
 
+/* Idempotency-Key, when present, is 1 to 128 visible ASCII characters (SPEC.md). */
+static bool idempotency_key_ok(struct http_request *rq)
+{
+    size_t len;
+    const char *k = http_head_field(http_request_head(rq), "Idempotency-Key", &len);
+
+    if (!k)
+        return true;
+    if (len < 1 || len > IDEMPOTENCY_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+            return false;
+    return true;
+}
+
 /* POST /publish, its head: everything that can be judged without the body. */
 static void publish_head(struct api *api, struct http_request *rq)
 {
@@ -229,6 +277,11 @@ static void publish_head(struct api *api, struct http_request *rq)
                         NULL);
         return;
     }
+    if (!idempotency_key_ok(rq)) {
+        publish_refused(rq, 400, "bad_request",
+                        "Idempotency-Key must be 1 to 128 visible ASCII characters", NULL);
+        return;
+    }
     http_request_set_user(rq, (void *)(intptr_t)(key + 2)); /* 0: not judged */
 }
 
@@ -253,6 +306,20 @@ static void publish_body(struct api *api, struct http_request *rq)
     pr->is_batch = len > 0 && text[strspn(text, " \t\r\n")] == '[';
     pr->rq = rq;
     pr->api = api;
+    pr->answer = answer_of(pr);
+    {
+        size_t klen;
+        const char *k = http_head_field(http_request_head(rq), "Idempotency-Key", &klen);
+
+        if (k) { /* checked at the head; scoped to the API key, so keys never meet */
+            memcpy(pr->idem_key, k, klen);
+            pr->idem_key[klen] = '\0';
+            if (pr->key >= 0)
+                apikeys_id(h->cfg->keys, pr->key, pr->idem_scope);
+            else
+                snprintf(pr->idem_scope, sizeof(pr->idem_scope), "open");
+        }
+    }
     pr->started_us = clock_mono_us();
     api->pending++;
     if (!h->pubrate) {
@@ -270,6 +337,140 @@ static void publish_body(struct api *api, struct http_request *rq)
     case PUBRATE_UNKNOWN: on_rate_verdict(PUBRATE_UNKNOWN, 0, pr); return;
     case PUBRATE_LIMITED: on_rate_verdict(PUBRATE_LIMITED, retry_after, pr); return;
     case PUBRATE_GONE: on_rate_verdict(PUBRATE_GONE, 0, pr); return;
+    }
+}
+
+/* --- GET /history ------------------------------------------------------------------------- */
+
+/* Query argument name of rq, percent-decoded into out (cap bytes). Returns 1 found, 0 absent,
+ * -1 malformed or too long. */
+static int query_arg(const struct http_request *rq, const char *name, char *out, size_t cap)
+{
+    const struct http_span *q = &http_request_head(rq)->query;
+    const char *p = q->p, *end = q->p + q->len;
+    size_t nlen = strlen(name);
+
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+
+        if ((size_t)(e - p) > nlen && !memcmp(p, name, nlen) && p[nlen] == '=') {
+            size_t n = 0;
+
+            for (const char *v = p + nlen + 1; v < e; v++) {
+                int c = (unsigned char)*v;
+
+                if (c == '%') {
+                    unsigned x;
+
+                    if (e - v < 3 || sscanf(v + 1, "%2x", &x) != 1)
+                        return -1;
+                    c = (int)x;
+                    v += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (n + 1 >= cap || c == 0)
+                    return -1;
+                out[n++] = (char)c;
+            }
+            out[n] = '\0';
+            return 1;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+/* A whole number from query argument name: 1 found, 0 absent, -1 not a number or past max. */
+static int query_number(const struct http_request *rq, const char *name, uint64_t max,
+                        uint64_t *out)
+{
+    char v[32], *end;
+    int rc = query_arg(rq, name, v, sizeof(v));
+
+    if (rc <= 0)
+        return rc;
+    if (!v[0] || v[0] < '0' || v[0] > '9')
+        return -1;
+    *out = strtoull(v, &end, 10);
+    return *end || *out > max ? -1 : 1;
+}
+
+struct history_req {
+    struct http_request *rq;
+    char channel[MESSAGE_CHANNEL_MAX + 1];
+};
+
+/* {"channel":C,"epoch":E,"seq":S,"events":[frame,…]}: the frames as clients receive them. */
+static void on_history(const char *err, struct history_result *r, void *arg)
+{
+    struct history_req *hr = arg;
+    size_t cap = 256, n;
+    char *body;
+
+    if (err) {
+        http_respond_error(hr->rq, 503, "unavailable", err, NULL);
+        free(hr);
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        cap += r->msgs[i]->json_len + 1;
+    body = xmalloc(cap);
+    n = (size_t)snprintf(body, cap,
+                         "{\"channel\":\"%s\",\"epoch\":\"%s\",\"seq\":%llu,\"events\":[",
+                         hr->channel, r->epoch, (unsigned long long)r->seq);
+    for (size_t i = 0; i < r->n; i++) {
+        if (i)
+            body[n++] = ',';
+        memcpy(body + n, message_json(r->msgs[i]), r->msgs[i]->json_len);
+        n += r->msgs[i]->json_len;
+    }
+    memcpy(body + n, "]}\n", 3);
+    n += 3;
+    http_respond(hr->rq, 200, NULL, "application/json", body, n);
+    free(body);
+    free(hr);
+}
+
+static void on_history_head(struct api *api, struct http_request *rq)
+{
+    char channel[MESSAGE_CHANNEL_MAX + 2];
+    uint64_t since = 0, limit = 0;
+    int rc = query_arg(rq, "channel", channel, sizeof(channel));
+    struct history_req *hr;
+    struct broker_read q = {.mode = BROKER_READ_SINCE};
+
+    if (rc <= 0 || !channel_name_is_valid(channel, strlen(channel))) {
+        http_respond_error(rq, 400, "bad_request",
+                           "channel= must be 1 to 128 characters of A-Z a-z 0-9 _ - . :", NULL);
+        return;
+    }
+    if (query_number(rq, "since", UINT64_MAX, &since) < 0 ||
+        query_number(rq, "limit", HISTORY_LIMIT_MAX, &limit) < 0) {
+        http_respond_error(rq, 400, "bad_request",
+                           "since= and limit= must be whole numbers (limit at most 10000)", NULL);
+        return;
+    }
+    hr = xcalloc(1, sizeof(*hr));
+    hr->rq = rq;
+    snprintf(hr->channel, sizeof(hr->channel), "%s", channel);
+    q.channel = hr->channel;
+    q.channel_len = strlen(hr->channel);
+    q.since = since;
+    q.count = (size_t)limit;
+    if (hr->channel[0] == '$') { /* the hub's own channels are kept here */
+        struct history_result r;
+
+        history_read_since(api->host.local, q.channel, q.channel_len, since, q.count,
+                           clock_wall_ms(), &r);
+        on_history(NULL, &r, hr);
+        history_result_clear(&r);
+        return;
+    }
+    if (broker_read(api->host.broker, &q, on_history, hr) < 0) {
+        http_respond_error(rq, 503, "unavailable", "the broker is not connected", NULL);
+        free(hr);
     }
 }
 
@@ -324,6 +525,7 @@ struct route {
 
 static const struct route routes[] = {
     {"/publish", HTTP_POST, "POST", publish_head, publish_body},
+    {"/history", HTTP_GET, "GET, HEAD", on_history_head, NULL},
     {"/health", HTTP_GET, "GET, HEAD", on_health, NULL},
     {"/ready", HTTP_GET, "GET, HEAD", on_ready, NULL},
     {"/stats", HTTP_GET, "GET, HEAD", on_stats, NULL},
@@ -366,10 +568,10 @@ static void on_request(struct http_request *rq, void *arg)
     struct api *api = arg;
     const struct route *r = route_of(rq);
 
+    /* a route without a body step answers from its head step (perhaps later: /history
+     * waits for Redis); its request's body, if any, is simply not used */
     if (r && r->body)
         r->body(api, rq);
-    else /* answered at the head: not reached; a route without a body step answers there */
-        http_respond_error(rq, 500, "internal", "no handler", NULL);
 }
 
 struct api *api_new(const struct api_host *host, char *err, size_t errlen)

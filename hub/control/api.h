@@ -9,6 +9,8 @@
 struct api;
 struct broker;
 struct config;
+struct history;
+struct sequencer;
 struct event_base;
 struct event_ids;
 struct metrics_context;
@@ -20,6 +22,8 @@ struct api_host {
     struct event_base *base;
     struct broker *broker;
     struct pubrate *pubrate; /* NULL: no --publish-rate */
+    struct sequencer *seq;   /* (not used by the API yet) */
+    struct history *local;   /* the hub's own '$' channels, for GET /history */
     struct event_ids *ids;   /* event ids for published events */
     /* the hub's state, asked per request */
     bool (*is_draining)(void *arg);

@@ -134,8 +134,8 @@ static size_t member_index(json_t *obj, const char *key)
     return (size_t)-1;
 }
 
-/* {"type":"event","channel":C[,"event":E],"id":I,"ts":T,"data":D} with E and D copied
- * (compacted) from text. */
+/* The draft of {"type":"event","channel":C[,"event":E],"id":I,"seq":S,"ts":T,"data":D} with E
+ * and D copied (compacted) from text; the seq is the broker's to give (message_finish). */
 static struct message *build(const char *channel, size_t channel_len, const char *text,
                              const struct span *event, struct span data, int64_t now_ms,
                              struct event_ids *ids)
@@ -148,19 +148,22 @@ static struct message *build(const char *channel, size_t channel_len, const char
     next_id(ids, id, sizeof(id));
     hn = (size_t)snprintf(head, sizeof(head), "{\"type\":\"event\",\"channel\":\"%.*s\"%s",
                           (int)channel_len, channel, event ? ",\"event\":" : "");
-    tn = (size_t)snprintf(tail, sizeof(tail), ",\"id\":\"%s\",\"ts\":%lld,\"data\":", id,
-                          (long long)now_ms);
-    m = message_alloc(channel, channel_len, hn + en + tn + dn + 1);
-    p = message_json(m);
+    tn = (size_t)snprintf(tail, sizeof(tail), ",\"ts\":%lld,\"data\":", (long long)now_ms);
+    m = message_draft(channel, channel_len, hn + en + 7 + strlen(id) + 1, tn + dn + 1);
+    p = message_draft_head(m);
     memcpy(p, head, hn);
     p += hn;
-    if (event)
+    if (event) {
+        m->name_off = (uint16_t)hn;
+        m->name_len = (uint16_t)en;
         p += compact(p, text, *event);
+    }
+    p += sprintf(p, ",\"id\":\"%s\"", id);
+    p = message_draft_tail(m);
     memcpy(p, tail, tn);
     p += tn;
     p += compact(p, text, data);
     *p = '}';
-    message_seal(m);
     m->ts_ms = now_ms;
     memcpy(m->id, id, strlen(id) + 1);
     return m;

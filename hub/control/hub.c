@@ -1,19 +1,27 @@
-/* hub.c -- start and stop order, and the control plane's own timers.
- * Start: broker, delivery planes (each binds --listen), API, then the planes' threads.
- * Events the broker hands back are posted to every plane's mailbox; the $stats snapshot is
- * posted the same way once a second (it is this instance's own, so it never crosses the
- * broker). Drain: /ready and publishes turn 503, every plane closes its clients with 1001,
- * and the loop exits when all planes report done or --drain-seconds (plus a second) passes.
- * Stop: planes joined, then broker, API, and the rest freed in reverse order. */
+/* hub.c -- start and stop order, the crossings between the control plane and the delivery
+ * planes, and the control plane's own timers.
+ * Start: broker, sequencer, delivery planes (each binds --listen), API, then the planes'
+ * threads. Events the broker hands back go through the sequencer (control/sequencer.c) to the
+ * mailboxes of the planes that hold their channel; the $stats snapshot is numbered in the
+ * hub's local history once a second and goes the same way (it is this instance's own, so it
+ * never crosses the broker). A plane's subscribe asks the sequencer for its position through
+ * the hub's inbox (a mailbox the other way, woken with event_active); the answer goes back
+ * through that plane's mailbox. Drain: /ready and publishes turn 503, every plane closes its
+ * clients with 1001, and the loop exits when all planes report done or --drain-seconds (plus
+ * a second) passes. Stop: planes joined, then the sequencer, the broker, the API, and the rest
+ * freed in reverse order. */
 #include "hub.h"
 
 #include "api.h"
 #include "broker/broker.h"
+#include "broker/history.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/mailbox.h"
 #include "common/message.h"
 #include "common/metrics.h"
+#include "common/position.h"
 #include "common/registry.h"
 #include "common/xalloc.h"
 #include "delivery/admission.h"
@@ -21,6 +29,7 @@
 #include "herald_version.h"
 #include "notify.h"
 #include "pubrate.h"
+#include "sequencer.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -98,7 +107,68 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 static void on_broker_deliver(struct message *msg, void *arg)
 {
+    struct hub *h = arg;
+
+    sequencer_event(h->seq, msg);
+}
+
+static void on_sequenced(struct message *msg, void *arg)
+{
     post_all(arg, msg);
+}
+
+static void on_resubscribed(void *arg)
+{
+    struct hub *h = arg;
+
+    sequencer_resubscribed(h->seq);
+}
+
+/* The sequencer's answer to a plane's subscribe. */
+static void on_answer(unsigned plane, struct position_answer *a, void *arg)
+{
+    struct hub *h = arg;
+
+    if (plane >= h->n_planes) {
+        position_answer_free(a);
+        return;
+    }
+    plane_post_position(h->planes[plane], a);
+}
+
+/* Planes' threads: a subscribe asks its position. */
+static void on_request(struct position_request *q, void *arg)
+{
+    struct hub *h = arg;
+
+    mailbox_post(h->inbox, MAIL_SUBSCRIBE, NULL, q);
+}
+
+static void wake_inbox(void *arg)
+{
+    struct hub *h = arg;
+
+    event_active(h->ev_inbox, 0, 0);
+}
+
+static void on_mail(struct mail *mail, void *arg)
+{
+    struct hub *h = arg;
+
+    if (mail->kind == MAIL_SUBSCRIBE)
+        sequencer_request(h->seq, mail->data);
+    else
+        position_request_free(mail->data);
+    message_unref(&mail->msg);
+}
+
+static void on_inbox(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+
+    (void)fd;
+    (void)what;
+    mailbox_drain(h->inbox, on_mail, h);
 }
 
 static void on_stats_tick(evutil_socket_t fd, short what, void *arg)
@@ -115,7 +185,8 @@ static void on_stats_tick(evutil_socket_t fd, short what, void *arg)
     msg = event_build_raw("$stats", "stats", json, ctx.now_ms, &h->ids);
     free(json);
     if (msg) {
-        post_all(h, msg);
+        history_append(h->local, msg, ctx.now_ms);
+        sequencer_event(h->seq, msg);
         message_unref(&msg);
     }
 }
@@ -219,10 +290,81 @@ void hub_drain(struct hub *h)
     evtimer_add(h->ev_drain_deadline, &tv);
 }
 
+/* The broker (Redis or in-process), the hub's local history and the sequencer. */
+static int start_broker(struct hub *h, uint64_t seed, char *err, size_t errlen)
+{
+    const struct config *cfg = h->cfg;
+    const struct history_limits local = {
+        .size = cfg->history_size,
+        .ttl_ms = (int64_t)cfg->history_ttl * 1000,
+        .memory = 4u << 20, /* the hub's own $ channels: small */
+    };
+
+    if (cfg->redis_url) {
+        h->broker = broker_redis_new(h->base, cfg, on_broker_deliver, h, err, errlen);
+        if (!h->broker)
+            return -1;
+    } else {
+        h->broker = broker_memory_new(h->base, cfg, seed, on_broker_deliver, h);
+    }
+    h->broker->resubscribed = on_resubscribed;
+    h->local = history_new(&local, seed ^ UINT64_C(0x5851f42d4c957f2d));
+    h->seq = sequencer_new(h->base, h->broker, h->local, on_sequenced, on_answer, h);
+    if (cfg->publish_rate)
+        h->pubrate = h->broker->ops->pubrate
+                         ? h->broker->ops->pubrate(h->broker, cfg->publish_rate)
+                         : pubrate_local_new(cfg->publish_rate, cfg->publish_rate_identities);
+    return 0;
+}
+
+static int start_planes(struct hub *h, char *err, size_t errlen)
+{
+    const struct config *cfg = h->cfg;
+
+    h->inbox = mailbox_new(SIZE_MAX, wake_inbox, h);
+    h->ev_inbox = event_new(h->base, -1, 0, on_inbox, h);
+    h->gate = admission_gate_new();
+    h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
+    for (unsigned i = 0; i < cfg->delivery_threads; i++) {
+        const struct plane_host host = {
+            .gate = h->gate,
+            .done = on_plane_done,
+            .request = on_request,
+            .arg = h,
+        };
+
+        h->planes[i] = plane_new(cfg, i, &host, err, errlen);
+        if (!h->planes[i])
+            return -1;
+        h->n_planes++;
+    }
+    return 0;
+}
+
+static int start_api(struct hub *h, char *err, size_t errlen)
+{
+    const struct api_host host = {
+        .cfg = h->cfg,
+        .base = h->base,
+        .broker = h->broker,
+        .pubrate = h->pubrate,
+        .seq = h->seq,
+        .local = h->local,
+        .ids = &h->ids,
+        .is_draining = api_is_draining,
+        .is_ready = api_is_ready,
+        .metrics_context = api_metrics_context,
+        .arg = h,
+    };
+
+    h->api = api_new(&host, err, errlen);
+    return h->api ? 0 : -1;
+}
+
 int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, char *err,
               size_t errlen)
 {
-    struct timeval second = {.tv_sec = 1};
+    struct timeval second = {.tv_sec = 1}, quarter = {.tv_usec = 250000};
     uint64_t seed = 0;
 
     memset(h, 0, sizeof(*h));
@@ -232,7 +374,6 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)h->started_ms ^ (uint64_t)getpid();
     event_ids_init(&h->ids, seed);
-
     h->ev_plane_done = event_new(base, -1, 0, on_plane_done_main, h);
     h->ev_wake = event_new(base, -1, 0, on_wake, h);
     h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
@@ -240,42 +381,8 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     h->ev_systemd = event_new(base, -1, EV_PERSIST, on_systemd_tick, h);
     h->watchdog_usec = notify_watchdog_usec();
 
-    if (cfg->redis_url) {
-        h->broker = broker_redis_new(base, cfg, on_broker_deliver, h, err, errlen);
-        if (!h->broker)
-            goto fail;
-    } else {
-        h->broker = broker_memory_new(base, on_broker_deliver, h);
-    }
-
-    if (cfg->publish_rate)
-        h->pubrate = h->broker->ops->pubrate
-                         ? h->broker->ops->pubrate(h->broker, cfg->publish_rate)
-                         : pubrate_local_new(cfg->publish_rate, cfg->publish_rate_identities);
-    h->gate = admission_gate_new();
-    h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
-    for (unsigned i = 0; i < cfg->delivery_threads; i++) {
-        h->planes[i] = plane_new(cfg, i, h->gate, on_plane_done, h, err, errlen);
-        if (!h->planes[i])
-            goto fail;
-        h->n_planes++;
-    }
-    {
-        const struct api_host host = {
-            .cfg = cfg,
-            .base = base,
-            .broker = h->broker,
-            .pubrate = h->pubrate,
-            .ids = &h->ids,
-            .is_draining = api_is_draining,
-            .is_ready = api_is_ready,
-            .metrics_context = api_metrics_context,
-            .arg = h,
-        };
-
-        h->api = api_new(&host, err, errlen);
-    }
-    if (!h->api)
+    if (start_broker(h, seed, err, errlen) < 0 || start_planes(h, err, errlen) < 0 ||
+        start_api(h, err, errlen) < 0)
         goto fail;
     for (unsigned i = 0; i < h->n_planes; i++) {
         if (plane_start(h->planes[i]) < 0) {
@@ -284,12 +391,8 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
         }
     }
     event_add(h->ev_stats, &second);
-    {
-        struct timeval quarter = {.tv_usec = 250000};
-
-        event_add(h->ev_systemd, &quarter);
-        on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
-    }
+    event_add(h->ev_systemd, &quarter);
+    on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
              "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
              "threads), API on %s:%u, %s broker",
@@ -325,13 +428,20 @@ void hub_stop(struct hub *h)
     free_event(&h->ev_plane_done);
     free_event(&h->ev_wake);
     free_event(&h->ev_drain_deadline);
+    free_event(&h->ev_inbox);
+    mailbox_free(h->inbox);
+    h->inbox = NULL;
     /* Pending rate counts and publishes are answered 503 now; the loop then runs a moment
      * more so those answers leave before the API's connections are closed. */
     answered = api_pending(h->api);
+    sequencer_free(h->seq);
+    h->seq = NULL;
     pubrate_free(h->pubrate);
     h->pubrate = NULL;
     broker_free(h->broker);
     h->broker = NULL;
+    history_free(h->local);
+    h->local = NULL;
     if (answered && h->base) {
         event_base_loopexit(h->base, &flush);
         event_base_dispatch(h->base);

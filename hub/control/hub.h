@@ -16,12 +16,19 @@ struct config;
 struct event;
 struct event_base;
 struct plane;
+struct history;
+struct mailbox;
 struct pubrate;
+struct sequencer;
 
 struct hub {
     const struct config *cfg;
     struct event_base *base;
     struct broker *broker;
+    struct history *local;   /* numbering and history of the hub's own '$' channels */
+    struct sequencer *seq;   /* between the broker and the planes */
+    struct mailbox *inbox;   /* the planes' position requests */
+    struct event *ev_inbox;  /* activated from the planes' threads */
     struct pubrate *pubrate; /* NULL: no --publish-rate */
     struct admission_gate *gate;
     struct api *api;

@@ -18,6 +18,7 @@
 
 struct channel {
     char name[CHANNEL_NAME_MAX + 1];
+    char epoch[32];
     UT_hash_handle hh;
     struct channel_member *m;
     uint32_t n, cap;
@@ -33,14 +34,17 @@ struct channel_index {
     size_t count;
     unsigned plane;      /* bit of this index in the registry's plane masks */
     size_t max_channels; /* instance-wide cap on distinct channels (0: none) */
+    channel_free_extra_fn *free_extra;
 };
 
-struct channel_index *channel_index_new(unsigned plane, size_t max_channels)
+struct channel_index *channel_index_new(unsigned plane, size_t max_channels,
+                                        channel_free_extra_fn *free_extra)
 {
     struct channel_index *idx = xcalloc(1, sizeof(*idx));
 
     idx->plane = plane;
     idx->max_channels = max_channels;
+    idx->free_extra = free_extra;
     return idx;
 }
 
@@ -114,6 +118,8 @@ static void leave_slot(struct channel_index *idx, struct channel_set *set, uint3
     struct channel *ch = set->v[i].ch;
     uint32_t ms = set->v[i].member_slot;
 
+    if (ch->m[ms].extra && idx->free_extra)
+        idx->free_extra(ch->m[ms].extra);
     /* swap the channel's last member into ms */
     ch->n--;
     if (ms != ch->n) {
@@ -155,16 +161,24 @@ void channel_leave_all(struct channel_index *idx, struct channel_set *set)
     set->cap = 0;
 }
 
-bool channel_set_has(struct channel_index *idx, const struct channel_set *set, const char *name,
-                     size_t len)
+struct channel_member *channel_set_find(struct channel_index *idx, const struct channel_set *set,
+                                        const char *name, size_t len)
+{
+    struct channel *ch = find(idx, name, len);
+    int i = ch ? set_find(set, ch) : -1;
+
+    return i < 0 ? NULL : &ch->m[set->v[i].member_slot];
+}
+
+char *channel_epoch(struct channel_index *idx, const char *name, size_t len)
 {
     struct channel *ch = find(idx, name, len);
 
-    return ch && set_find(set, ch) >= 0;
+    return ch ? ch->epoch : NULL;
 }
 
-const struct channel_member *channel_members(struct channel_index *idx, const char *name,
-                                             size_t len, uint32_t *n)
+struct channel_member *channel_members(struct channel_index *idx, const char *name, size_t len,
+                                       uint32_t *n)
 {
     struct channel *ch = find(idx, name, len);
 

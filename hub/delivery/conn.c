@@ -12,8 +12,10 @@
 #include "common/log.h"
 #include "common/message.h"
 #include "common/metrics.h"
+#include "common/position.h"
 #include "common/xalloc.h"
 #include "protocol.h"
+#include "subscription.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -194,43 +196,115 @@ static void wake(void *arg)
     lws_callback_on_writable(c->wsi);
 }
 
-static void join(struct plane *p, struct conn *c, const char *name, size_t len, const char *ref)
+/* Joins cmd's channel and asks the control plane where the subscription starts; the answer
+ * (conn_position) sends "subscribed", the replay, and what came meanwhile. */
+static void join(struct plane *p, struct conn *c, const struct proto_cmd *cmd)
 {
-    char text[96], chan[CHANNEL_NAME_MAX + 1];
+    char text[96];
+    const char *name = cmd->channel, *ref = cmd->ref;
+    size_t len = cmd->channel_len;
+    struct channel_member *m;
+    struct position_request *q;
 
-    if (!channel_name_is_valid(name, len)) {
-        snprintf(text, sizeof(text), "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)");
-        writer_reply(c, proto_error("bad_request", text, ref));
-        return;
-    }
     if (c->adm.claims && !jwt_grants(c->adm.claims, name, len)) {
         writer_reply(c, proto_error("forbidden", "the token does not grant this channel", ref));
         return;
     }
-    memcpy(chan, name, len);
-    chan[len] = '\0';
     switch (session_join(c->s, p->idx, c, name, len)) {
-    case CHANNEL_JOINED: metrics_gauge_add(&metrics.subscriptions, 1); /* fallthrough */
-    case CHANNEL_ALREADY: writer_reply(c, proto_reply("subscribed", chan, ref)); break;
+    case CHANNEL_JOINED: break;
+    case CHANNEL_ALREADY:
+        /* held already: its place now (a pending one answers when its position comes) */
+        m = channel_set_find(p->idx, session_channels(c->s), name, len);
+        if (m && !subscription_is_pending(m))
+            writer_reply(c, proto_subscribed(cmd->channel, channel_epoch(p->idx, name, len),
+                                             m->last_seq, -1, ref));
+        return;
     case CHANNEL_LIMIT:
         snprintf(text, sizeof(text), "at most %u subscriptions per connection",
                  p->lim.max_subscriptions);
         writer_reply(c, proto_error("forbidden", text, ref));
-        break;
+        return;
     case CHANNEL_FULL:
         snprintf(text, sizeof(text), "the hub holds its maximum of %u channels",
                  p->cfg->max_channels);
         writer_reply(c, proto_error("forbidden", text, ref));
-        break;
+        return;
     }
+    metrics_gauge_add(&metrics.subscriptions, 1);
+    m = channel_set_find(p->idx, session_channels(c->s), name, len);
+    subscription_begin(m);
+    q = xcalloc(1, sizeof(*q));
+    q->plane = p->index;
+    q->conn = c->id;
+    memcpy(q->channel, name, len);
+    q->channel_len = len;
+    q->has_since = cmd->has_since;
+    memcpy(q->since_epoch, cmd->since_epoch, sizeof(q->since_epoch));
+    q->since_seq = cmd->since_seq;
+    q->last = cmd->last;
+    q->ref = ref ? xstrdup(ref) : NULL;
+    p->host.request(q, p->host.arg);
+}
+
+static void send_held(struct message *msg, void *arg)
+{
+    writer_replay(arg, msg);
+}
+
+/* The control plane's answer to a subscribe: "subscribed" (or an error), the replay, then
+ * what arrived for the channel while the position was asked. */
+void conn_position(struct plane *p, struct position_answer *a)
+{
+    struct conn *c;
+    struct channel_member *m;
+
+    HASH_FIND(hh, p->by_id, &a->conn, sizeof(a->conn), c);
+    m = c && c->s && !session_is_closing(c->s)
+            ? channel_set_find(p->idx, session_channels(c->s), a->channel, a->channel_len)
+            : NULL;
+    if (!m || !subscription_is_pending(m)) { /* gone, or unsubscribed meanwhile */
+        position_answer_free(a);
+        return;
+    }
+    if (a->error) {
+        writer_reply(c, proto_error("unavailable",
+                                    "the channel's position cannot be read now: subscribe again",
+                                    a->ref));
+        session_leave(c->s, p->idx, a->channel, a->channel_len);
+        metrics_gauge_add(&metrics.subscriptions, -1);
+        position_answer_free(a);
+        return;
+    }
+    snprintf(channel_epoch(p->idx, a->channel, a->channel_len), 32, "%s", a->epoch);
+    writer_reply(c, proto_subscribed(a->channel, a->epoch, a->seq, a->recovered, a->ref));
+    for (size_t i = 0; i < a->n; i++)
+        writer_replay(c, a->replay[i]);
+    subscription_start(m, a->seq, send_held, c);
+    position_answer_free(a);
 }
 
 /* ?channels=a,b at connect: each join costs a frame token, as a subscribe frame would. */
 static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
 {
-    char arg[2048];
+    char arg[2048], num[16];
     struct hdr list = read_query_arg(wsi, "channels=", arg, sizeof(arg));
+    struct hdr last_arg = read_query_arg(wsi, "last=", num, sizeof(num));
     const char *s = arg;
+    uint32_t last = 0;
+
+    if (last_arg.state != HDR_ABSENT) {
+        char *end;
+        unsigned long n = last_arg.state == HDR_PRESENT ? strtoul(num, &end, 10) : 0;
+
+        if (last_arg.state != HDR_PRESENT || !num[0] || *end || n > PROTO_LAST_MAX) {
+            writer_reply(c, proto_error("bad_request",
+                                        "last= must be a whole number from 0 to "
+                                        "1000",
+                                        NULL));
+            return;
+        }
+        last = (uint32_t)n;
+    }
 
     if (list.state == HDR_TOO_LONG) {
         writer_reply(c, proto_error("bad_request", "channels= is too long", NULL));
@@ -243,8 +317,17 @@ static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
         size_t len = end ? (size_t)(end - s) : strlen(s);
 
         if (len) {
-            if (session_rate_check(c->s, clock_mono_ms(), 1) == SESSION_RATE_OK) {
-                join(p, c, s, len, NULL);
+            if (len > CHANNEL_NAME_MAX || !channel_name_is_valid(s, len)) {
+                writer_reply(
+                    c, proto_error("bad_request",
+                                   "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)", NULL));
+            } else if (session_rate_check(c->s, clock_mono_ms(), 1) == SESSION_RATE_OK) {
+                struct proto_cmd cmd = {.type = PROTO_SUBSCRIBE, .last = last};
+
+                memcpy(cmd.channel, s, len);
+                cmd.channel[len] = '\0';
+                cmd.channel_len = len;
+                join(p, c, &cmd);
             } else {
                 char text[200];
 
@@ -265,7 +348,8 @@ static int on_established(struct plane *p, struct conn *c, struct lws *wsi)
 
     /* c was zeroed by lws and filled by on_filter */
     c->wsi = wsi;
-    c->s = session_new(&p->lim, atomic_fetch_add(&next_conn_id, 1), clock_mono_ms(), wake, c);
+    c->id = atomic_fetch_add(&next_conn_id, 1);
+    c->s = session_new(&p->lim, c->id, clock_mono_ms(), wake, c);
     plane_add_conn(p, c);
     metrics_gauge_add(&metrics.connections, 1);
     metrics_add(&metrics.connections_accepted, 1);
@@ -299,7 +383,7 @@ static void on_command(struct plane *p, struct conn *c)
     }
     switch (cmd.type) {
     case PROTO_PING: writer_reply(c, proto_reply("pong", NULL, cmd.ref)); break;
-    case PROTO_SUBSCRIBE: join(p, c, cmd.channel, cmd.channel_len, cmd.ref); break;
+    case PROTO_SUBSCRIBE: join(p, c, &cmd); break;
     case PROTO_UNSUBSCRIBE:
         if (session_leave(c->s, p->idx, cmd.channel, cmd.channel_len) < 0) {
             writer_reply(c, proto_error("not_found", "not subscribed to that channel", cmd.ref));

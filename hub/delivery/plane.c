@@ -10,7 +10,9 @@
 #include "common/log.h"
 #include "common/mailbox.h"
 #include "common/message.h"
+#include "common/position.h"
 #include "common/xalloc.h"
+#include "subscription.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +27,7 @@
 
 void plane_add_conn(struct plane *p, struct conn *c)
 {
+    HASH_ADD(hh, p->by_id, id, sizeof(c->id), c);
     c->prev = NULL;
     c->next = p->conns;
     if (p->conns)
@@ -40,11 +43,12 @@ static void finish_drain(struct plane *p)
     p->is_done = true;
     lws_sul_cancel(&p->sul_drain);
     log_info("ws", "plane %u: drained, %zu clients left", p->index, p->n_conns);
-    p->done(p, p->done_arg);
+    p->host.done(p, p->host.arg);
 }
 
 void plane_remove_conn(struct plane *p, struct conn *c)
 {
+    HASH_DEL(p->by_id, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -90,6 +94,8 @@ static void on_mail(struct mail *mail, void *arg)
         message_unref(&mail->msg);
         break;
     case MAIL_DRAIN: start_drain(p); break;
+    case MAIL_POSITION: conn_position(p, mail->data); break;
+    case MAIL_SUBSCRIBE: position_request_free(mail->data); break; /* not a plane's mail */
     }
 }
 
@@ -181,8 +187,8 @@ static void lws_log(int level, const char *line)
               "lws", "%.*s", (int)n, line);
 }
 
-struct plane *plane_new(const struct config *cfg, unsigned index, struct admission_gate *gate,
-                        plane_done_fn *done, void *done_arg, char *err, size_t errlen)
+struct plane *plane_new(const struct config *cfg, unsigned index, const struct plane_host *host,
+                        char *err, size_t errlen)
 {
     struct plane *p = xcalloc(1, sizeof(*p));
     struct lws_context_creation_info info;
@@ -190,9 +196,8 @@ struct plane *plane_new(const struct config *cfg, unsigned index, struct admissi
 
     p->cfg = cfg;
     p->index = index;
-    p->gate = gate;
-    p->done = done;
-    p->done_arg = done_arg;
+    p->host = *host;
+    p->gate = host->gate;
     atomic_init(&p->stop, false);
     atomic_init(&p->alive_ms, clock_mono_ms());
     p->lim = (struct session_limits){
@@ -203,7 +208,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, struct admissi
         .rate_grace_ms = RATE_GRACE_MS,
     };
     p->listen_fd = p->spare_fd = -1;
-    p->idx = channel_index_new(index, cfg->max_channels);
+    p->idx = channel_index_new(index, cfg->max_channels, subscription_free_extra);
     p->mb = mailbox_new(MAILBOX_MAX_MAILS, wake, p);
     p->scratch = xmalloc(LWS_PRE + PLANE_SCRATCH_BYTES);
     p->mount = (struct lws_http_mount){
@@ -280,7 +285,7 @@ int plane_start(struct plane *p)
 
 int plane_post_quiet(struct plane *p, struct message *msg)
 {
-    return mailbox_post_quiet(p->mb, MAIL_EVENT, msg);
+    return mailbox_post_quiet(p->mb, MAIL_EVENT, msg, NULL);
 }
 
 void plane_flush(struct plane *p)
@@ -288,9 +293,14 @@ void plane_flush(struct plane *p)
     mailbox_flush(p->mb);
 }
 
+void plane_post_position(struct plane *p, struct position_answer *a)
+{
+    mailbox_post(p->mb, MAIL_POSITION, NULL, a);
+}
+
 void plane_drain(struct plane *p)
 {
-    mailbox_post(p->mb, MAIL_DRAIN, NULL);
+    mailbox_post(p->mb, MAIL_DRAIN, NULL, NULL);
 }
 
 void plane_stop(struct plane *p)

@@ -12,16 +12,28 @@ struct config;
 struct histogram;
 struct message;
 struct plane;
+struct position_answer;
+struct position_request;
 
 /* A drain finished on plane (every client closed, or the drain time ran out). Fires once,
  * on the plane's own thread: it must be thread-safe (hub.c uses event_active). */
 typedef void plane_done_fn(struct plane *p, void *arg);
+/* A subscribe asks where it starts (takes q). Fires on the plane's thread: thread-safe. */
+typedef void plane_request_fn(struct position_request *q, void *arg);
 
-/* Creates the plane's lws context and binds --listen (every plane shares the port). gate holds
- * the connection counts all planes share. Does not start the thread. Returns NULL with err set
- * when the context or the socket cannot be made. Main thread. */
-struct plane *plane_new(const struct config *cfg, unsigned index, struct admission_gate *gate,
-                        plane_done_fn *done, void *done_arg, char *err, size_t errlen);
+/* What a plane needs from the hub. */
+struct plane_host {
+    struct admission_gate *gate; /* the connection counts all planes share */
+    plane_done_fn *done;
+    plane_request_fn *request;
+    void *arg;
+};
+
+/* Creates the plane's lws context and binds --listen (every plane shares the port). Does not
+ * start the thread. Returns NULL with err set when the context or the socket cannot be made.
+ * Main thread. */
+struct plane *plane_new(const struct config *cfg, unsigned index, const struct plane_host *host,
+                        char *err, size_t errlen);
 /* Starts the plane's thread. Returns 0 or -1. */
 int plane_start(struct plane *p);
 /* Hands an event to the plane without waking it; plane_flush() wakes it once after a batch.
@@ -29,6 +41,9 @@ int plane_start(struct plane *p);
  * is dropped for this plane's clients). Any thread. */
 int plane_post_quiet(struct plane *p, struct message *msg);
 void plane_flush(struct plane *p);
+/* Hands the plane the answer to one of its position requests (takes a), and wakes it. Any
+ * thread. */
+void plane_post_position(struct plane *p, struct position_answer *a);
 /* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
  * done fires when it has. Any thread. */
 void plane_drain(struct plane *p);

@@ -6,6 +6,7 @@
 #define HERALD_PLANE_PRIV_H
 
 #include "admission.h"
+#include "common/keyhash.h"
 #include "common/metrics.h"
 #include "plane.h"
 #include "session.h"
@@ -15,12 +16,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <uthash.h>
 
 struct conn;
 
 struct plane {
     const struct config *cfg;
     unsigned index;
+    struct plane_host host;
     struct admission_gate *gate; /* shared by every plane */
     struct lws_context *ctx;
     struct ev_loop *loop; /* libev, epoll: the plane's thread runs it */
@@ -47,8 +50,7 @@ struct plane {
     lws_sorted_usec_list_t sul_sweep;
     struct histogram delivery_latency; /* written by this plane only */
     atomic_llong alive_ms;             /* any thread reads: the watchdog; written every ALIVE_US */
-    plane_done_fn *done;
-    void *done_arg;
+    struct conn *by_id; /* every open connection, by session id (answers find theirs) */
     /* writer.c */
     unsigned char *scratch; /* LWS_PRE + PLANE_SCRATCH_BYTES */
     /* conn.c */
@@ -64,6 +66,8 @@ struct plane {
  * wsi's per-session data, zeroed when the connection is made). */
 struct conn {
     struct session *s; /* NULL until ESTABLISHED, and again after CLOSED */
+    uint64_t id;       /* the session's, key of the plane's by_id table */
+    UT_hash_handle hh;
     struct lws *wsi;
     struct conn *prev, *next; /* the plane's list */
     enum close_reason why;    /* what ended it, for metrics */
@@ -73,6 +77,8 @@ struct conn {
 
 /* conn.c */
 const struct lws_protocols *conn_protocol(struct plane *p); /* the "herald" protocol */
+/* The answer to one of the plane's position requests (takes a). */
+void conn_position(struct plane *p, struct position_answer *a);
 /* Ends c from outside its own callback (or inside it): marks it closing with code, drops its
  * queue (unless keep_queue: a drain lets it flush) and asks for WRITEABLE, where the close
  * frame leaves. A socket that cannot take even that is killed after grace_secs. */
@@ -86,6 +92,9 @@ void conn_sweep(struct plane *p, struct conn *c, int64_t now_ms, int64_t now_s);
 void writer_fanout(struct plane *p, struct message *msg);
 /* Queues a reply made for c alone; consumes msg. A full queue cuts c (1013). */
 void writer_reply(struct conn *c, struct message *msg);
+/* Queues an event for c outside fan-out (a replay, a held event): within a replay's bound,
+ * not the queue budget, since a replay is at most the channel's history. Borrows msg. */
+void writer_replay(struct conn *c, struct message *msg);
 /* LWS_CALLBACK_SERVER_WRITEABLE: writes what c has queued. Returns the callback's answer. */
 int writer_on_writeable(struct plane *p, struct conn *c);
 

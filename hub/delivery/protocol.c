@@ -14,6 +14,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A whole number in min..max, or -1 (not one). */
+static long long whole(json_t *v, long long min, long long max)
+{
+    long long n;
+
+    if (!json_is_integer(v))
+        return -1;
+    n = json_integer_value(v);
+    return n < min || n > max ? -1 : n;
+}
+
+/* since, last and max_rate of a subscribe. */
+static int parse_subscribe(json_t *root, struct proto_cmd *cmd, char *err, size_t errlen)
+{
+    json_t *since = json_object_get(root, "since"), *v;
+    long long n;
+
+    if (since) {
+        json_t *epoch = json_object_get(since, "epoch"), *seq = json_object_get(since, "seq");
+        const char *e = json_string_value(epoch);
+        size_t elen = json_string_length(epoch);
+
+        if (!json_is_object(since) || !json_is_string(epoch) || elen > PROTO_EPOCH_MAX ||
+            strspn(e, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != elen ||
+            (n = whole(seq, 0, INT64_MAX)) < 0) {
+            errbuf_set(
+                err, errlen,
+                "\"since\" must be {\"epoch\":\"…\",\"seq\":N} as a subscribed frame gave them");
+            return -1;
+        }
+        cmd->has_since = 1;
+        memcpy(cmd->since_epoch, e, elen + 1);
+        cmd->since_seq = (uint64_t)n;
+    }
+    if ((v = json_object_get(root, "last"))) {
+        if ((n = whole(v, 0, PROTO_LAST_MAX)) < 0) {
+            errbuf_set(err, errlen, "\"last\" must be a whole number from 0 to %d", PROTO_LAST_MAX);
+            return -1;
+        }
+        cmd->last = (uint32_t)n;
+    }
+    if ((v = json_object_get(root, "max_rate"))) {
+        if ((n = whole(v, 1, PROTO_RATE_MAX)) < 0) {
+            errbuf_set(err, errlen, "\"max_rate\" must be a whole number from 1 to %d",
+                       PROTO_RATE_MAX);
+            return -1;
+        }
+        cmd->max_rate = (uint32_t)n;
+    }
+    return 0;
+}
+
 int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err, size_t errlen)
 {
     json_error_t jerr;
@@ -62,6 +114,8 @@ int proto_parse(const char *frame, size_t len, struct proto_cmd *cmd, char *err,
     cmd->channel_len = json_string_length(ch);
     memcpy(cmd->channel, json_string_value(ch), cmd->channel_len);
     cmd->channel[cmd->channel_len] = '\0';
+    if (cmd->type == PROTO_SUBSCRIBE && parse_subscribe(root, cmd, err, errlen) < 0)
+        goto out;
     rc = 0;
 out:
     json_decref(root);
@@ -109,6 +163,21 @@ struct message *proto_reply(const char *type, const char *channel, const char *r
     json_object_set_new(obj, "type", json_string(type));
     if (channel)
         json_object_set_new(obj, "channel", json_string(channel));
+    add_ref(obj, ref);
+    return dump(obj);
+}
+
+struct message *proto_subscribed(const char *channel, const char *epoch, uint64_t seq,
+                                 int recovered, const char *ref)
+{
+    json_t *obj = json_object();
+
+    json_object_set_new(obj, "type", json_string("subscribed"));
+    json_object_set_new(obj, "channel", json_string(channel));
+    json_object_set_new(obj, "epoch", json_string(epoch));
+    json_object_set_new(obj, "seq", json_integer((json_int_t)seq));
+    if (recovered >= 0)
+        json_object_set_new(obj, "recovered", json_boolean(recovered));
     add_ref(obj, ref);
     return dump(obj);
 }

@@ -82,13 +82,13 @@ uint64_t session_id(const struct session *s)
     return s->id;
 }
 
-int session_push(struct session *s, struct message *msg)
+static int push(struct session *s, struct message *msg, bool over_budget)
 {
     size_t len = message_wire_len(msg);
 
     if (session_is_closing(s))
         return 1;
-    if (s->q_bytes + len > s->lim->send_queue_bytes)
+    if (!over_budget && s->q_bytes + len > s->lim->send_queue_bytes)
         return -1;
     if (s->q_len == s->q_cap) {
         uint32_t cap = s->q_cap ? s->q_cap * 2 : 8;
@@ -107,6 +107,17 @@ int session_push(struct session *s, struct message *msg)
     if (s->q_len == 1 && !s->needs_ping && s->wake)
         s->wake(s->wake_arg); /* with a ping due, the writer was woken already */
     return 0;
+}
+
+int session_push(struct session *s, struct message *msg)
+{
+    return push(s, msg, false);
+}
+
+void session_send_over(struct session *s, struct message *msg)
+{
+    if (push(s, message_ref(msg), true) != 0)
+        message_unref(&msg);
 }
 
 int session_send(struct session *s, struct message *msg)
@@ -197,6 +208,11 @@ uint32_t session_leave_all(struct session *s, struct channel_index *idx)
 
     channel_leave_all(idx, &s->subs);
     return n;
+}
+
+const struct channel_set *session_channels(const struct session *s)
+{
+    return &s->subs;
 }
 
 uint32_t session_subscriptions(const struct session *s)

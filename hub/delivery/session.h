@@ -43,6 +43,9 @@ int session_send(struct session *s, struct message *msg);
 /* Like session_send, but consumes a reference the caller already holds, and only when it
  * returns 0. Fan-out takes all its references in one atomic add (message_ref_n) and pushes. */
 int session_push(struct session *s, struct message *msg);
+/* Queues msg whatever the byte budget (a replay, bounded by the channel's history). Takes a
+ * reference unless the session is closing. */
+void session_send_over(struct session *s, struct message *msg);
 /* The oldest queued message (borrowed), or NULL. */
 struct message *session_front(const struct session *s);
 /* Releases the oldest queued message. */
@@ -73,6 +76,8 @@ int session_leave(struct session *s, struct channel_index *idx, const char *name
 /* Leaves every channel; returns how many it held. */
 uint32_t session_leave_all(struct session *s, struct channel_index *idx);
 uint32_t session_subscriptions(const struct session *s);
+/* The channels the session holds, as the plane's index knows them. */
+const struct channel_set *session_channels(const struct session *s);
 
 /* --- liveness and expiry --- */
 

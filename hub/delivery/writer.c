@@ -11,7 +11,9 @@
 #include "common/log.h"
 #include "common/message.h"
 #include "common/metrics.h"
+#include "subscription.h"
 
+#include <stdio.h>
 #include <string.h>
 
 _Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
@@ -23,19 +25,37 @@ static void slow_consumer(struct conn *c)
     conn_cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, PLANE_CUT_GRACE_SECS);
 }
 
-/* One atomic add for all the queue references, one more to give back the ones not used. */
+/* One atomic add for all the queue references, one more to give back the ones not used. Each
+ * subscription says whether to send (in order, once), skip (it has the event) or hold (its
+ * position is still being asked). */
 void writer_fanout(struct plane *p, struct message *msg)
 {
     uint32_t n, unused = 0;
-    const struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
+    struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
+    char *epoch;
+    int rc = 0;
 
     if (!n)
         return;
+    epoch = channel_epoch(p->idx, msg->channel, msg->channel_len);
+    if (msg->epoch[0] && strcmp(epoch, msg->epoch) != 0)
+        snprintf(epoch, 32, "%s", msg->epoch);
     message_ref_n(msg, n);
     for (uint32_t i = 0; i < n; i++) {
         struct conn *c = m[i].member;
-        int rc = session_push(c->s, msg);
 
+        switch (subscription_offer(&m[i], msg)) {
+        case SUB_SEND: rc = session_push(c->s, msg); break;
+        case SUB_SKIP: unused++; continue;
+        case SUB_HOLD: /* the hold took a reference of its own */
+            unused++;
+            if (session_queue_bytes(c->s) + subscription_held_bytes(&m[i]) >
+                p->lim.send_queue_bytes) {
+                metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
+                slow_consumer(c);
+            }
+            continue;
+        }
         if (rc == 0)
             continue;
         unused++;
@@ -55,6 +75,11 @@ void writer_reply(struct conn *c, struct message *msg)
     if (session_send(c->s, msg) < 0)
         slow_consumer(c);
     message_unref(&msg);
+}
+
+void writer_replay(struct conn *c, struct message *msg)
+{
+    session_send_over(c->s, msg);
 }
 
 /* Counts an event frame handed to the socket, and its latency since publish. */

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .rate = {.per_sec = 1000, .burst = 1000},
         .rate_grace_ms = 3000,
     };
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct session *s = session_new(&lim, 1, 0, NULL, NULL);
     size_t off = 0, step = size ? (data[0] % 7) + 1 : 1;
 

@@ -1,6 +1,7 @@
 /* fuzz_publish.c -- libFuzzer target: a POST /publish body through validation and
- * serialization, then the Redis wire format round trip of what it produced: every event must
- * come back with its channel and exact frame. */
+ * serialization (a draft, numbered as a broker would: message_finish), then the Redis wire
+ * format round trip of what it produced: every event must come back with its channel, epoch,
+ * seq and exact frame, and pass the strict checks a receiving hub makes. */
 #include "broker/redis_wire.h"
 #include "common/message.h"
 #include "control/event.h"
@@ -18,23 +19,21 @@ struct check {
     size_t n, seen;
 };
 
-static void on_record(const char *channel, size_t channel_len, const char *json, size_t json_len,
-                      void *arg)
+static void on_record(const struct redis_wire_record *rec, void *arg)
 {
     struct check *c = arg;
     struct message *m = c->msgs[c->seen++];
 
-    if (channel_len != m->channel_len || memcmp(channel, m->channel, channel_len) ||
-        json_len != m->json_len || memcmp(json, message_json(m), json_len))
+    if (rec->channel_len != m->channel_len || memcmp(rec->channel, m->channel, m->channel_len) ||
+        rec->frame_len != m->json_len || memcmp(rec->frame, message_json(m), m->json_len) ||
+        rec->seq != m->seq || rec->epoch_len != strlen(m->epoch) ||
+        memcmp(rec->epoch, m->epoch, rec->epoch_len))
         abort();
 }
 
-static void count_record(const char *channel, size_t channel_len, const char *json, size_t json_len,
-                         void *arg)
+static void count_record(const struct redis_wire_record *rec, void *arg)
 {
-    (void)channel;
-    (void)json;
-    if (!channel_len || json_len < 2) /* the decoder hands on well-formed records only */
+    if (!rec->channel_len || rec->frame_len < 2 || !rec->seq) /* well-formed records only */
         abort();
     ++*(size_t *)arg;
 }
@@ -50,6 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     event_ids_init(&ids, 42);
     if (event_parse_publish((const char *)data, size, 1764150000123, &ids, &msgs, &n, err,
                             sizeof(err)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            message_finish(msgs[i], "f00d", (uint64_t)i + 1 + (size % 1000) * 1000000);
         /* every frame is valid JSON whose data and event equal the published ones: the
          * frame is written from the body's text, so check it against jansson's reading */
         json_t *root = json_loadb((const char *)data, size, 0, NULL);

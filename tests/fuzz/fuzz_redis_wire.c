@@ -12,13 +12,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_FRAME 4096
 
-static void on_record(const char *channel, size_t channel_len, const char *json, size_t json_len,
-                      void *arg)
+static void on_record(const struct redis_wire_record *rec, void *arg)
 {
     size_t *n = arg;
 
-    if (!redis_wire_record_ok(channel, channel_len, json, json_len, MAX_FRAME) ||
-        json_len > MAX_FRAME || channel[0] == '$' || json[0] != '{')
+    if (!redis_wire_frame_ok(rec->channel, rec->channel_len, rec->seq, rec->frame, rec->frame_len,
+                             MAX_FRAME) ||
+        !redis_wire_epoch_ok(rec->epoch, rec->epoch_len) || rec->frame_len > MAX_FRAME ||
+        rec->channel[0] == '$' || rec->frame[0] != '{' || rec->seq == 0)
         abort();
     (*n)++;
 }

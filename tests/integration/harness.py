@@ -11,7 +11,7 @@ library only (Python 3.11).
   httpapi.py   http_request, publish, publish_ok, publish_in_turn, Publisher, get,
                get_static, ready_status, stats, metrics and Metrics
   wsclient.py  WS (the WebSocket client) and its errors, open_many, recv_many,
-               recv_many_while, assert_nothing_more, BackgroundReader, token_path,
+               recv_many_while, assert_nothing_more, BackgroundReader, token_path, positionless,
                upgrade_request
   hubproc.py   Hub, HubTestCase, Proc, herald_sub, log_dir, free_port, and the killing of
                leftover processes at exit
@@ -25,7 +25,7 @@ from httpapi import (Metrics, Publisher, decode_body, get, get_static, http_requ
 from hubproc import Hub, HubTestCase, Proc, free_port, herald_sub, log_dir
 from util import (HERALD_BIN, HERALD_SUB_BIN, HERALD_WEB_ROOT, REPO_ROOT, SCALE, WRAPPER, T,
                   unique_channel, wait_until)
-from wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WS,
+from wsclient import (positionless, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WS,
                       BackgroundReader, ConnectionClosed, HandshakeError, ProtocolError,
                       WSTimeout, assert_nothing_more, open_many, recv_many, recv_many_while,
                       token_path, upgrade_request)

@@ -51,7 +51,7 @@ def _body_bytes(body):
 
 
 def publish(hub, body, content_type="application/json", headers=None, conn=None,
-            path="/publish", source=None):
+            path="/publish", source=None, timeout=None):
     """POST body (an object/list is JSON-encoded; str/bytes are sent as-is) to the hub's
     /publish (hub: anything with an .api_port). content_type=None sends no Content-Type.
     Returns (status, headers, body)."""
@@ -59,6 +59,7 @@ def publish(hub, body, content_type="application/json", headers=None, conn=None,
     if content_type is not None:
         h["Content-Type"] = content_type
     return http_request(hub.api_port, "POST", path, body=_body_bytes(body), headers=h,
+                        timeout=timeout,
                         conn=conn, source=source)
 
 

@@ -159,7 +159,7 @@ class ClusterDeliveryTest(HubTestCase):
                 ws.abort()
 
     def test_wire_format_on_the_shared_channel(self):
-        """What the hubs put on Redis is redis_wire.h's format (events H1E, heartbeats H2B with
+        """What the hubs put on Redis is redis_wire.h's format (events H2E with epoch and seq, heartbeats H2B with
         a per-process nonce), and a hub delivers an event record put there by anyone speaking
         it (another hub, another version); payloads it does not understand are counted and
         skipped."""
@@ -171,16 +171,19 @@ class ClusterDeliveryTest(HubTestCase):
                 with Publisher(cluster[0]) as pub:
                     event_id = pub.publish_ok(ch, {"k": "v"}, event="made")
                 payloads = spy.messages(HEARTBEAT_WINDOW)
-                events = [p for p in payloads if p.startswith(b"H1E\n")]
+                events = [p for p in payloads if p.startswith(b"H2E\n")]
                 beats = [p for p in payloads if p.startswith(b"H2B\n")]
                 self.assertEqual(len(events), 1, payloads)
                 head, body = events[0].split(b"\n", 1)
                 self.assertTrue(body.endswith(b"\n"))
-                name, _, frame = body[:-1].partition(b"\t")
+                name, epoch, seq, frame = body[:-1].split(b"\t", 3)
                 self.assertEqual(name.decode(), ch)
                 frame = json.loads(frame)
                 self.assertEqual((frame["type"], frame["channel"], frame["event"], frame["id"],
-                                  frame["data"]), ("event", ch, "made", event_id, {"k": "v"}))
+                                  frame["seq"], frame["data"]),
+                                 ("event", ch, "made", event_id, 1, {"k": "v"}))
+                self.assertEqual(int(seq), 1)
+                self.assertEqual(epoch.decode(), ws.positions[ch][0])
                 fields = [b.split(b"\n")[1].split(b"\t") for b in beats]
                 self.assertTrue(all(len(f) == 5 for f in fields), beats)
                 senders = {f[0].decode() for f in fields}
@@ -193,11 +196,11 @@ class ClusterDeliveryTest(HubTestCase):
                 # foreign payloads: unknown kinds and malformed records are skipped, a
                 # well-formed record from another publisher is delivered as it is
                 before = metrics(cluster[1]).get("herald_redis_skipped_payloads_total", 0)
-                foreign = {"type": "event", "channel": ch, "id": "from-elsewhere", "ts": 1,
-                           "data": {"x": 1}}
+                foreign = {"type": "event", "channel": ch, "id": "from-elsewhere", "seq": 2,
+                           "ts": 1, "data": {"x": 1}}
                 for payload in (b"H9Z\nsomething newer\n", b"not herald at all",
-                                b"H1E\nno-tab-here\n",
-                                b"H1E\n" + ch.encode() + b"\t" +
+                                b"H2E\nno-tab-here\n",
+                                b"H2E\n" + ch.encode() + b"\t" + epoch + b"\t2\t" +
                                 json.dumps(foreign, separators=(",", ":")).encode() + b"\n"):
                     redis_call(self.redis.port, "PUBLISH", cluster.channel, payload)
                 got = ws.recv_event(T(5))
@@ -223,14 +226,16 @@ class ClusterDeliveryTest(HubTestCase):
             hub = cluster[0]
             ws = WS.open(hub, channels=[ch, "$stats"])
             try:
-                def record(channel, frame):
-                    return b"H1E\n" + channel + b"\t" + frame + b"\n"
+                epoch = ws.positions[ch][0].encode()
 
-                good = json.dumps({"type": "event", "channel": ch, "id": "ok-1", "ts": 1,
+                def record(channel, frame, seq=b"1"):
+                    return b"H2E\n" + channel + b"\t" + epoch + b"\t" + seq + b"\t" + frame + b"\n"
+
+                good = json.dumps({"type": "event", "channel": ch, "id": "ok-1", "seq": 1, "ts": 1,
                                    "data": 1}, separators=(",", ":")).encode()
                 bad = [
                     # a frame on the hub's own $stats channel
-                    record(b"$stats", b'{"type":"event","channel":"$stats","id":"x","ts":1,'
+                    record(b"$stats", b'{"type":"event","channel":"$stats","id":"x","seq":1,"ts":1,'
                                       b'"data":{"connections":-1}}'),
                     # not an event: a forged welcome, and a bare value
                     record(ch.encode(), b'{"type":"welcome","connection":"c-1"}'),
@@ -241,18 +246,23 @@ class ClusterDeliveryTest(HubTestCase):
                     record(ch.encode(), good.replace(b'"ok-1"', b'"\xff\xfe"')),
                     record(ch.encode(), good[:-1]),
                     record(ch.encode(), good.replace(b'"ok-1"', b'"a\x00b"')),
+                    # a frame whose seq is not the record's, and an epoch that is not one
+                    record(ch.encode(), good, seq=b"2"),
+                    b"H2E\n" + ch.encode() + b"\tno-no\t1\t" + good + b"\n",
                     # larger than any frame a publish of --max-message-bytes makes
                     record(ch.encode(), good.replace(b'"data":1', b'"data":"' + b"z" * 2000 +
                                                      b'"')),
                     # no data
                     record(ch.encode(), good.replace(b',"data":1', b'')),
+                    # version 1: no seq
+                    b"H1E\n" + ch.encode() + b"\t" + good + b"\n",
                 ]
                 before = metrics(hub).get("herald_redis_skipped_payloads_total", 0)
                 for payload in bad:
                     redis_call(self.redis.port, "PUBLISH", cluster.channel, payload)
                 # one good record after the bad ones, in a payload that also holds a bad one
                 redis_call(self.redis.port, "PUBLISH", cluster.channel,
-                           record(b"$stats", b"{}")[:-1] + b"\n" + record(ch.encode(), good)[4:])
+                           record(b"$stats", b"{}") + record(ch.encode(), good)[4:])
                 seen = []
                 got = ws.recv_until(lambda m: m.get("type") == "event" and m["channel"] == ch,
                                     T(5), skipped=seen)

@@ -55,6 +55,16 @@ def _mask(key, data):
     return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
 
 
+def positionless(msg):
+    """A subscribed frame without its position (epoch and seq), which it must carry: for
+    comparing the rest exactly. Other frames come back as they are."""
+    if msg.get("type") != "subscribed":
+        return msg
+    if not isinstance(msg.get("epoch"), str) or not isinstance(msg.get("seq"), int):
+        raise AssertionError(f"subscribed without a position: {msg}")
+    return {k: v for k, v in msg.items() if k not in ("epoch", "seq")}
+
+
 def token_path(token=None, channels=()):
     """/ws with ?token= and ?channels= as given."""
     query = []
@@ -194,10 +204,18 @@ class WS:
             ws.welcome = ws.recv_json(timeout)
             if ws.welcome.get("type") != "welcome":
                 raise AssertionError(f"first frame is not a welcome: {ws.welcome}")
-            for ch in channels:
+            # one subscribed per channel, each once its position is known (the hub's own '$'
+            # channels may answer before the others); ws.positions keeps (epoch, seq)
+            ws.positions = {}
+            while len(ws.positions) < len(channels):
                 msg = ws.recv_json(timeout)
-                if msg != {"type": "subscribed", "channel": ch}:
-                    raise AssertionError(f"expected subscribed {ch!r}, got {msg}")
+                ch = msg.get("channel")
+                if msg.get("type") != "subscribed" or ch not in channels or \
+                        ch in ws.positions or not isinstance(msg.get("epoch"), str) or \
+                        not isinstance(msg.get("seq"), int) or \
+                        set(msg) - {"type", "channel", "epoch", "seq", "recovered"}:
+                    raise AssertionError(f"expected subscribed to one of {channels}, got {msg}")
+                ws.positions[ch] = (msg["epoch"], msg["seq"])
         except BaseException:
             ws.abort()
             raise

@@ -59,7 +59,7 @@ test('one event from the command line: its id on stdout, the event delivered', a
   const id = r.stdout.trim();
   assert.match(id, /^\S+$/);
   await waitFor(() => got.length === 1, { what: 'the event' });
-  assert.deepEqual({ ...got[0], ts: 0 }, { type: 'event', channel: ch, event: 'created', id, ts: 0, data: { id: 42, name: 'Ada' } });
+  assert.deepEqual({ ...got[0], ts: 0 }, { type: 'event', channel: ch, event: 'created', id, seq: 1, ts: 0, data: { id: 42, name: 'Ada' } });
   h.close();
 });
 

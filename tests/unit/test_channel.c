@@ -94,7 +94,7 @@ static int m1, m2, m3; /* members: only their addresses matter */
 
 static void join_already_limit(void **state)
 {
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0};
     size_t base = registry_count();
     uint32_t n = 99;
@@ -132,7 +132,7 @@ static void join_already_limit(void **state)
 
 static void members_listing(void **state)
 {
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0}, c = {0};
     const struct channel_member *mem;
     uint32_t n = 99;
@@ -181,7 +181,7 @@ static void members_listing(void **state)
 
 static void leave_of_a_non_member(void **state)
 {
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0};
     uint32_t n;
 
@@ -204,7 +204,7 @@ static void leave_of_a_non_member(void **state)
 
 static void channel_freed_when_empty(void **state)
 {
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0};
     size_t base = registry_count();
     uint32_t n = 99;
@@ -233,7 +233,7 @@ static void channel_freed_when_empty(void **state)
 
 static void leave_all(void **state)
 {
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0};
     size_t base = registry_count();
     const char *names[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
@@ -379,7 +379,7 @@ static void swap_remove_in_any_order(void **state)
 
     (void)state;
     assert_non_null(m);
-    m->idx = channel_index_new(0, 0);
+    m->idx = channel_index_new(0, 0, NULL);
     m->rng = UINT64_C(0x9e3779b97f4a7c15);
     for (int c = 0; c < N_CHANNELS; c++)
         snprintf(m->names[c], sizeof(m->names[c]), "chan-%d", c);
@@ -454,7 +454,7 @@ static void swap_remove_in_any_order(void **state)
 
 static void registry_counts_distinct_names(void **state)
 {
-    struct channel_index *i1 = channel_index_new(0, 0), *i2 = channel_index_new(0, 0);
+    struct channel_index *i1 = channel_index_new(0, 0, NULL), *i2 = channel_index_new(0, 0, NULL);
     struct channel_set a = {0}, b = {0}, c = {0};
     size_t base = registry_count();
 
@@ -497,7 +497,7 @@ struct plane_arg {
 static void *plane_thread(void *p)
 {
     struct plane_arg *arg = p;
-    struct channel_index *idx = channel_index_new(0, 0);
+    struct channel_index *idx = channel_index_new(0, 0, NULL);
     struct channel_set set = {0};
     char name[16];
 
@@ -531,7 +531,7 @@ static void registry_is_thread_safe(void **state)
 /* The control plane posts an event only to the planes whose bit is set. */
 static void registry_masks_name_the_planes(void **state)
 {
-    struct channel_index *a = channel_index_new(0, 0), *b = channel_index_new(3, 0);
+    struct channel_index *a = channel_index_new(0, 0, NULL), *b = channel_index_new(3, 0, NULL);
     struct channel_set sa = {0}, sb = {0};
     int ma, mb;
 
@@ -555,8 +555,8 @@ static void registry_masks_name_the_planes(void **state)
 static void max_channels_caps_distinct_names(void **state)
 {
     size_t base = registry_count();
-    struct channel_index *idx = channel_index_new(0, base + 2);
-    struct channel_index *other = channel_index_new(1, base + 2);
+    struct channel_index *idx = channel_index_new(0, base + 2, NULL);
+    struct channel_index *other = channel_index_new(1, base + 2, NULL);
     struct channel_set a = {0}, b = {0};
     uint32_t n;
 

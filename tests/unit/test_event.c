@@ -30,6 +30,9 @@ static void parse_len(struct parsed *p, const char *body, size_t len, struct eve
     p->n = 99;
     p->err[0] = '\0';
     p->rc = event_parse_publish(body, len, NOW, ids, &p->out, &p->n, p->err, sizeof(p->err));
+    /* drafts: number each as a broker would (seq 7 for all), so the frame is whole */
+    for (size_t i = 0; p->rc == 0 && i < p->n; i++)
+        message_finish(p->out[i], "ep0ch", 7);
 }
 
 static void parse(struct parsed *p, const char *body, struct event_ids *ids)
@@ -87,7 +90,7 @@ static void single_event_frame(void **state)
     /* the exact frame: keys in order, compact, data as published (escapes kept) */
     snprintf(want, sizeof(want),
              "{\"type\":\"event\",\"channel\":\"orders\",\"event\":\"created\",\"id\":\"%s\","
-             "\"ts\":%" PRId64 ",\"data\":{\"order\":42,\"items\":[\"a\",\"b\"],"
+             "\"seq\":7,\"ts\":%" PRId64 ",\"data\":{\"order\":42,\"items\":[\"a\",\"b\"],"
              "\"nested\":{\"x\":null},\"s\":\"caf\\u00e9\"}}",
              m->id, NOW);
     assert_string_equal(message_json(m), want);
@@ -96,7 +99,13 @@ static void single_event_frame(void **state)
     assert_int_equal(strncmp(message_json(m), prefix, strlen(prefix)), 0);
 
     root = frame_json(m);
-    assert_int_equal(json_object_size(root), 6);
+    assert_int_equal(json_object_size(root), 7);
+    assert_int_equal(json_integer_value(json_object_get(root, "seq")), 7);
+    assert_string_equal(m->epoch, "ep0ch");
+    assert_int_equal(m->seq, 7);
+    /* the event name is where the frame says */
+    assert_int_equal(m->name_len, 9);
+    assert_memory_equal(message_json(m) + m->name_off, "\"created\"", 9);
     assert_string_equal(json_string_value(json_object_get(root, "type")), "event");
     assert_string_equal(json_string_value(json_object_get(root, "channel")), "orders");
     assert_string_equal(json_string_value(json_object_get(root, "event")), "created");
@@ -129,12 +138,12 @@ static void data_keeps_the_publishers_text(void **state)
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.n, 2);
     snprintf(want, sizeof(want),
-             "{\"type\":\"event\",\"channel\":\"a\",\"id\":\"%s\",\"ts\":%" PRId64
+             "{\"type\":\"event\",\"channel\":\"a\",\"id\":\"%s\",\"seq\":7,\"ts\":%" PRId64
              ",\"data\":{\"x\":23.1,\"big\":1e5,\"s\":\"a b\\\" }\",\"n\":-0.0}}",
              p.out[0]->id, NOW);
     assert_string_equal(message_json(p.out[0]), want);
     snprintf(want, sizeof(want),
-             "{\"type\":\"event\",\"channel\":\"b\",\"id\":\"%s\",\"ts\":%" PRId64
+             "{\"type\":\"event\",\"channel\":\"b\",\"id\":\"%s\",\"seq\":7,\"ts\":%" PRId64
              ",\"data\":[1,2]}",
              p.out[1]->id, NOW);
     assert_string_equal(message_json(p.out[1]), want);
@@ -171,13 +180,13 @@ static void event_absent_when_not_given(void **state)
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.n, 1);
     snprintf(want, sizeof(want),
-             "{\"type\":\"event\",\"channel\":\"a.b:c-d_e\",\"id\":\"%s\",\"ts\":%" PRId64
+             "{\"type\":\"event\",\"channel\":\"a.b:c-d_e\",\"id\":\"%s\",\"seq\":7,\"ts\":%" PRId64
              ",\"data\":[1,2]}",
              p.out[0]->id, NOW);
     assert_string_equal(message_json(p.out[0]), want);
     root = frame_json(p.out[0]);
     assert_null(json_object_get(root, "event"));
-    assert_int_equal(json_object_size(root), 5);
+    assert_int_equal(json_object_size(root), 6);
     json_decref(root);
     parsed_free(&p);
 }
@@ -451,9 +460,10 @@ static void build_raw(void **state)
     event_ids_init(&ids, 9);
     m = event_build_raw("$stats", "stats", "{\"connections\":3}", NOW, &ids);
     assert_non_null(m);
+    message_finish(m, "s1", 123456789);
     snprintf(want, sizeof(want),
              "{\"type\":\"event\",\"channel\":\"$stats\",\"event\":\"stats\",\"id\":\"%s\","
-             "\"ts\":%" PRId64 ",\"data\":{\"connections\":3}}",
+             "\"seq\":123456789,\"ts\":%" PRId64 ",\"data\":{\"connections\":3}}",
              m->id, NOW);
     assert_string_equal(message_json(m), want);
     assert_string_equal(m->channel, "$stats");

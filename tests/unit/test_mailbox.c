@@ -63,7 +63,7 @@ static void drained_in_order(void **state)
     (void)state;
     for (int i = 0; i < 5; i++) {
         m[i] = numbered(i);
-        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[i]), 0);
+        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[i], NULL), 0);
         assert_int_equal(refs(m[i]), 2); /* the mail holds one */
     }
     assert_int_equal(mailbox_drain(mb, record, &seen), 5);
@@ -77,9 +77,9 @@ static void drained_in_order(void **state)
     assert_int_equal(mailbox_drain(mb, record, &seen), 0);
     assert_int_equal(seen.n, 5);
     /* a second round keeps its own order */
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[3]), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[1]), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[3], NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL, NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m[1], NULL), 0);
     assert_int_equal(mailbox_drain(mb, record, &seen), 3);
     assert_ptr_equal(seen.msgs[5], m[3]);
     assert_int_equal(seen.kinds[6], MAIL_DRAIN);
@@ -101,23 +101,23 @@ static void wake_only_when_turning_non_empty(void **state)
 
     (void)state;
     assert_int_equal(atomic_load(&wakes), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(atomic_load(&wakes), 1);
     for (int i = 0; i < 9; i++)
-        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
+        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(atomic_load(&wakes), 1);
     assert_int_equal(mailbox_drain(mb, record, &seen), 10);
     assert_int_equal(atomic_load(&wakes), 1);
     mailbox_drain(mb, record, &seen); /* empty: no wake either */
     assert_int_equal(atomic_load(&wakes), 1);
-    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL, NULL), 0);
     assert_int_equal(atomic_load(&wakes), 2);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(atomic_load(&wakes), 2);
     /* a refused post does not wake */
     mailbox_free(mb);
     mb = mailbox_new(0, count_wake, &wakes);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), -1);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), -1);
     assert_int_equal(atomic_load(&wakes), 2);
     mailbox_free(mb);
     assert_int_equal(refs(m), 1);
@@ -133,20 +133,20 @@ static void max_mails_refuses_events(void **state)
 
     (void)state;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra), -1);
+        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), -1);
     assert_int_equal(refs(extra), 1); /* refused: no reference taken */
     assert_int_equal(mailbox_depth(mb), 3);
     /* a drain order is never refused */
-    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL, NULL), 0);
     assert_int_equal(mailbox_depth(mb), 4);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra), -1);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), -1);
     assert_int_equal(mailbox_drain(mb, record, &seen), 4);
     assert_int_equal(seen.kinds[3], MAIL_DRAIN);
     /* room again after the drain */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra), -1);
+        assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), -1);
     assert_int_equal(refs(extra), 4);
     mailbox_free(mb);
     assert_int_equal(refs(m), 1);
@@ -165,12 +165,12 @@ static void depth_gauge(void **state)
     (void)state;
     assert_int_equal(mailbox_depth(mb), 0);
     for (int i = 1; i <= 40; i++) {
-        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
+        assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
         assert_int_equal(mailbox_depth(mb), i);
     }
     assert_int_equal(mailbox_drain(mb, record, &seen), 40);
     assert_int_equal(mailbox_depth(mb), 0);
-    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m), 0);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(mailbox_depth(mb), 1);
     mailbox_free(mb);
     message_unref(&m);
@@ -189,7 +189,7 @@ static void repost_once(struct mail *mail, void *arg)
 
     r->handled++;
     if (mail->kind == MAIL_DRAIN)
-        assert_int_equal(mailbox_post(r->mb, MAIL_EVENT, r->m), 0);
+        assert_int_equal(mailbox_post(r->mb, MAIL_EVENT, r->m, NULL), 0);
     message_unref(&mail->msg);
 }
 
@@ -200,8 +200,8 @@ static void post_from_inside_a_drain(void **state)
 
     (void)state;
     r.mb = mailbox_new(10, count_wake, &wakes);
-    assert_int_equal(mailbox_post(r.mb, MAIL_DRAIN, NULL), 0);
-    assert_int_equal(mailbox_post(r.mb, MAIL_EVENT, r.m), 0);
+    assert_int_equal(mailbox_post(r.mb, MAIL_DRAIN, NULL, NULL), 0);
+    assert_int_equal(mailbox_post(r.mb, MAIL_EVENT, r.m, NULL), 0);
     assert_int_equal(mailbox_drain(r.mb, repost_once, &r), 2);
     assert_int_equal(r.handled, 2);
     assert_int_equal(atomic_load(&wakes), 2); /* the inner post found the queue empty */
@@ -223,11 +223,11 @@ static void free_drops_queued_mails(void **state)
     (void)state;
     /* mails in both arrays: some drained (so the arrays swapped), some waiting */
     for (int i = 0; i < 3; i++)
-        mailbox_post(mb, MAIL_EVENT, m);
+        mailbox_post(mb, MAIL_EVENT, m, NULL);
     mailbox_drain(mb, record, &seen);
     for (int i = 0; i < 5; i++)
-        mailbox_post(mb, MAIL_EVENT, m);
-    mailbox_post(mb, MAIL_DRAIN, NULL);
+        mailbox_post(mb, MAIL_EVENT, m, NULL);
+    mailbox_post(mb, MAIL_DRAIN, NULL, NULL);
     assert_int_equal(refs(m), 6);
     mailbox_free(mb);
     assert_int_equal(refs(m), 1);
@@ -267,7 +267,7 @@ static void *producer(void *arg)
     struct pipe *p = arg;
 
     for (size_t i = 0; i < N_POSTS; i++) {
-        while (mailbox_post(p->mb, MAIL_EVENT, p->msgs[i]) < 0) {
+        while (mailbox_post(p->mb, MAIL_EVENT, p->msgs[i], NULL) < 0) {
             atomic_fetch_add(&p->refusals, 1);
             sched_yield();
         }

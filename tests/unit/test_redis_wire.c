@@ -73,38 +73,43 @@ struct seen {
     size_t n;
 };
 
-static void on_record(const char *channel, size_t channel_len, const char *json, size_t json_len,
-                      void *arg)
+static void on_record(const struct redis_wire_record *rec, void *arg)
 {
     struct seen *s = arg;
 
-    (void)json;
-    (void)json_len;
     assert_true(s->n < 16);
-    memcpy(s->channels[s->n], channel, channel_len);
-    s->channels[s->n++][channel_len] = '\0';
+    memcpy(s->channels[s->n], rec->channel, rec->channel_len);
+    s->channels[s->n++][rec->channel_len] = '\0';
 }
 
-#define EV(ch, rest) ch "\t{\"type\":\"event\",\"channel\":\"" ch "\"," rest "}\n"
+/* A record of channel ch, epoch e0a1, seq 7, with the frame's members after channel. */
+#define EV(ch, rest) ch "\te0a1\t7\t{\"type\":\"event\",\"channel\":\"" ch "\"," rest "}\n"
 
 static void records_are_checked_like_a_publish(void **state)
 {
-    static const char payload[] = "H1E\n" EV("ok1", "\"id\":\"a\",\"ts\":1,\"data\":1")
+    static const char payload[] = "H2E\n" EV("ok1", "\"id\":\"a\",\"seq\":7,\"ts\":1,\"data\":1")
         /* the hub's own channel */
-        EV("$stats", "\"id\":\"b\",\"ts\":1,\"data\":{}")
+        EV("$stats", "\"id\":\"b\",\"seq\":7,\"ts\":1,\"data\":{}")
         /* not an event frame */
-        "ok2\t{\"type\":\"welcome\",\"connection\":\"c-1\"}\n"
+        "ok2\te0a1\t7\t{\"type\":\"welcome\",\"connection\":\"c-1\"}\n"
         /* another channel in the frame than in the record */
-        "ok3\t{\"type\":\"event\",\"channel\":\"ok4\",\"id\":\"c\",\"ts\":1,\"data\":1}\n"
+        "ok3\te0a1\t7\t{\"type\":\"event\",\"channel\":\"ok4\",\"id\":\"c\",\"seq\":7,\"ts\":1,"
+        "\"data\":1}\n"
         /* no data */
-        EV("ok5", "\"id\":\"d\",\"ts\":1")
+        EV("ok5", "\"id\":\"d\",\"seq\":7,\"ts\":1")
         /* broken JSON, and invalid UTF-8 */
         EV("ok6", "\"id\":\"e\",\"ts\":1,\"data\":[1,}")
             EV("ok7", "\"id\":\"\xff\xfe\",\"ts\":1,\"data\":1")
         /* an invalid channel name */
-        EV("a b", "\"id\":\"f\",\"ts\":1,\"data\":1")
+        EV("a b", "\"id\":\"f\",\"seq\":7,\"ts\":1,\"data\":1")
+        /* a frame whose seq is not the record's; a record with no seq; a bad epoch */
+        EV("ok9", "\"id\":\"h\",\"seq\":8,\"ts\":1,\"data\":1") "ok10\te0a1\t\t{\"type\":\"event\","
+                                                                "\"channel\":\"ok10\",\"data\":1}\n"
+                                                                "ok11\te-1\t7\t{\"type\":\"event\","
+                                                                "\"channel\":\"ok11\",\"seq\":7,"
+                                                                "\"data\":1}\n"
         /* good again */
-        EV("ok8", "\"event\":\"made\",\"id\":\"g\",\"ts\":2,\"data\":{\"k\":[1,2]}");
+        EV("ok8", "\"event\":\"made\",\"id\":\"g\",\"seq\":7,\"ts\":2,\"data\":{\"k\":[1,2]}");
     struct seen s = {0};
     struct redis_wire_heartbeat hb;
     size_t bad = 0;
@@ -116,7 +121,10 @@ static void records_are_checked_like_a_publish(void **state)
     assert_int_equal(s.n, 2);
     assert_string_equal(s.channels[0], "ok1");
     assert_string_equal(s.channels[1], "ok8");
-    assert_int_equal(bad, 7);
+    assert_int_equal(bad, 10);
+    /* version 1 events carry no seq: not delivered */
+    assert_int_equal(redis_wire_decode("H1E\nok\t{}\n", 10, 4096, on_record, &s, &hb, &bad),
+                     REDIS_WIRE_UNKNOWN);
 }
 
 static void records_over_the_size_are_dropped(void **state)
@@ -130,8 +138,8 @@ static void records_over_the_size_are_dropped(void **state)
     memset(pad, 'z', sizeof(pad) - 1);
     pad[sizeof(pad) - 1] = '\0';
     len = (size_t)snprintf(payload, sizeof(payload),
-                           "H1E\nbig\t{\"type\":\"event\",\"channel\":\"big\",\"id\":\"a\","
-                           "\"ts\":1,\"data\":\"%s\"}\n",
+                           "H2E\nbig\te1\t3\t{\"type\":\"event\",\"channel\":\"big\",\"id\":\"a\","
+                           "\"seq\":3,\"ts\":1,\"data\":\"%s\"}\n",
                            pad);
     assert_int_equal(redis_wire_decode(payload, len, 300, on_record, &s, &hb, &bad),
                      REDIS_WIRE_EVENTS);
