@@ -34,7 +34,8 @@ export interface HeraldEvent<T = unknown> {
 
 /** A place in a channel's numbering: every event up to `seq` of `epoch` was seen. */
 export interface HeraldPosition {
-  /** names one run of the channel's numbering; a new one when the numbering restarts */
+  /** names one run of the channel's numbering (1 to 24 letters and digits); a new one when the
+   *  numbering restarts */
   epoch: string;
   seq: number;
 }
@@ -81,7 +82,7 @@ export interface HeraldGap {
 /** subscribe()'s options; they apply when the call creates the channel's subscription (later
  *  handlers of the same channel share it as it is). */
 export interface HeraldSubscribeOptions {
-  /** the hub sends the N newest events it keeps (0 to its --history-size) right after
+  /** the hub sends the N newest events it keeps (0 to 1000; fewer when it keeps fewer) right after
    *  `subscribed`, so the current state shows at once; also sent with each resume, for the
    *  hub to use when it cannot resume */
   last?: number;

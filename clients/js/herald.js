@@ -45,6 +45,8 @@ const URL_CHANNELS_MAX_CHARS = 1500; /* the rest of the channel list goes as fra
 const CHANNEL_NAME_MAX = 128;
 const CHANNEL_CHARS = /^\$?[A-Za-z0-9_.:-]+$/;
 const MAX_RATE_MAX = 1000;
+const LAST_MAX = 1000;
+const EPOCH_CHARS = /^[A-Za-z0-9]{1,24}$/; /* what the hub gives, and takes back */
 
 /** The connection states, in the order a connection usually meets them. */
 export const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed', 'refused']);
@@ -78,9 +80,10 @@ export function isRefusal(code) {
   return code === 1008 || (code >= 4000 && code <= 4999);
 }
 
-/** True for a position a subscribe may resume from: {epoch: non-empty string, seq >= 0}. */
+/** True for a position a subscribe may resume from: {epoch, seq} as the hub gives them
+ *  (an epoch of 1 to 24 letters and digits, a whole seq >= 0). */
 export function isPosition(p) {
-  return !!p && typeof p === 'object' && typeof p.epoch === 'string' && p.epoch.length > 0 &&
+  return !!p && typeof p === 'object' && typeof p.epoch === 'string' && EPOCH_CHARS.test(p.epoch) &&
     Number.isSafeInteger(p.seq) && p.seq >= 0;
 }
 
@@ -89,13 +92,13 @@ function subscribeOptions(options) {
   if (options === undefined || options === null) return { last: 0, maxRate: 0, since: null };
   if (typeof options !== 'object') throw new TypeError('subscribe options must be an object');
   const { last, maxRate, since } = options;
-  if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0))
-    throw new RangeError(`last: need a whole number >= 0, got ${last}`);
+  if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0 && last <= LAST_MAX))
+    throw new RangeError(`last: need a whole number from 0 to ${LAST_MAX}, got ${last}`);
   if (maxRate !== undefined &&
       !(Number.isSafeInteger(maxRate) && maxRate >= 1 && maxRate <= MAX_RATE_MAX))
     throw new RangeError(`maxRate: need a whole number from 1 to ${MAX_RATE_MAX}, got ${maxRate}`);
   if (since !== undefined && since !== null && !isPosition(since))
-    throw new TypeError('since: need {epoch: string, seq: number >= 0}');
+    throw new TypeError('since: need {epoch, seq} as the hub gave them (see position())');
   return {
     last: last || 0,
     maxRate: maxRate || 0,

@@ -275,7 +275,8 @@ class HeraldSubTest(HubTestCase):
 
     def test_herald_sub_refuses_since_with_several_channels_or_a_bad_position(self):
         for args in (["--since", "e1:3", "a", "b"], ["--since", "e1", "a"], ["--since", "e1:x", "a"],
-                     ["--since", ":3", "a"], ["--last", "-1", "a"]):
+                     ["--since", ":3", "a"], ["--since", "e-1:3", "a"], ["--last", "-1", "a"],
+                     ["--last", "1001", "a"]):
             with herald_sub("--url", "ws://127.0.0.1:1/ws", *args) as sub:
                 self.assertEqual(sub.wait(T(10)), 2, sub.describe())
                 self.assertTrue(sub.err and sub.err[0].startswith("herald-sub: "), sub.describe())
@@ -335,9 +336,9 @@ class HeraldSubHistoryTest(HubTestCase):
         ch = unique_channel("cli-epoch")
         with Hub() as hub:
             publish_ok(hub, ch, "old")
-            with herald_sub("--url", self.url(hub), "--since", "no-such-epoch:1", "--count", 1,
+            with herald_sub("--url", self.url(hub), "--since", "nosuchepoch:1", "--count", 1,
                             ch) as sub:
-                line = sub.wait_stderr(f"herald-sub: {ch} not resumed from no-such-epoch:1")
+                line = sub.wait_stderr(f"herald-sub: {ch} not resumed from nosuchepoch:1")
                 self.assertIn("numbering restarted", line)
                 publish_ok(hub, ch, "live")
                 self.assertEqual(sub.wait(), 0, sub.describe())

