@@ -10,6 +10,7 @@
 #include "history.h"
 
 #include "common/keyhash.h"
+#include "common/metrics.h"
 #include "common/xalloc.h"
 
 #include <inttypes.h>
@@ -113,6 +114,8 @@ static void entry_remove(struct history *h, struct entry *e)
     c->n--;
     h->n_events--;
     h->bytes -= e->bytes;
+    metrics_gauge_add(&metrics.history_events, -1);
+    metrics_gauge_add(&metrics.history_bytes, -(long long)e->bytes);
     message_unref(&e->msg);
     free(e);
     if (!c->n)
@@ -127,6 +130,7 @@ static void chan_forget(struct history *h, struct chan *c)
     HASH_DEL(h->chans, c);
     h->n_chans--;
     h->bytes -= sizeof(*c);
+    metrics_gauge_add(&metrics.history_bytes, -(long long)sizeof(*c));
     free(c);
 }
 
@@ -163,6 +167,7 @@ static struct chan *chan_get(struct history *h, const char *name, size_t len, bo
     HASH_ADD(hh, h->chans, name[0], len, c);
     h->n_chans++;
     h->bytes += sizeof(*c);
+    metrics_gauge_add(&metrics.history_bytes, (long long)sizeof(*c));
     idle_add(h, c);
     return c;
 }
@@ -209,6 +214,8 @@ void history_append(struct history *h, struct message *msg, int64_t now_ms)
         c->n++;
         h->n_events++;
         h->bytes += e->bytes;
+        metrics_gauge_add(&metrics.history_events, 1);
+        metrics_gauge_add(&metrics.history_bytes, (long long)e->bytes);
         idle_remove(h, c);
         if (c->n > h->lim.size)
             entry_remove(h, c->first);

@@ -1012,11 +1012,17 @@ static void redis_free(struct broker *b)
 {
     struct broker_redis *r = (struct broker_redis *)b;
 
+    bool was_resolving = r->sub.resolving || r->pub.resolving;
+
     r->is_closing = true;
     if (r->ev_heartbeat)
         event_free(r->ev_heartbeat);
     link_free(&r->sub);
     link_free(&r->pub);
+    /* A cancelled lookup finishes in a deferred callback of the loop, which has stopped: one
+     * more turn lets it run (on_resolved only cleans up) and free what evdns holds for it. */
+    if (was_resolving)
+        event_base_loop(r->evb, EVLOOP_NONBLOCK);
     if (r->dns)
         evdns_base_free(r->dns, 0);
     free(r->channel);

@@ -110,6 +110,10 @@ static const struct option_spec options[] = {
      "in-process broker: bytes all kept events may take; past it the oldest go first"},
     {"idempotency-ttl", OPT_UINT, F(idempotency_ttl), "300", 1, 86400, NULL,
      "seconds an Idempotency-Key is remembered: a repeat within it is not published again"},
+    {"max-backlog-bytes", OPT_UINT, F(max_backlog_bytes), "67108864", 65536, 4294967295u, NULL,
+     "bytes taken for delivery and not yet written, instance-wide (every plane's mailbox and "
+     "connections' queues, each frame counted once per connection), past which POST /publish "
+     "answers 503 overloaded with Retry-After"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},

@@ -49,6 +49,7 @@ struct config {
     unsigned history_ttl;             /* seconds an event is kept */
     unsigned history_memory;          /* bytes: the in-process broker's bound on kept events */
     unsigned idempotency_ttl;         /* seconds an Idempotency-Key is remembered */
+    unsigned max_backlog_bytes;       /* delivery backlog past which publishes answer 503 */
     /* resolved by config_resolve() from the above */
     struct apikeys *keys;      /* NULL: POST /publish is open */
     unsigned char *jwt_secret; /* NULL: /ws is open */

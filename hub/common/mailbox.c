@@ -24,21 +24,24 @@ struct mailbox {
     pthread_mutex_t lock;
     struct mail_array in;  /* {lock}: appended by posters, swapped out by the drainer */
     struct mail_array out; /* drainer only */
-    size_t max_mails;
-    atomic_size_t depth;
+    size_t max_bytes;     /* events' wire bytes waiting, past which an event is refused */
+    size_t bytes;         /* {lock} */
+    atomic_size_t depth;  /* mails waiting, for metrics */
+    atomic_size_t abytes; /* bytes, for any thread */
     mailbox_wake_fn *wake;
     void *wake_arg;
 };
 
-struct mailbox *mailbox_new(size_t max_mails, mailbox_wake_fn *wake, void *wake_arg)
+struct mailbox *mailbox_new(size_t max_bytes, mailbox_wake_fn *wake, void *wake_arg)
 {
     struct mailbox *mb = xcalloc(1, sizeof(*mb));
 
     pthread_mutex_init(&mb->lock, NULL);
-    mb->max_mails = max_mails;
+    mb->max_bytes = max_bytes;
     mb->wake = wake;
     mb->wake_arg = wake_arg;
     atomic_init(&mb->depth, 0);
+    atomic_init(&mb->abytes, 0);
     return mb;
 }
 
@@ -70,9 +73,12 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, vo
                 bool may_wake)
 {
     bool was_empty;
+    size_t len = msg ? message_wire_len(msg) : 0;
 
     pthread_mutex_lock(&mb->lock);
-    if (mb->in.n >= mb->max_mails && kind == MAIL_EVENT) {
+    /* only events wait for room: gaps and resets are small and must not be lost, and one
+     * event always fits an empty mailbox */
+    if (msg && msg->kind == MESSAGE_EVENT && mb->bytes && mb->bytes + len > mb->max_bytes) {
         pthread_mutex_unlock(&mb->lock);
         return -1;
     }
@@ -83,7 +89,9 @@ static int post(struct mailbox *mb, enum mail_kind kind, struct message *msg, vo
     mb->in.v[mb->in.n++] =
         (struct mail){.kind = kind, .msg = msg ? message_ref(msg) : NULL, .data = data};
     was_empty = mb->in.n == 1;
+    mb->bytes += len;
     atomic_store_explicit(&mb->depth, mb->in.n, memory_order_relaxed);
+    atomic_store_explicit(&mb->abytes, mb->bytes, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
     if (was_empty && may_wake)
         mb->wake(mb->wake_arg);
@@ -120,7 +128,9 @@ size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)
     tmp = mb->in;
     mb->in = mb->out;
     mb->out = tmp;
+    mb->bytes = 0;
     atomic_store_explicit(&mb->depth, 0, memory_order_relaxed);
+    atomic_store_explicit(&mb->abytes, 0, memory_order_relaxed);
     pthread_mutex_unlock(&mb->lock);
 
     n = mb->out.n;
@@ -136,4 +146,9 @@ size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg)
 size_t mailbox_depth(const struct mailbox *mb)
 {
     return atomic_load_explicit(&mb->depth, memory_order_relaxed);
+}
+
+size_t mailbox_bytes(const struct mailbox *mb)
+{
+    return atomic_load_explicit(&mb->abytes, memory_order_relaxed);
 }

@@ -27,14 +27,16 @@ typedef void mailbox_wake_fn(void *arg);
  * handler owns mail->msg (it must drop the reference) and mail->data. */
 typedef void mailbox_handle_fn(struct mail *mail, void *arg);
 
-struct mailbox *mailbox_new(size_t max_mails, mailbox_wake_fn *wake, void *wake_arg);
+/* max_bytes bounds the wire bytes of the events waiting (SIZE_MAX: no bound). */
+struct mailbox *mailbox_new(size_t max_bytes, mailbox_wake_fn *wake, void *wake_arg);
 /* Drops whatever is still queued (data of either kind freed as a position request or
  * answer). NULL is a no-op. */
 void mailbox_free(struct mailbox *mb);
 
 /* Queues a mail; takes a reference to msg (if any) and ownership of data (if any) only on
- * success. Never blocks beyond the lock. Returns 0, or -1 when max_mails events are already
- * waiting (the plane is not keeping up; other kinds always fit). Any thread. */
+ * success. Never blocks beyond the lock. Returns 0, or -1 when msg is an event that would take
+ * the events waiting past max_bytes (the plane is not keeping up; gaps, resets and the other
+ * kinds always fit, and so does one event in an empty mailbox). Any thread. */
 int mailbox_post(struct mailbox *mb, enum mail_kind kind, struct message *msg, void *data);
 /* Like mailbox_post, but never wakes the consumer: the poster calls mailbox_flush() once
  * after a batch of posts. Any thread. */
@@ -45,5 +47,7 @@ void mailbox_flush(struct mailbox *mb);
 size_t mailbox_drain(struct mailbox *mb, mailbox_handle_fn *fn, void *arg);
 /* Mails waiting now (a gauge for metrics). Any thread. */
 size_t mailbox_depth(const struct mailbox *mb);
+/* Wire bytes of the events waiting now. Any thread. */
+size_t mailbox_bytes(const struct mailbox *mb);
 
 #endif

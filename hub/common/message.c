@@ -173,3 +173,20 @@ void message_unref(struct message **pm)
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
         free(m);
 }
+
+struct message *message_gap(const char *channel, size_t channel_len, const char *epoch,
+                            uint64_t from, uint64_t to)
+{
+    char json[MESSAGE_CHANNEL_MAX + 96];
+    int n = snprintf(json, sizeof(json),
+                     "{\"type\":\"gap\",\"channel\":\"%.*s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
+                     "}",
+                     (int)channel_len, channel, from, to);
+    struct message *m = message_new(channel, channel_len, json, (size_t)n);
+
+    m->kind = MESSAGE_GAP;
+    m->seq_from = from;
+    m->seq = to;
+    snprintf(m->epoch, sizeof(m->epoch), "%s", epoch);
+    return m;
+}

@@ -96,6 +96,11 @@ static inline size_t message_wire_len(const struct message *m)
     return m->header_len + m->json_len;
 }
 
+/* A gap: events from..to of channel (in epoch) will not come. One reference held by the
+ * caller. channel_len is at most MESSAGE_CHANNEL_MAX. */
+struct message *message_gap(const char *channel, size_t channel_len, const char *epoch,
+                            uint64_t from, uint64_t to);
+
 /* A private copy of m (one reference held by the caller): each delivery plane gets its own,
  * so the per-subscriber reference counting never bounces a cache line between cores. */
 struct message *message_clone(const struct message *m);

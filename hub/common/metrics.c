@@ -38,7 +38,7 @@ void histogram_observe(struct histogram *h, uint64_t us)
 #undef BUMP
 }
 
-static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "mailbox_full", "closing"};
+static const char *const drop_names[DROP_REASONS] = {"slow_consumer", "overload", "closing"};
 static const char *const close_names[CLOSE_REASONS] = {
     "normal", "slow_consumer", "rate_limit", "bad_frame", "drain", "timeout", "auth", "origin"};
 static const char *const api_refuse_names[API_REFUSE_REASONS] = {"capacity", "timeout",
@@ -113,6 +113,16 @@ static double channels(const struct metrics_context *ctx)
 static double mailbox_depth(const struct metrics_context *ctx)
 {
     return (double)ctx->mailbox_depth;
+}
+
+static double backlog_bytes(const struct metrics_context *ctx)
+{
+    return (double)ctx->backlog_bytes;
+}
+
+static double max_backlog_bytes(const struct metrics_context *ctx)
+{
+    return (double)ctx->max_backlog_bytes;
 }
 static double planes(const struct metrics_context *ctx)
 {
@@ -227,6 +237,25 @@ static const struct metric table[] = {
      .type = COUNTER,
      .help = "Publishes with an Idempotency-Key already seen: answered, not published again.",
      .counter = &metrics.publish_duplicates},
+    {.name = "herald_publish_overloaded_total",
+     .type = COUNTER,
+     .help = "Publishes refused with 503 overloaded: delivery was behind past --max-backlog-bytes.",
+     .json = "publish_overloaded",
+     .form = JSON_INT,
+     .counter = &metrics.publish_overloaded},
+    {.name = "herald_history_events",
+     .type = GAUGE,
+     .help = "Events kept in this process for resume and last value (the in-process broker's, "
+             "and the hub's own $ channels).",
+     .json = "history_events",
+     .form = JSON_INT,
+     .gauge = &metrics.history_events},
+    {.name = "herald_history_bytes",
+     .type = GAUGE,
+     .help = "Bytes those events and their channels' states take (bounded by --history-memory).",
+     .json = "history_bytes",
+     .form = JSON_INT,
+     .gauge = &metrics.history_bytes},
     {.name = "herald_sequence_holes_total",
      .type = COUNTER,
      .help = "Holes found in a held channel's numbers (events lost on the way from Redis).",
@@ -278,6 +307,21 @@ static const struct metric table[] = {
      .json = "mailbox_depth",
      .form = JSON_INT,
      .computed = mailbox_depth},
+    {.name = "herald_backlog_bytes",
+     .type = GAUGE,
+     .help = "Bytes taken for delivery and not yet written (mailboxes and connections' queues).",
+     .json = "backlog_bytes",
+     .form = JSON_INT,
+     .computed = backlog_bytes},
+    {.name = "herald_max_backlog_bytes",
+     .type = GAUGE,
+     .help = "--max-backlog-bytes: past it publishes answer 503 overloaded.",
+     .computed = max_backlog_bytes},
+    {.name = "herald_send_queue_overruns_total",
+     .type = COUNTER,
+     .help = "Frames queued past a connection's --send-queue-bytes because its socket kept up "
+             "(the hub was behind, not the reader).",
+     .counter = &metrics.queue_overruns},
     {.name = "herald_delivery_planes",
      .type = GAUGE,
      .help = "Delivery threads.",

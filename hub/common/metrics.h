@@ -9,7 +9,7 @@
 
 enum drop_reason {
     DROP_SLOW_CONSUMER, /* queued for a connection cut as a slow consumer */
-    DROP_MAILBOX_FULL,  /* a delivery plane's mailbox was full */
+    DROP_OVERLOAD,      /* delivery was behind (a mailbox or a plane past its bound): told as a gap */
     DROP_CLOSING,       /* arrived for a connection already closing */
     DROP_REASONS
 };
@@ -55,6 +55,11 @@ struct metrics {
     atomic_ullong publish_rate_limited;   /* answered 429 */
     atomic_ullong publish_rate_fail_open; /* let through: the cluster count was unknown */
     atomic_ullong publish_duplicates;     /* a repeated Idempotency-Key: answered, not published */
+    atomic_ullong publish_overloaded;     /* answered 503 overloaded: the backlog was past its bound */
+    atomic_ullong queue_overruns; /* frames queued past a connection's budget: its socket kept up */
+    /* in-process history (broker/history.c): every store of this process */
+    atomic_llong history_events; /* gauge */
+    atomic_llong history_bytes;  /* gauge: charged to --history-memory */
     /* the sequencer */
     atomic_ullong seq_holes;    /* holes found in a channel's numbers */
     atomic_ullong seq_repaired; /* events fetched back from history into a hole */
@@ -104,6 +109,8 @@ struct metrics_context {
     int64_t started_ms; /* process start, Unix ms */
     int64_t now_ms;
     size_t mailbox_depth; /* summed over the planes */
+    size_t backlog_bytes; /* summed over the planes: taken for delivery, not yet written */
+    size_t max_backlog_bytes;
     unsigned planes;
     int is_ready;
     int is_draining;

@@ -38,7 +38,8 @@
 struct api {
     struct api_host host;
     struct http_server *http;
-    size_t pending; /* publishes waiting for the limiter or the broker */
+    size_t pending;    /* publishes waiting for the limiter or the broker */
+    bool is_detached; /* api_detach() ran: the broker and the limiter are gone */
 };
 
 struct publish_req {
@@ -270,6 +271,13 @@ static void publish_head(struct api *api, struct http_request *rq)
     }
     if (!broker_is_ready(h->broker)) {
         publish_refused(rq, 503, "unavailable", "the broker is not connected", NULL);
+        return;
+    }
+    if (h->is_overloaded(h->arg)) {
+        metrics_add(&metrics.publish_overloaded, 1);
+        publish_refused(rq, 503, "overloaded",
+                        "delivery is behind: retry after the time Retry-After gives",
+                        "Retry-After: 1\r\n");
         return;
     }
     if (!is_json_type(http_request_field(rq, "Content-Type"))) {
@@ -553,6 +561,10 @@ static void on_head(struct http_request *rq, void *arg)
         http_respond_error(rq, 404, "not_found", "no such endpoint", NULL);
         return;
     }
+    if (api->is_detached && r->head != on_health) {
+        http_respond_error(rq, 503, "unavailable", "the hub is shutting down", NULL);
+        return;
+    }
     if (m != r->method && !(r->method == HTTP_GET && m == HTTP_HEAD)) {
         snprintf(allow, sizeof(allow), "Allow: %s\r\n", r->allow);
         if (r->method == HTTP_POST)
@@ -596,9 +608,12 @@ struct api *api_new(const struct api_host *host, char *err, size_t errlen)
     return api;
 }
 
-size_t api_pending(const struct api *api)
+size_t api_detach(struct api *api)
 {
-    return api ? api->pending : 0;
+    if (!api)
+        return 0;
+    api->is_detached = true;
+    return api->pending;
 }
 
 void api_free(struct api *api)

@@ -1,4 +1,5 @@
-/* api.h -- the HTTP API of SPEC.md on --api-listen (evhttp on the control loop). The API
+/* api.h -- the HTTP API of SPEC.md on --api-listen (its own HTTP/1.1 server, http.c, on
+ * the control loop). The API
  * sees the rest of the hub only through struct api_host: no call goes back into hub.c. */
 #ifndef HERALD_API_H
 #define HERALD_API_H
@@ -28,6 +29,7 @@ struct api_host {
     /* the hub's state, asked per request */
     bool (*is_draining)(void *arg);
     bool (*is_ready)(void *arg);
+    bool (*is_overloaded)(void *arg); /* delivery is behind past --max-backlog-bytes */
     void (*metrics_context)(void *arg, struct metrics_context *ctx);
     void *arg;
 };
@@ -35,7 +37,9 @@ struct api_host {
 /* Binds --api-listen. Copies host. Returns NULL with err set. */
 struct api *api_new(const struct api_host *host, char *err, size_t errlen);
 void api_free(struct api *api); /* NULL is a no-op */
-/* Publishes waiting for the limiter or the broker (their answers are still to be sent). */
-size_t api_pending(const struct api *api);
+/* The broker and the limiter are about to be freed: from now on every request but /health is
+ * answered 503 without touching them. Returns the publishes still waiting for them (their
+ * 503s are sent when those are freed). */
+size_t api_detach(struct api *api);
 
 #endif

@@ -21,6 +21,7 @@
 #include "common/mailbox.h"
 #include "common/message.h"
 #include "common/metrics.h"
+#include "common/overflow.h"
 #include "common/position.h"
 #include "common/registry.h"
 #include "common/xalloc.h"
@@ -53,10 +54,87 @@ static void hub_metrics_context(const struct hub *h, struct metrics_context *ctx
     ctx->planes = h->n_planes;
     for (unsigned i = 0; i < h->n_planes; i++) {
         ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
+        ctx->backlog_bytes += plane_backlog_bytes(h->planes[i]);
         ctx->delivery[i] = plane_delivery_latency(h->planes[i]);
     }
+    ctx->max_backlog_bytes = h->cfg->max_backlog_bytes;
     ctx->is_ready = hub_is_ready(h);
     ctx->is_draining = h->is_draining;
+}
+
+/* Overload: bytes taken for delivery and not yet written, over every plane, past
+ * --max-backlog-bytes. */
+static bool hub_is_overloaded(const struct hub *h)
+{
+    size_t backlog = 0;
+
+    for (unsigned i = 0; i < h->n_planes; i++)
+        backlog += plane_backlog_bytes(h->planes[i]);
+    return backlog > h->cfg->max_backlog_bytes;
+}
+
+static int post_gap(struct message *gap, void *arg)
+{
+    struct plane *p = arg;
+    int rc = plane_post_quiet(p, gap); /* a gap always fits */
+
+    message_unref(&gap);
+    return rc;
+}
+
+/* Posts msg to plane i, or, when its mailbox is full, adds it to the plane's pending gaps (and
+ * so every later event of its channel until the gap is posted). Gaps and resets always fit;
+ * one of a channel with a pending gap sends that gap first. */
+static void post_to(struct hub *h, unsigned i, struct message *msg)
+{
+    struct overflow *o = h->overflow[i];
+
+    if (overflow_count(o)) {
+        if (msg->kind == MESSAGE_EVENT && overflow_holds(o, msg->channel, msg->channel_len)) {
+            overflow_add(o, msg);
+            return;
+        }
+        if (msg->kind != MESSAGE_EVENT) {
+            struct message *gap = overflow_take(o, msg->channel, msg->channel_len);
+
+            if (gap)
+                post_gap(gap, h->planes[i]);
+        }
+    }
+    if (plane_post_quiet(h->planes[i], msg) < 0) {
+        overflow_add(o, msg);
+        if (!evtimer_pending(h->ev_overflow, NULL)) {
+            struct timeval tv = {.tv_usec = 50000};
+
+            evtimer_add(h->ev_overflow, &tv);
+        }
+    }
+}
+
+/* Every 50 ms while a mailbox refused events: their gaps go once it has room again. */
+static void on_overflow_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *h = arg;
+    struct timeval tv = {.tv_usec = 50000};
+    size_t left = 0;
+
+    (void)fd;
+    (void)what;
+    for (unsigned i = 0; i < h->n_planes; i++) {
+        if (!overflow_count(h->overflow[i]))
+            continue;
+        if (plane_backlog_bytes(h->planes[i]) < h->cfg->max_backlog_bytes / 2)
+            left += overflow_flush(h->overflow[i], post_gap, h->planes[i]);
+        else
+            left += overflow_count(h->overflow[i]);
+        h->dirty |= UINT64_C(1) << (i % 64);
+    }
+    if (h->dirty && !h->wake_pending) {
+        h->wake_pending = true;
+        event_active(h->ev_wake, 0, 0);
+    }
+    if (left)
+        evtimer_add(h->ev_overflow, &tv);
 }
 
 /* Hands one event to the planes that have its channel (a copy each beyond the first, see
@@ -70,19 +148,13 @@ static void post_all(struct hub *h, struct message *msg)
     metrics_add(&metrics.events_received, 1);
     for (unsigned i = 0; i < h->n_planes && mask; i++) {
         struct message *copy;
-        int rc;
 
         if (!(mask & (UINT64_C(1) << (i % 64))))
             continue;
         copy = shared ? message_clone(msg) : message_ref(msg);
         shared = true;
-        rc = plane_post_quiet(h->planes[i], copy);
+        post_to(h, i, copy);
         message_unref(&copy);
-        if (rc < 0) {
-            metrics_add(&metrics.dropped[DROP_MAILBOX_FULL], 1);
-            log_warn("hub", "plane %u is not keeping up: event %s dropped for its clients", i,
-                     msg->id);
-        }
         h->dirty |= UINT64_C(1) << (i % 64);
     }
     if (h->dirty && !h->wake_pending) {
@@ -265,6 +337,11 @@ static bool api_is_draining(void *arg)
     return ((struct hub *)arg)->is_draining;
 }
 
+static bool api_is_overloaded(void *arg)
+{
+    return hub_is_overloaded(arg);
+}
+
 static bool api_is_ready(void *arg)
 {
     return hub_is_ready(arg);
@@ -325,6 +402,9 @@ static int start_planes(struct hub *h, char *err, size_t errlen)
     h->ev_inbox = event_new(h->base, -1, 0, on_inbox, h);
     h->gate = admission_gate_new();
     h->planes = xcalloc(cfg->delivery_threads, sizeof(*h->planes));
+    h->overflow = xcalloc(cfg->delivery_threads, sizeof(*h->overflow));
+    for (unsigned i = 0; i < cfg->delivery_threads; i++)
+        h->overflow[i] = overflow_new();
     for (unsigned i = 0; i < cfg->delivery_threads; i++) {
         const struct plane_host host = {
             .gate = h->gate,
@@ -353,6 +433,7 @@ static int start_api(struct hub *h, char *err, size_t errlen)
         .ids = &h->ids,
         .is_draining = api_is_draining,
         .is_ready = api_is_ready,
+        .is_overloaded = api_is_overloaded,
         .metrics_context = api_metrics_context,
         .arg = h,
     };
@@ -376,6 +457,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     event_ids_init(&h->ids, seed);
     h->ev_plane_done = event_new(base, -1, 0, on_plane_done_main, h);
     h->ev_wake = event_new(base, -1, 0, on_wake, h);
+    h->ev_overflow = evtimer_new(base, on_overflow_tick, h);
     h->ev_drain_deadline = evtimer_new(base, on_drain_deadline, h);
     h->ev_stats = event_new(base, -1, EV_PERSIST, on_stats_tick, h);
     h->ev_systemd = event_new(base, -1, EV_PERSIST, on_systemd_tick, h);
@@ -414,6 +496,7 @@ static void free_event(struct event **ev)
 void hub_stop(struct hub *h)
 {
     struct timeval flush = {.tv_usec = 200000};
+    struct broker *broker;
     size_t answered;
 
     for (unsigned i = 0; i < h->n_planes; i++)
@@ -422,24 +505,30 @@ void hub_stop(struct hub *h)
         plane_free(h->planes[i]);
     free(h->planes);
     h->planes = NULL;
+    for (unsigned i = 0; h->overflow && i < h->cfg->delivery_threads; i++)
+        overflow_free(h->overflow[i]);
+    free(h->overflow);
+    h->overflow = NULL;
     h->n_planes = 0;
     free_event(&h->ev_stats);
     free_event(&h->ev_systemd);
     free_event(&h->ev_plane_done);
     free_event(&h->ev_wake);
+    free_event(&h->ev_overflow);
     free_event(&h->ev_drain_deadline);
     free_event(&h->ev_inbox);
     mailbox_free(h->inbox);
     h->inbox = NULL;
     /* Pending rate counts and publishes are answered 503 now; the loop then runs a moment
      * more so those answers leave before the API's connections are closed. */
-    answered = api_pending(h->api);
+    answered = api_detach(h->api);
     sequencer_free(h->seq);
     h->seq = NULL;
     pubrate_free(h->pubrate);
     h->pubrate = NULL;
-    broker_free(h->broker);
+    broker = h->broker;
     h->broker = NULL;
+    broker_free(broker); /* may turn the loop once (redis.c) */
     history_free(h->local);
     h->local = NULL;
     if (answered && h->base) {

@@ -18,6 +18,7 @@ struct event_base;
 struct plane;
 struct history;
 struct mailbox;
+struct overflow;
 struct pubrate;
 struct sequencer;
 
@@ -33,6 +34,7 @@ struct hub {
     struct admission_gate *gate;
     struct api *api;
     struct plane **planes;
+    struct overflow **overflow; /* per plane: events its full mailbox refused, as pending gaps */
     unsigned n_planes;
     atomic_uint planes_done; /* drains finished: counted by the planes' threads */
     struct event_ids ids;
@@ -41,6 +43,7 @@ struct hub {
     struct event *ev_stats;      /* $stats, once a second */
     struct event *ev_plane_done; /* activated from the planes' threads */
     struct event *ev_wake;       /* wakes the planes posted to during this loop turn */
+    struct event *ev_overflow;   /* retries the pending gaps of full mailboxes */
     uint64_t dirty;              /* planes posted to and not yet woken */
     bool wake_pending;
     struct event *ev_drain_deadline;

@@ -118,13 +118,8 @@ static struct message *frame(struct chan *c, enum message_kind kind, const char 
 /* Events from..to will not come: the planes tell their subscribers. */
 static void post_gap(struct chan *c, uint64_t from, uint64_t to)
 {
-    char json[256];
-    struct message *m;
+    struct message *m = message_gap(c->name, c->len, c->epoch, from, to);
 
-    snprintf(json, sizeof(json),
-             "{\"type\":\"gap\",\"channel\":\"%s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64 "}",
-             c->name, from, to);
-    m = frame(c, MESSAGE_GAP, json, from, to);
     c->s->post(m, c->s->arg);
     message_unref(&m);
     metrics_add(&metrics.seq_lost, to - from + 1);

@@ -193,7 +193,7 @@ static void wake(void *arg)
 {
     struct conn *c = arg;
 
-    lws_callback_on_writable(c->wsi);
+    plane_mark_dirty(plane_of(c->wsi), c); /* written at the end of this loop turn */
 }
 
 /* Joins cmd's channel and asks the control plane where the subscription starts; the answer
@@ -488,6 +488,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE_PONG:
         if (c->s)
             session_heard(c->s, clock_mono_ms());
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c->s) /* lws answers the close frame: nothing of ours may follow it */
+            session_close(c->s, 1000, "peer closed");
         return 0;
     case LWS_CALLBACK_CLOSED: on_closed(p, c); return 0;
     case LWS_CALLBACK_WSI_DESTROY:

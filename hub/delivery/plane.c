@@ -1,8 +1,10 @@
 /* plane.c -- a delivery plane's life: its lws context over its own libev loop, its thread,
  * its mailbox, its timers (the heartbeat sweep, the watchdog's alive stamp) and its drain.
  * Events arrive through the mailbox (common/mailbox.c), woken by lws_cancel_service() and
- * drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED; each goes to writer_fanout(). Connections
- * come from listen.c and live in conn.c. */
+ * drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED; each goes to writer_fanout(). Once per loop
+ * turn (an ev_prepare watcher) the connections whose queues turned non-empty are written
+ * (writer.c) and the plane's backlog is published for the control plane. Connections come
+ * from listen.c and live in conn.c. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
@@ -10,6 +12,7 @@
 #include "common/log.h"
 #include "common/mailbox.h"
 #include "common/message.h"
+#include "common/overflow.h"
 #include "common/position.h"
 #include "common/xalloc.h"
 #include "subscription.h"
@@ -19,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAILBOX_MAX_MAILS 65536 /* events waiting for one plane before it drops */
 #define RATE_GRACE_MS 3000      /* over the frame rate this long: close 1008 */
 #define TICK_US (100 * LWS_US_PER_MS)
 #define ALIVE_US (500 * LWS_US_PER_MS)
@@ -46,8 +48,23 @@ static void finish_drain(struct plane *p)
     p->host.done(p, p->host.arg);
 }
 
+void plane_mark_dirty(struct plane *p, struct conn *c)
+{
+    if (c->dirty_slot)
+        return;
+    if (p->n_dirty == p->cap_dirty) {
+        p->cap_dirty = p->cap_dirty ? p->cap_dirty * 2 : 256;
+        p->dirty = xrealloc(p->dirty, p->cap_dirty * sizeof(*p->dirty));
+    }
+    p->dirty[p->n_dirty++] = c;
+    c->dirty_slot = p->n_dirty;
+}
+
 void plane_remove_conn(struct plane *p, struct conn *c)
 {
+    if (c->dirty_slot) /* lws frees c after this: the dirty list must not point at it */
+        p->dirty[c->dirty_slot - 1] = NULL;
+    c->dirty_slot = 0;
     HASH_DEL(p->by_id, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -118,6 +135,21 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
     for (struct conn *c = p->conns; c; c = c->next)
         conn_sweep(p, c, now, now_s);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
+}
+
+/* Once per loop turn, before the loop waits: the dirty connections' queues are written
+ * (writer.c), pending gaps go out when there is room, and the backlog gauge is published for
+ * the control plane's publish check. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct plane *p = lws_container_of(w, struct plane, prepare);
+
+    (void)loop;
+    (void)revents;
+    if (p->n_dirty)
+        writer_flush_dirty(p);
+    writer_flush_overflow(p);
+    atomic_store_explicit(&p->queued_bytes, p->stats.queued_bytes, memory_order_relaxed);
 }
 
 static void on_alive_tick(lws_sorted_usec_list_t *sul)
@@ -200,8 +232,10 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     p->gate = host->gate;
     atomic_init(&p->stop, false);
     atomic_init(&p->alive_ms, clock_mono_ms());
+    atomic_init(&p->queued_bytes, 0);
     p->lim = (struct session_limits){
         .send_queue_bytes = cfg->send_queue_bytes,
+        .stats = &p->stats,
         .max_message_bytes = cfg->max_message_bytes,
         .max_subscriptions = cfg->max_subscriptions,
         .rate = {.per_sec = cfg->client_rate, .burst = cfg->client_burst},
@@ -209,7 +243,9 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     };
     p->listen_fd = p->spare_fd = -1;
     p->idx = channel_index_new(index, cfg->max_channels, subscription_free_extra);
-    p->mb = mailbox_new(MAILBOX_MAX_MAILS, wake, p);
+    p->mb = mailbox_new(cfg->max_backlog_bytes, wake, p);
+    p->overflow = overflow_new();
+    p->overflow_bytes = 2 * (size_t)cfg->max_backlog_bytes;
     p->scratch = xmalloc(LWS_PRE + PLANE_SCRATCH_BYTES);
     p->mount = (struct lws_http_mount){
         .mountpoint = "/",
@@ -268,10 +304,13 @@ static void *plane_main(void *arg)
     struct plane *p = arg;
 
     listen_start(p);
+    ev_prepare_init(&p->prepare, on_prepare);
+    ev_prepare_start(p->loop, &p->prepare);
     on_alive_tick(&p->sul_alive);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
     while (!atomic_load(&p->stop))
         ev_run(p->loop, 0);
+    ev_prepare_stop(p->loop, &p->prepare);
     return NULL;
 }
 
@@ -324,6 +363,8 @@ void plane_free(struct plane *p)
         ev_loop_destroy(p->loop);
     channel_index_free(p->idx);
     mailbox_free(p->mb);
+    overflow_free(p->overflow);
+    free(p->dirty);
     free(p->scratch);
     free(p);
 }
@@ -341,4 +382,9 @@ const struct histogram *plane_delivery_latency(const struct plane *p)
 size_t plane_mailbox_depth(const struct plane *p)
 {
     return mailbox_depth(p->mb);
+}
+
+size_t plane_backlog_bytes(const struct plane *p)
+{
+    return mailbox_bytes(p->mb) + atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
 }

@@ -53,6 +53,9 @@ void plane_stop(struct plane *p);
  * NULL is a no-op. */
 void plane_free(struct plane *p);
 size_t plane_mailbox_depth(const struct plane *p);
+/* Bytes taken for delivery on this plane and not yet written: events in its mailbox and what
+ * its connections have queued (as of its last loop turn). Any thread. */
+size_t plane_backlog_bytes(const struct plane *p);
 /* The plane's delivery latency histogram (written by its thread only). */
 const struct histogram *plane_delivery_latency(const struct plane *p);
 /* When the plane's loop last turned (clock_mono_ms()), for the watchdog. Any thread. */

@@ -19,6 +19,7 @@
 #include <uthash.h>
 
 struct conn;
+struct overflow;
 
 struct plane {
     const struct config *cfg;
@@ -53,6 +54,13 @@ struct plane {
     struct conn *by_id; /* every open connection, by session id (answers find theirs) */
     /* writer.c */
     unsigned char *scratch; /* LWS_PRE + PLANE_SCRATCH_BYTES */
+    struct conn **dirty;    /* connections whose queue turned non-empty this loop turn */
+    size_t n_dirty, cap_dirty;
+    struct session_stats stats; /* what this plane's sessions have queued */
+    size_t overflow_bytes;      /* queued past this, events become pending gaps */
+    struct overflow *overflow;  /* those gaps */
+    ev_prepare prepare;         /* once per loop turn: writer_flush_dirty and the gauges */
+    atomic_size_t queued_bytes; /* any thread reads: stats.queued_bytes as of the last turn */
     /* conn.c */
     struct lws_protocols protocols[2];
     struct lws_http_mount mount;
@@ -73,6 +81,7 @@ struct conn {
     enum close_reason why;    /* what ended it, for metrics */
     struct admission adm;     /* what the handshake decided and holds */
     bool is_dropped;          /* silent too long: being killed */
+    size_t dirty_slot;        /* 1 + its index in the plane's dirty list; 0: not in it */
 };
 
 /* conn.c */
@@ -97,6 +106,10 @@ void writer_reply(struct conn *c, struct message *msg);
 void writer_replay(struct conn *c, struct message *msg);
 /* LWS_CALLBACK_SERVER_WRITEABLE: writes what c has queued. Returns the callback's answer. */
 int writer_on_writeable(struct plane *p, struct conn *c);
+/* Once per loop turn: writes the queue of every connection marked dirty, straight. */
+void writer_flush_dirty(struct plane *p);
+/* Once per loop turn: sends the pending gaps once the plane's backlog is below its bound. */
+void writer_flush_overflow(struct plane *p);
 
 /* listen.c */
 /* Opens the plane's SO_REUSEPORT listen socket on --listen. Returns 0, or -1 with err set. */
@@ -112,5 +125,7 @@ void plane_on_wake(struct plane *p);
 /* A connection was established or closed: the plane's list and the drain. */
 void plane_add_conn(struct plane *p, struct conn *c);
 void plane_remove_conn(struct plane *p, struct conn *c);
+/* c's queue turned non-empty: it is written at the end of this loop turn. */
+void plane_mark_dirty(struct plane *p, struct conn *c);
 
 #endif

@@ -1,7 +1,8 @@
 /* session.c -- the state of one connection, free of lws so it can be tested alone.
- * The send queue is a ring of message references, grown by doubling, bounded in bytes by the
- * session's limits: a reader that falls behind is cut (1013) instead of growing the hub's
- * memory. When the ring turns non-empty the session calls its wake function once; the
+ * The send queue is a ring of message references, grown by doubling, with a byte budget: a
+ * push past it is refused, and the writer decides (a reader whose socket is choked is cut with
+ * 1013; one whose socket takes everything is not behind, the hub is, and its push goes over).
+ * Every session adds what it queues to its plane's sum (session_stats), the plane's backlog. When the ring turns non-empty the session calls its wake function once; the
  * transport then writes until the ring is empty again, so there is always exactly one
  * writeable request outstanding for a non-empty queue. Incoming fragments are reassembled
  * into one buffer, bounded by max_message_bytes. The close state is written only by
@@ -104,6 +105,8 @@ static int push(struct session *s, struct message *msg, bool over_budget)
     s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = msg;
     s->q_len++;
     s->q_bytes += len;
+    if (s->lim->stats)
+        s->lim->stats->queued_bytes += len;
     if (s->q_len == 1 && !s->needs_ping && s->wake)
         s->wake(s->wake_arg); /* with a ping due, the writer was woken already */
     return 0;
@@ -112,6 +115,11 @@ static int push(struct session *s, struct message *msg, bool over_budget)
 int session_push(struct session *s, struct message *msg)
 {
     return push(s, msg, false);
+}
+
+int session_push_over(struct session *s, struct message *msg)
+{
+    return push(s, msg, true);
 }
 
 void session_send_over(struct session *s, struct message *msg)
@@ -142,6 +150,8 @@ void session_pop(struct session *s)
         return;
     m = s->q[s->q_head];
     s->q_bytes -= message_wire_len(m);
+    if (s->lim->stats)
+        s->lim->stats->queued_bytes -= message_wire_len(m);
     s->q_head = (s->q_head + 1) & (s->q_cap - 1);
     s->q_len--;
     message_unref(&m);

@@ -15,8 +15,14 @@
 struct message;
 struct session;
 
+/* What every session of one plane has queued, together (delivery thread). */
+struct session_stats {
+    size_t queued_bytes;
+};
+
 struct session_limits {
-    size_t send_queue_bytes;  /* queued bytes past which the connection is a slow consumer */
+    size_t send_queue_bytes;  /* queued bytes past which a choked connection is a slow consumer */
+    struct session_stats *stats; /* the plane's sum, kept by every session (NULL: none) */
     size_t max_message_bytes; /* largest client message, fragments included */
     uint32_t max_subscriptions;
     struct ratelimit_cfg rate; /* client frames */
@@ -43,6 +49,9 @@ int session_send(struct session *s, struct message *msg);
 /* Like session_send, but consumes a reference the caller already holds, and only when it
  * returns 0. Fan-out takes all its references in one atomic add (message_ref_n) and pushes. */
 int session_push(struct session *s, struct message *msg);
+/* Like session_push, whatever the byte budget: the caller found the connection's socket taking
+ * all it is given (the hub, not the reader, is behind). Returns 0, or 1 when closing. */
+int session_push_over(struct session *s, struct message *msg);
 /* Queues msg whatever the byte budget (a replay, bounded by the channel's history). Takes a
  * reference unless the session is closing. */
 void session_send_over(struct session *s, struct message *msg);

@@ -1,22 +1,47 @@
 /* writer.c -- frames onto sockets: the fan-out of one event to a plane's subscribers, the
- * replies to one client, and the WRITEABLE callback that writes a connection's queue.
+ * replies to one client, and the writing of a connection's queue.
  * Frames leave as prebuilt bytes (common/message.c writes the WebSocket header once per
  * event): lws_write(..., LWS_WRITE_HTTP) on a ws connection sends them as they are, so a
  * shared message is never written to. Several queued frames leave in one write through the
  * plane's scratch buffer; a frame larger than it goes out alone, straight from the message.
- * lws keeps whatever the socket did not take and holds back WRITEABLE until it is flushed. */
+ *
+ * Writing straight: a connection whose queue turns non-empty is marked dirty (plane.c), and
+ * once per loop turn, after the turn's events are queued, writer_flush_dirty() writes each
+ * dirty connection's queue with one write, without the round trip through lws's writeable
+ * callback (arm POLLOUT, wait, write, disarm: three system calls where one does). lws's view
+ * of the socket stays true: lws_write() is the only way bytes leave, a connection lws holds
+ * unsent bytes for (lws_partial_buffered) or that is closing goes the callback's way, and
+ * whatever the socket does not take lws keeps and flushes itself before the next writeable
+ * callback. lws's own frames (pongs, the close frame) are whole frames of its own, written
+ * between ours, never inside one.
+ *
+ * Overload: a push past a connection's budget cuts it (1013) only when its socket is choked
+ * (the reader is behind); when its socket takes everything, the hub is behind, and the push
+ * goes over the budget. The plane's whole backlog is bounded instead: past 2 x
+ * --max-backlog-bytes queued on this plane an event becomes part of its channel's pending gap
+ * (common/overflow.c), sent when the backlog is below the bound again; publishes on this hub
+ * are refused (503 overloaded) long before that, so this is what events from other hubs meet
+ * when they publish more than this one can deliver. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/message.h"
 #include "common/metrics.h"
+#include "common/overflow.h"
 #include "subscription.h"
 
 #include <stdio.h>
 #include <string.h>
 
 _Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
+
+/* The reader is behind when the socket does not take what it is given: lws holds unsent bytes
+ * for it, or the kernel's send buffer is full (a poll; only asked past the budget). */
+static bool is_choked(struct conn *c)
+{
+    return lws_partial_buffered(c->wsi) || lws_send_pipe_choked(c->wsi);
+}
 
 static void slow_consumer(struct conn *c)
 {
@@ -25,21 +50,28 @@ static void slow_consumer(struct conn *c)
     conn_cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, PLANE_CUT_GRACE_SECS);
 }
 
-/* One atomic add for all the queue references, one more to give back the ones not used. Each
- * subscription says whether to send (in order, once), skip (it has the event) or hold (its
- * position is still being asked). */
-void writer_fanout(struct plane *p, struct message *msg)
+/* msg did not fit c's budget: cut a choked reader, else queue it over the budget. Consumes
+ * the reference the caller holds for c when it returns 0. */
+static int over_budget(struct conn *c, struct message *msg)
 {
-    uint32_t n, unused = 0;
-    struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
-    char *epoch;
+    if (is_choked(c)) {
+        metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
+        slow_consumer(c);
+        return -1;
+    }
+    metrics_add(&metrics.queue_overruns, 1);
+    return session_push_over(c->s, msg);
+}
+
+/* One event, gap or reset to every subscriber of its channel on this plane. One atomic add
+ * for all the queue references, one more to give back the ones not used. Each subscription
+ * says whether to send (in order, once), skip (it has the event) or hold (its position is
+ * still being asked). */
+static void fanout(struct plane *p, struct message *msg, struct channel_member *m, uint32_t n)
+{
+    uint32_t unused = 0;
     int rc = 0;
 
-    if (!n)
-        return;
-    epoch = channel_epoch(p->idx, msg->channel, msg->channel_len);
-    if (msg->epoch[0] && strcmp(epoch, msg->epoch) != 0)
-        snprintf(epoch, 32, "%s", msg->epoch);
     message_ref_n(msg, n);
     for (uint32_t i = 0; i < n; i++) {
         struct conn *c = m[i].member;
@@ -50,31 +82,79 @@ void writer_fanout(struct plane *p, struct message *msg)
         case SUB_HOLD: /* the hold took a reference of its own */
             unused++;
             if (session_queue_bytes(c->s) + subscription_held_bytes(&m[i]) >
-                p->lim.send_queue_bytes) {
+                    p->lim.send_queue_bytes &&
+                is_choked(c)) {
                 metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
                 slow_consumer(c);
             }
             continue;
         }
+        if (rc < 0)
+            rc = over_budget(c, msg);
         if (rc == 0)
             continue;
         unused++;
-        if (rc > 0) {
+        if (rc > 0)
             metrics_add(&metrics.dropped[DROP_CLOSING], 1);
-            continue;
-        }
-        metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
-        slow_consumer(c);
     }
     if (unused)
         message_release_n(msg, unused);
 }
 
+void writer_fanout(struct plane *p, struct message *msg)
+{
+    uint32_t n;
+    struct channel_member *m = channel_members(p->idx, msg->channel, msg->channel_len, &n);
+    char *epoch;
+
+    if (!n)
+        return;
+    if (msg->kind == MESSAGE_EVENT &&
+        (p->stats.queued_bytes > p->overflow_bytes ||
+         overflow_holds(p->overflow, msg->channel, msg->channel_len))) {
+        overflow_add(p->overflow, msg); /* behind: its subscribers will be told of a gap */
+        return;
+    }
+    if (msg->kind != MESSAGE_EVENT) { /* a gap or reset goes after what is pending */
+        struct message *gap = overflow_take(p->overflow, msg->channel, msg->channel_len);
+
+        if (gap) {
+            fanout(p, gap, m, n);
+            message_unref(&gap);
+        }
+    }
+    epoch = channel_epoch(p->idx, msg->channel, msg->channel_len);
+    if (msg->epoch[0] && strcmp(epoch, msg->epoch) != 0)
+        snprintf(epoch, 32, "%s", msg->epoch);
+    fanout(p, msg, m, n);
+}
+
+static int send_pending_gap(struct message *gap, void *arg)
+{
+    struct plane *p = arg;
+    uint32_t n;
+    struct channel_member *m = channel_members(p->idx, gap->channel, gap->channel_len, &n);
+
+    if (n)
+        fanout(p, gap, m, n);
+    message_unref(&gap);
+    return 0;
+}
+
+void writer_flush_overflow(struct plane *p)
+{
+    if (overflow_count(p->overflow) && p->stats.queued_bytes < p->overflow_bytes / 2)
+        overflow_flush(p->overflow, send_pending_gap, p);
+}
+
 void writer_reply(struct conn *c, struct message *msg)
 {
-    if (session_send(c->s, msg) < 0)
-        slow_consumer(c);
-    message_unref(&msg);
+    int rc = session_push(c->s, msg);
+
+    if (rc < 0)
+        rc = over_budget(c, msg);
+    if (rc != 0)
+        message_unref(&msg);
 }
 
 void writer_replay(struct conn *c, struct message *msg)
@@ -94,7 +174,9 @@ static inline void observe(struct plane *p, const struct message *m, int64_t wal
                           wall_ms > m->ts_ms ? (uint64_t)(wall_ms - m->ts_ms) * 1000 : 0);
 }
 
-int writer_on_writeable(struct plane *p, struct conn *c)
+/* Writes a due ping and as much of c's queue as one write takes. Returns 0, or -1 when the
+ * socket failed. */
+static int write_queue(struct plane *p, struct conn *c)
 {
     struct session *s = c->s;
     unsigned char *out = p->scratch + LWS_PRE;
@@ -133,6 +215,15 @@ int writer_on_writeable(struct plane *p, struct conn *c)
 sent:
     if (events)
         metrics_add(&metrics.events_delivered, events);
+    return 0;
+}
+
+int writer_on_writeable(struct plane *p, struct conn *c)
+{
+    struct session *s = c->s;
+
+    if (write_queue(p, c) < 0)
+        return -1;
     if (session_front(s)) {
         lws_callback_on_writable(c->wsi);
         return 0;
@@ -145,4 +236,28 @@ sent:
         return -1;
     }
     return 0;
+}
+
+void writer_flush_dirty(struct plane *p)
+{
+    for (size_t i = 0; i < p->n_dirty; i++) {
+        struct conn *c = p->dirty[i];
+
+        if (!c)
+            continue; /* closed since it was marked */
+        c->dirty_slot = 0;
+        if (session_is_closing(c->s) || lws_partial_buffered(c->wsi)) {
+            lws_callback_on_writable(c->wsi); /* the close frame, or after lws's own bytes */
+            continue;
+        }
+        if (write_queue(p, c) < 0) {
+            /* the socket failed: lws notices it too; the queue goes now */
+            session_close(c->s, 1011, "write failed");
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (session_front(c->s) && !lws_partial_buffered(c->wsi))
+            lws_callback_on_writable(c->wsi); /* more than one write takes */
+    }
+    p->n_dirty = 0;
 }

@@ -414,7 +414,8 @@ class Cluster:
 
 class AttemptRecorder:
     """Stands in for Redis on its port while it is down, to show from the outside how
-    often each hub's links retry. Per connection it answers AUTH and SELECT with +OK, reads
+    often each hub's links retry. Per connection it answers AUTH, SELECT and CLIENT SETNAME
+    with +OK, reads
     the command that follows (SUBSCRIBE: a sub link; PING: a pub link), records (time,
     database, command, argument) and closes the connection, as a Redis going away would.
     Give each hub its own database number in its URL to tell the hubs apart."""
@@ -443,13 +444,13 @@ class AttemptRecorder:
             try:
                 conn.settimeout(0.5)
                 r = _Reader(conn)
-                for _ in range(4):
+                for _ in range(6):
                     cmd = r.reply()
                     if not isinstance(cmd, list) or not cmd:
                         break
                     word = cmd[0].decode("latin-1").upper()
                     arg = cmd[1].decode("latin-1") if len(cmd) > 1 else ""
-                    if word in ("AUTH", "SELECT"):
+                    if word in ("AUTH", "SELECT", "CLIENT"):
                         if word == "SELECT":
                             db = int(arg)
                         conn.sendall(b"+OK\r\n")

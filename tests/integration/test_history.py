@@ -253,6 +253,34 @@ class NoHistoryTest(HubTestCase):
             self.assertEqual(subscribe(ws, unique_channel("x"), last=5)["seq"], 0)
 
 
+class HistoryMemoryTest(HubTestCase):
+    """--history-memory is a hard bound on what the in-process broker keeps: past it the
+    oldest events go first, whichever channel they belong to."""
+    BOUND = 256 * 1024
+    hub_options = {"history_memory": BOUND, "history_size": 1000}
+
+    def test_the_oldest_go_first_past_the_bound(self):
+        from harness import metrics
+        pad = "m" * 900
+        chans = [unique_channel("mem") for _ in range(4)]
+        for start in range(0, 2000, 50):  # about 2 MB of events, 8 x the bound
+            publish_many(self.hub, chans[(start // 50) % 4],
+                         [{"i": start + i, "p": pad} for i in range(50)])
+            m = metrics(self.hub)
+            self.assertLessEqual(m.get("herald_history_bytes"), self.BOUND)
+        m = metrics(self.hub)
+        kept = m.get("herald_history_events")
+        self.assertGreater(kept, 100, "the bound keeps a fair share")
+        self.assertLess(kept, 2000)
+        # what is kept is the newest: the last channel's newest events are all there
+        status, _, body = get(self.hub, f"/history?channel={chans[3]}")
+        self.assertEqual(body["events"][-1]["data"]["i"], 1999)
+        # the first channel's oldest are gone: resuming from its start is not recovered
+        with WS.open(self.hub) as ws:
+            answer = subscribe(ws, chans[0], since={"epoch": body["epoch"], "seq": 0})
+            self.assertEqual(answer["recovered"], False)
+
+
 class IdempotencyTest(HubTestCase):
     hub_options = {"api_key": "0123456789abcdef-one", "idempotency_ttl": 2}
 

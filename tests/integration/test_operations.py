@@ -156,14 +156,16 @@ class MetricsCompleteTest(HubTestCase):
         m = metrics(self.hub)
         gauges = ["herald_connections", "herald_subscriptions", "herald_channels",
                   "herald_mailbox_depth", "herald_process_resident_memory_bytes",
-                  "herald_ready", "herald_draining"]
+                  "herald_ready", "herald_draining", "herald_backlog_bytes",
+                  "herald_max_backlog_bytes"]
         counters = ["herald_connections_accepted_total", "herald_events_published_total",
-                    "herald_events_delivered_total", "herald_publish_requests_total"]
+                    "herald_events_delivered_total", "herald_publish_requests_total",
+                    "herald_publish_overloaded_total", "herald_send_queue_overruns_total"]
         for name in gauges:
             self.assertEqual(m.types.get(name), "gauge", name)
         for name in counters:
             self.assertEqual(m.types.get(name), "counter", name)
-        for reason in ("slow_consumer", "mailbox_full", "closing"):
+        for reason in ("slow_consumer", "overload", "closing"):
             self.assertIsNotNone(m.get("herald_events_dropped_total", reason=reason), reason)
         for reason in ("slow_consumer", "rate_limit", "auth", "bad_frame", "drain", "normal"):
             self.assertIsNotNone(m.get("herald_disconnects_total", reason=reason), reason)

@@ -1,4 +1,4 @@
-/* test_mailbox.c -- hub/common/mailbox.c: order, wakes, the bound, the depth gauge, references,
+/* test_mailbox.c -- hub/common/mailbox.c: order, wakes, the bound in bytes, the gauges, references,
  * and one producer thread against one draining thread. */
 #include "common/mailbox.h"
 #include "common/message.h"
@@ -45,7 +45,10 @@ static struct message *numbered(int i)
     char json[32];
     int n = snprintf(json, sizeof(json), "{\"n\":%d}", i);
 
-    return message_new("c", 1, json, (size_t)n);
+    struct message *m = message_new("c", 1, json, (size_t)n);
+
+    m->kind = MESSAGE_EVENT;
+    return m;
 }
 
 static unsigned refs(struct message *m)
@@ -56,7 +59,7 @@ static unsigned refs(struct message *m)
 static void drained_in_order(void **state)
 {
     atomic_int wakes = 0;
-    struct mailbox *mb = mailbox_new(16, count_wake, &wakes);
+    struct mailbox *mb = mailbox_new(SIZE_MAX, count_wake, &wakes);
     struct message *m[5];
     struct seen seen = {0};
 
@@ -95,7 +98,7 @@ static void drained_in_order(void **state)
 static void wake_only_when_turning_non_empty(void **state)
 {
     atomic_int wakes = 0;
-    struct mailbox *mb = mailbox_new(100, count_wake, &wakes);
+    struct mailbox *mb = mailbox_new(SIZE_MAX, count_wake, &wakes);
     struct message *m = numbered(0);
     struct seen seen = {0};
 
@@ -114,35 +117,44 @@ static void wake_only_when_turning_non_empty(void **state)
     assert_int_equal(atomic_load(&wakes), 2);
     assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(atomic_load(&wakes), 2);
-    /* a refused post does not wake */
+    /* a refused post does not wake; one event always fits an empty mailbox */
     mailbox_free(mb);
-    mb = mailbox_new(0, count_wake, &wakes);
+    mb = mailbox_new(1, count_wake, &wakes);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
+    assert_int_equal(atomic_load(&wakes), 3);
     assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), -1);
-    assert_int_equal(atomic_load(&wakes), 2);
+    assert_int_equal(atomic_load(&wakes), 3);
     mailbox_free(mb);
     assert_int_equal(refs(m), 1);
     message_unref(&m);
 }
 
-static void max_mails_refuses_events(void **state)
+static void max_bytes_refuses_events_only(void **state)
 {
     atomic_int wakes = 0;
-    struct mailbox *mb = mailbox_new(3, count_wake, &wakes);
     struct message *m = numbered(0), *extra = numbered(1);
+    size_t w = message_wire_len(m);
+    struct mailbox *mb = mailbox_new(3 * w, count_wake, &wakes);
+    struct message *gap = message_gap("c", 1, "E", 4, 9);
     struct seen seen = {0};
 
     (void)state;
+    assert_int_equal(message_wire_len(extra), w);
     for (int i = 0; i < 3; i++)
         assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
+    assert_int_equal(mailbox_bytes(mb), 3 * w);
     assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), -1);
     assert_int_equal(refs(extra), 1); /* refused: no reference taken */
     assert_int_equal(mailbox_depth(mb), 3);
-    /* a drain order is never refused */
+    /* a drain order and a gap are never refused */
     assert_int_equal(mailbox_post(mb, MAIL_DRAIN, NULL, NULL), 0);
-    assert_int_equal(mailbox_depth(mb), 4);
+    assert_int_equal(mailbox_post(mb, MAIL_EVENT, gap, NULL), 0);
+    assert_int_equal(mailbox_depth(mb), 5);
     assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), -1);
-    assert_int_equal(mailbox_drain(mb, record, &seen), 4);
+    assert_int_equal(mailbox_drain(mb, record, &seen), 5);
     assert_int_equal(seen.kinds[3], MAIL_DRAIN);
+    assert_ptr_equal(seen.msgs[4], gap);
+    assert_int_equal(mailbox_bytes(mb), 0);
     /* room again after the drain */
     for (int i = 0; i < 3; i++)
         assert_int_equal(mailbox_post(mb, MAIL_EVENT, extra, NULL), 0);
@@ -153,12 +165,13 @@ static void max_mails_refuses_events(void **state)
     assert_int_equal(refs(extra), 1);
     message_unref(&m);
     message_unref(&extra);
+    message_unref(&gap);
 }
 
 static void depth_gauge(void **state)
 {
     atomic_int wakes = 0;
-    struct mailbox *mb = mailbox_new(1000, count_wake, &wakes);
+    struct mailbox *mb = mailbox_new(SIZE_MAX, count_wake, &wakes);
     struct message *m = numbered(0);
     struct seen seen = {0};
 
@@ -167,9 +180,11 @@ static void depth_gauge(void **state)
     for (int i = 1; i <= 40; i++) {
         assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
         assert_int_equal(mailbox_depth(mb), i);
+        assert_int_equal(mailbox_bytes(mb), i * message_wire_len(m));
     }
     assert_int_equal(mailbox_drain(mb, record, &seen), 40);
     assert_int_equal(mailbox_depth(mb), 0);
+    assert_int_equal(mailbox_bytes(mb), 0);
     assert_int_equal(mailbox_post(mb, MAIL_EVENT, m, NULL), 0);
     assert_int_equal(mailbox_depth(mb), 1);
     mailbox_free(mb);
@@ -199,7 +214,7 @@ static void post_from_inside_a_drain(void **state)
     struct repost r = {.m = numbered(0)};
 
     (void)state;
-    r.mb = mailbox_new(10, count_wake, &wakes);
+    r.mb = mailbox_new(SIZE_MAX, count_wake, &wakes);
     assert_int_equal(mailbox_post(r.mb, MAIL_DRAIN, NULL, NULL), 0);
     assert_int_equal(mailbox_post(r.mb, MAIL_EVENT, r.m, NULL), 0);
     assert_int_equal(mailbox_drain(r.mb, repost_once, &r), 2);
@@ -216,7 +231,7 @@ static void post_from_inside_a_drain(void **state)
 static void free_drops_queued_mails(void **state)
 {
     atomic_int wakes = 0;
-    struct mailbox *mb = mailbox_new(100, count_wake, &wakes);
+    struct mailbox *mb = mailbox_new(SIZE_MAX, count_wake, &wakes);
     struct message *m = numbered(0);
     struct seen seen = {0};
 
@@ -238,6 +253,7 @@ static void free_drops_queued_mails(void **state)
 /* --- one producer thread, one consumer (this thread) --- */
 
 #define N_POSTS 100000
+#define MAILBOX_BYTES 65536
 
 struct pipe {
     struct mailbox *mb;
@@ -298,7 +314,7 @@ static void two_threads(void **state)
         p->msgs[i] = numbered((int)i);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
-    p->mb = mailbox_new(4096, pipe_wake, p);
+    p->mb = mailbox_new(MAILBOX_BYTES, pipe_wake, p);
     assert_int_equal(pthread_create(&th, NULL, producer, p), 0);
 
     while (p->next < N_POSTS) {
@@ -317,7 +333,7 @@ static void two_threads(void **state)
             print_error("no wake with %zu of %d messages seen\n", p->next, N_POSTS);
         assert_int_equal(rc, 0);
         mailbox_drain(p->mb, consume, p);
-        assert_true(mailbox_depth(p->mb) <= 4096);
+        assert_true(mailbox_bytes(p->mb) <= MAILBOX_BYTES);
     }
     pthread_join(th, NULL);
     assert_int_equal(mailbox_drain(p->mb, consume, p), 0);
@@ -340,7 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(drained_in_order),
         cmocka_unit_test(wake_only_when_turning_non_empty),
-        cmocka_unit_test(max_mails_refuses_events),
+        cmocka_unit_test(max_bytes_refuses_events_only),
         cmocka_unit_test(depth_gauge),
         cmocka_unit_test(post_from_inside_a_drain),
         cmocka_unit_test(free_drops_queued_mails),
