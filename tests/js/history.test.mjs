@@ -264,6 +264,43 @@ describe('the publisher against a real hub', () => {
     await limited.stop();
   });
 
+  test('503 overloaded (a reader behind): the publisher waits as Retry-After says, then gets through', { timeout: 40000 }, async () => {
+    const own = await new Hub({ 'max-backlog-bytes': 65536, 'send-queue-bytes': 8 << 20 }).start();
+    const sockets = [];
+    class KeptWS extends WebSocket {
+      constructor(...args) { super(...args); sockets.push(this); }
+    }
+    const ch = uniqueChannel('backlog');
+    const h = client(own.wsUrl, { WebSocket: KeptWS });
+    const got = [];
+    h.subscribe(ch, (e) => got.push(e.data.n));
+    h.connect();
+    await waitFor(() => h.isActive(ch), { what: 'the subscription' });
+    sockets[0]._socket.pause(); /* the reader falls behind */
+    const retries = [];
+    const pub = new Publisher(own.apiUrl, {
+      deadlineMs: 30000, maxAttempts: 30,
+      onRetry: (i) => {
+        retries.push(i);
+        if (i.error.code === 'overloaded') sockets[0]._socket.resume(); /* and catches up */
+      },
+    });
+    const pad = 'x'.repeat(20000);
+    let n = 0;
+    while (!retries.length && n < 2000) await pub.publish(ch, 'big', { n: ++n, pad });
+    assert.ok(retries.length, `refused as overloaded within ${n} events`);
+    const r = retries[0];
+    assert.equal(r.error.code, 'overloaded');
+    assert.equal(r.error.status, 503);
+    assert.equal(r.error.retryAfterMs, 1000);
+    assert.ok(r.delayMs >= 1000, `waited ${r.delayMs} ms`);
+    await waitFor(() => got.length === n, { timeoutMs: 15000, what: `all ${n} events` });
+    assert.deepEqual(got, range(1, n), 'each once, in order: the retry was not delivered twice');
+    pub.close();
+    h.close();
+    await own.stop();
+  });
+
   test('a hub that is down, then up: network errors retried within the deadline', { timeout: 30000 }, async () => {
     const later = new Hub();
     await later.start();
