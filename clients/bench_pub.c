@@ -154,7 +154,7 @@ static int build_request(struct publisher *p, struct pconn *pc)
                  chan);
         path = target;
     }
-    hl = http_format_post(head, sizeof(head), path, cfg->host, NULL, NULL, len);
+    hl = http_format_post(head, sizeof(head), path, cfg->host, NULL, NULL, NULL, len);
     if (hl < 0)
         return -1;
     need = (size_t)hl + len;

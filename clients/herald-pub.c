@@ -22,8 +22,18 @@
  *      not be reached, or a stdin line is not JSON
  *   2  bad usage
  *
- * In --demo, an unreachable hub or a 429 or 503 answer is reported and the demo goes on a
- * second later: a hub restart does not end it. */
+ * Idempotency: --idempotency-key K sends "Idempotency-Key: K" (stdin: K-LINE for each line,
+ * LINE its number), so that sending the same thing again within the hub's --idempotency-ttl
+ * delivers nothing twice: the hub answers with the first answer's ids and "duplicate":true.
+ * --retry sends a request again, with the same key, after no answer (a connection refused or
+ * reset, a timeout) or a 408, 429, 502, 503 or 504: it waits as Retry-After says (plus a little
+ * jitter), else with exponential backoff and full jitter, at most PUB_RETRY_ATTEMPTS requests
+ * within PUB_RETRY_DEADLINE_MS. Without --idempotency-key, --retry makes up a random key for
+ * each event (each stdin line), since a request with no answer may have been taken: a retry
+ * must never deliver an event twice.
+ *
+ * In --demo, an unreachable hub or a 429 or 503 answer is reported and the demo goes on after
+ * the answer's Retry-After (a second without one): a hub restart does not end it. */
 
 #define _POSIX_C_SOURCE 200809L
 
@@ -31,10 +41,12 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,8 +60,15 @@
 #define PUB_DEFAULT_URL "http://127.0.0.1:8081/publish"
 #define PUB_DEMO_RATE_DEFAULT 5UL
 #define PUB_DEMO_RATE_MAX 100000UL
-#define PUB_BATCH_MAX 1000 /* the hub's largest batch */
-#define PUB_DEMO_RETRY_MS 1000
+#define PUB_BATCH_MAX 1000          /* the hub's largest batch */
+#define PUB_DEMO_RETRY_MS 1000      /* --demo: the wait after a failure without Retry-After */
+#define PUB_DEMO_RETRY_MAX_MS 30000 /* --demo: the longest Retry-After it waits */
+#define PUB_RETRY_ATTEMPTS 6        /* --retry: requests per event, the first included */
+#define PUB_RETRY_INITIAL_MS 250    /* --retry: the first backoff bound */
+#define PUB_RETRY_MAX_MS 8000       /* --retry: the cap of every backoff bound */
+#define PUB_RETRY_DEADLINE_MS 60000 /* --retry: no wait that would end later than this */
+#define PUB_KEY_MAX 128             /* the hub's longest Idempotency-Key */
+#define PUB_KEY_LINES_MAX 100       /* --idempotency-key with stdin: room for "-LINE" */
 
 enum pub_exit {
     PUB_EXIT_OK = 0,
@@ -62,12 +81,21 @@ struct pub_opts {
     const char *api_key; /* NULL: no Authorization header */
     const char *event;   /* NULL: events without a name */
     const char *channel;
-    const char *json; /* NULL: read stdin */
+    const char *json;            /* NULL: read stdin */
+    const char *idempotency_key; /* NULL: none given */
     int is_demo;
+    int is_retry;
     unsigned long rate;
 };
 
+/* How a publish ended. */
+struct pub_answer {
+    int status;       /* the HTTP status; 0 when no answer came */
+    long retry_after; /* its Retry-After in seconds; -1 when none */
+};
+
 static volatile sig_atomic_t got_signal; /* --demo: SIGINT or SIGTERM seen */
+static uint64_t rng;                     /* jitter; seeded in main */
 
 static void on_signal(int sig)
 {
@@ -101,12 +129,16 @@ static int url_parse(const char *url, struct client_url *u, const char **err)
 /* --- publishing ----------------------------------------------------------------------------- */
 
 /* Prints the ids of an accepted publish, each on its own line after prefix[i] (may be NULL).
- * Returns the number printed. */
-static size_t print_ids(const struct http_reply *r, char *const *prefix, size_t n)
+ * *is_duplicate tells whether the hub had the request's Idempotency-Key already. Returns the
+ * number printed. */
+static size_t print_ids(const struct http_reply *r, char *const *prefix, size_t n,
+                        bool *is_duplicate)
 {
     json_t *o = json_loadb(r->body, r->body_len, 0, NULL);
     json_t *id = json_object_get(o, "id"), *ids = json_object_get(o, "ids");
     size_t printed = 0;
+
+    *is_duplicate = json_is_true(json_object_get(o, "duplicate"));
 
     if (json_is_string(id)) {
         if (prefix && n)
@@ -132,7 +164,8 @@ static size_t print_ids(const struct http_reply *r, char *const *prefix, size_t 
     return printed;
 }
 
-static void report_status(const struct http_reply *r)
+/* "herald-pub: STATUS REASON: BODY" on stderr, without the newline. */
+static void put_status(const struct http_reply *r)
 {
     size_t n = r->body_len;
 
@@ -141,7 +174,61 @@ static void report_status(const struct http_reply *r)
     fprintf(stderr, "herald-pub: %d%s%s: ", r->head.status, r->head.reason[0] ? " " : "",
             r->head.reason);
     client_put_clean(stderr, r->body, n);
-    fputc('\n', stderr);
+}
+
+/* A seed for client_xorshift(): the clock and the pid (jitter and demo data, not secrets). */
+static uint64_t seed(void)
+{
+    struct timespec ts;
+    uint64_t x;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+    return x ? x : 0x9e3779b97f4a7c15ULL;
+}
+
+/* Whether another request may succeed where this one did not (status 0: no answer). */
+static bool is_retryable(int status)
+{
+    return status == 0 || status == 408 || status == 429 || status == 502 || status == 503 ||
+           status == 504;
+}
+
+/* The wait before retry number retry (0 first), in milliseconds: with retry_after (seconds,
+ * -1 none) that long plus a jitter of at most the backoff bound and of Retry-After itself;
+ * else full jitter, random(0, min(PUB_RETRY_MAX_MS, PUB_RETRY_INITIAL_MS * 2^retry)). */
+static int64_t retry_wait(unsigned retry, long retry_after)
+{
+    int64_t cap = PUB_RETRY_INITIAL_MS << (retry < 10 ? retry : 10);
+    double r = (double)(client_xorshift(&rng) >> 11) / 9007199254740992.0;
+
+    if (cap > PUB_RETRY_MAX_MS)
+        cap = PUB_RETRY_MAX_MS;
+    if (retry_after < 0)
+        return (int64_t)(r * (double)cap);
+    if (cap > (int64_t)retry_after * 1000)
+        cap = (int64_t)retry_after * 1000;
+    return (int64_t)retry_after * 1000 + (int64_t)(r * (double)cap);
+}
+
+/* Fills key (PUB_KEY_MAX + 1 bytes) with a random UUID (version 4) from getrandom(), or from
+ * the clock and the pid when the kernel has none to give. */
+static void random_key(char *key)
+{
+    unsigned char b[16];
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t x = client_xorshift(&rng), y = client_xorshift(&rng);
+
+        memcpy(b, &x, 8);
+        memcpy(b + 8, &y, 8);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(key, PUB_KEY_MAX + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
 }
 
 /* Builds one event object; takes the reference to data. */
@@ -156,35 +243,80 @@ static json_t *event_new(const char *channel, const char *event, json_t *data)
     return o;
 }
 
-/* Sends body (one event or a batch). Returns 0 when accepted (ids printed), 1 on another
- * status (reported), -1 when the hub could not be reached (reported). *status gets the HTTP
- * status, 0 when there was none. */
-static int publish(struct http_conn *c, const struct pub_opts *o, json_t *body, char *const *prefix,
-                   size_t n, int *status)
+/* Sends body (one event or a batch) with Idempotency-Key key (NULL: none), again with the
+ * same key while --retry allows. Returns 0 when accepted (ids printed), 1 on another status
+ * (reported), -1 when the hub could not be reached (reported). *a says how the last request
+ * ended. */
+static int publish(struct http_conn *c, const struct pub_opts *o, json_t *body, const char *key,
+                   char *const *prefix, size_t n, struct pub_answer *a)
 {
     char err[256];
     char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
     struct http_reply r = {0};
+    int64_t deadline = client_mono_ms() + PUB_RETRY_DEADLINE_MS;
     int rc;
 
-    *status = 0;
     if (!text)
         client_out_of_memory();
-    if (http_post(c, o->api_key, text, strlen(text), &r, err, sizeof(err)) < 0) {
-        fprintf(stderr, "herald-pub: %s\n", err);
-        rc = -1;
-    } else if (r.head.status == 202) {
-        *status = 202;
-        print_ids(&r, prefix, n);
-        rc = 0;
-    } else {
-        *status = r.head.status;
-        report_status(&r);
-        rc = 1;
+    for (unsigned attempt = 1;; attempt++) {
+        bool has_reply =
+            http_post(c, o->api_key, key, text, strlen(text), &r, err, sizeof(err)) == 0;
+        int64_t wait_ms = 0;
+
+        a->status = has_reply ? r.head.status : 0;
+        a->retry_after = has_reply ? r.head.retry_after : -1;
+        if (a->status == 202) {
+            bool is_duplicate;
+
+            print_ids(&r, prefix, n, &is_duplicate);
+            if (is_duplicate)
+                fprintf(stderr,
+                        "herald-pub: the hub had Idempotency-Key %s already: not delivered "
+                        "again\n",
+                        key ? key : "(none)");
+            rc = 0;
+            break;
+        }
+        if (o->is_retry && is_retryable(a->status) && attempt < PUB_RETRY_ATTEMPTS)
+            wait_ms = retry_wait(attempt - 1, a->retry_after);
+        if (!o->is_retry || !is_retryable(a->status) || attempt >= PUB_RETRY_ATTEMPTS ||
+            client_mono_ms() + wait_ms > deadline) {
+            if (has_reply) {
+                put_status(&r);
+                fputc('\n', stderr);
+            } else {
+                fprintf(stderr, "herald-pub: %s\n", err);
+            }
+            rc = has_reply ? 1 : -1;
+            break;
+        }
+        if (has_reply)
+            put_status(&r);
+        else
+            fprintf(stderr, "herald-pub: %s", err);
+        fprintf(stderr, "; retry %u of %d in %.1f s\n", attempt, PUB_RETRY_ATTEMPTS - 1,
+                (double)wait_ms / 1000.0);
+        client_sleep_us(wait_ms * 1000);
     }
     http_reply_clear(&r);
     free(text);
     return rc;
+}
+
+/* The key for one event: o->idempotency_key, with "-LINE" for a stdin line (lineno > 0); a
+ * random one with --retry; else none (NULL). buf holds PUB_KEY_MAX + 1 bytes. */
+static const char *event_key(const struct pub_opts *o, unsigned long lineno, char *buf)
+{
+    if (o->idempotency_key && !lineno)
+        return o->idempotency_key;
+    if (o->idempotency_key) {
+        snprintf(buf, PUB_KEY_MAX + 1, "%s-%lu", o->idempotency_key, lineno);
+        return buf;
+    }
+    if (!o->is_retry)
+        return NULL;
+    random_key(buf);
+    return buf;
 }
 
 /* One event from a JSON text. Returns the exit status. */
@@ -193,14 +325,16 @@ static int publish_one(struct http_conn *c, const struct pub_opts *o)
     json_error_t jerr;
     json_t *data = json_loads(o->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     json_t *body;
-    int rc, status;
+    char key[PUB_KEY_MAX + 1];
+    struct pub_answer a;
+    int rc;
 
     if (!data) {
         fprintf(stderr, "herald-pub: JSON: %s (column %d)\n", jerr.text, jerr.column);
         return PUB_EXIT_USAGE;
     }
     body = event_new(o->channel, o->event, data);
-    rc = publish(c, o, body, NULL, 0, &status);
+    rc = publish(c, o, body, event_key(o, 0, key), NULL, 0, &a);
     json_decref(body);
     return rc == 0 ? PUB_EXIT_OK : PUB_EXIT_FAIL;
 }
@@ -217,7 +351,8 @@ static int publish_lines(struct http_conn *c, const struct pub_opts *o)
     while ((len = getline(&line, &cap, stdin)) >= 0) {
         json_error_t jerr;
         json_t *data, *body;
-        int status;
+        char key[PUB_KEY_MAX + 1];
+        struct pub_answer a;
 
         lineno++;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -232,7 +367,7 @@ static int publish_lines(struct http_conn *c, const struct pub_opts *o)
             break;
         }
         body = event_new(o->channel, o->event, data);
-        if (publish(c, o, body, NULL, 0, &status) != 0) {
+        if (publish(c, o, body, event_key(o, lineno, key), NULL, 0, &a) != 0) {
             fprintf(stderr, "herald-pub: stopped at stdin line %lu\n", lineno);
             exit_status = PUB_EXIT_FAIL;
             json_decref(body);
@@ -317,13 +452,8 @@ static double cents(double v)
 
 static void demo_init(struct demo *d)
 {
-    struct timespec ts;
-
     memset(d, 0, sizeof(*d));
-    clock_gettime(CLOCK_REALTIME, &ts);
-    d->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-    if (!d->rng)
-        d->rng = 0x9e3779b97f4a7c15ULL;
+    d->rng = seed();
     d->next_order = 10000 + (unsigned)rnd_below(d, 80000);
     d->next_user = 1000 + (unsigned)rnd_below(d, 8000);
     for (int i = 0; i < DEMO_HOSTS; i++) {
@@ -512,7 +642,8 @@ static int run_demo(struct http_conn *c, const struct client_url *url, const str
         unsigned long long due = (unsigned long long)(now - start) * o->rate / 1000;
         size_t n;
         json_t *body;
-        int rc, status;
+        struct pub_answer a;
+        int rc;
 
         if (due > sent + o->rate) { /* more than a second behind: start the schedule again */
             start = now;
@@ -535,14 +666,16 @@ static int run_demo(struct http_conn *c, const struct client_url *url, const str
             for (size_t i = 0; i < n; i++)
                 json_array_append_new(body, demo_event(&d, labels[i], sizeof(labels[i])));
         }
-        rc = publish(c, o, body, prefix, n, &status);
+        rc = publish(c, o, body, NULL, prefix, n, &a);
         json_decref(body);
         sent += n;
         if (rc == 0) {
             total += n;
-        } else if (rc < 0 || status == 429 || status == 503) {
-            client_sleep_us(PUB_DEMO_RETRY_MS *
-                            1000); /* the hub is restarting or busy: keep going */
+        } else if (rc < 0 || a.status == 429 || a.status == 503) {
+            /* the hub is restarting or busy: keep going, when it says (a signal cuts it short) */
+            int64_t ms = a.retry_after >= 0 ? (int64_t)a.retry_after * 1000 : PUB_DEMO_RETRY_MS;
+
+            client_sleep_us((ms < PUB_DEMO_RETRY_MAX_MS ? ms : PUB_DEMO_RETRY_MAX_MS) * 1000);
         } else {
             return PUB_EXIT_FAIL;
         }
@@ -555,7 +688,7 @@ static int run_demo(struct http_conn *c, const struct client_url *url, const str
 
 #define PUB_SYNOPSIS                                                                               \
     "usage: herald-pub [--url http://HOST:PORT/publish] [--api-key KEY] [--event NAME]\n"          \
-    "                  CHANNEL [JSON]\n"                                                           \
+    "                  [--idempotency-key K] [--retry] CHANNEL [JSON]\n"                           \
     "       herald-pub [--url URL] [--api-key KEY] --demo [--rate N]\n"
 
 static void print_help(void)
@@ -569,11 +702,23 @@ static void print_help(void)
           "  --url URL       the hub's publish endpoint (default " PUB_DEFAULT_URL ")\n"
           "  --api-key KEY   send Authorization: Bearer KEY\n"
           "  --event NAME    the events' name (e.g. created)\n"
+          "  --idempotency-key K\n"
+          "                  send Idempotency-Key: K (1 to 128 visible ASCII characters); with\n"
+          "                  stdin, line N goes with K-N (K at most 100 characters). The hub\n"
+          "                  delivers a key only once within its --idempotency-ttl (300 s):\n"
+          "                  running the same input again with the same K sends nothing twice\n"
+          "  --retry         after no answer, or a 408, 429, 502, 503 or 504, send the same\n"
+          "                  request again: after its Retry-After, else after a jittered\n"
+          "                  exponential backoff (0.25 s doubling to 8 s); at most 6 requests\n"
+          "                  per event within 60 s. Without --idempotency-key each event (each\n"
+          "                  stdin line) gets a random key, so a retry never delivers it twice\n"
           "  --demo          send a lifelike mix to orders, signups and metrics until Ctrl-C,\n"
-          "                  printing 'CHANNEL EVENT ID' per event\n"
+          "                  printing 'CHANNEL EVENT ID' per event; after a 429 or 503 it waits\n"
+          "                  as Retry-After says (1 s without one), then goes on\n"
           "  --rate N        --demo: events per second (default 5)\n"
           "  --help, --version\n"
           "\n"
+          "An event the hub had already (the same key) prints its first id, and a note on stderr.\n"
           "exit: 0 all accepted; 1 the hub refused an event (status and its error on stderr),\n"
           "could not be reached, or a stdin line is not JSON; 2 usage.\n",
           stdout);
@@ -584,6 +729,19 @@ static int is_one_line(const char *s)
     return *s && !strpbrk(s, "\r\n");
 }
 
+/* 1 to max visible ASCII characters (what the hub takes as an Idempotency-Key). */
+static int is_key(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 /* Fills o from argv. Returns -1 to exit with *status (help, version, bad usage), else 0. */
 static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
 {
@@ -591,7 +749,8 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
         {"url", required_argument, NULL, 'u'},   {"api-key", required_argument, NULL, 'k'},
         {"event", required_argument, NULL, 'e'}, {"demo", no_argument, NULL, 'd'},
         {"rate", required_argument, NULL, 'r'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},     {"idempotency-key", required_argument, NULL, 'i'},
+        {"retry", no_argument, NULL, 'R'},       {NULL, 0, NULL, 0},
     };
     int c, has_rate = 0;
 
@@ -618,6 +777,16 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
             o->event = optarg;
             break;
         case 'd': o->is_demo = 1; break;
+        case 'i':
+            if (!is_key(optarg, PUB_KEY_MAX)) {
+                fprintf(stderr,
+                        "herald-pub: --idempotency-key: need 1 to %d visible ASCII characters\n",
+                        PUB_KEY_MAX);
+                return -1;
+            }
+            o->idempotency_key = optarg;
+            break;
+        case 'R': o->is_retry = 1; break;
         case 'r':
             if (client_parse_ulong(optarg, PUB_DEMO_RATE_MAX, &o->rate) < 0 || o->rate == 0) {
                 fprintf(stderr, "herald-pub: --rate: '%s' is not a number from 1 to %lu\n", optarg,
@@ -638,8 +807,10 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
         }
     }
     if (o->is_demo) {
-        if (optind != argc || o->event) {
-            fputs("herald-pub: --demo takes no CHANNEL, JSON or --event\n", stderr);
+        if (optind != argc || o->event || o->idempotency_key || o->is_retry) {
+            fputs("herald-pub: --demo takes no CHANNEL, JSON, --event, --idempotency-key or "
+                  "--retry\n",
+                  stderr);
             client_usage_error(PUB_SYNOPSIS);
             return -1;
         }
@@ -659,6 +830,13 @@ static int parse_args(int argc, char **argv, struct pub_opts *o, int *status)
     }
     o->channel = argv[optind];
     o->json = optind + 1 < argc ? argv[optind + 1] : NULL;
+    if (!o->json && o->idempotency_key && strlen(o->idempotency_key) > PUB_KEY_LINES_MAX) {
+        fprintf(stderr,
+                "herald-pub: --idempotency-key: at most %d characters with stdin lines (each "
+                "line adds -LINE)\n",
+                PUB_KEY_LINES_MAX);
+        return -1;
+    }
     return 0;
 }
 
@@ -681,6 +859,7 @@ int main(int argc, char **argv)
     }
     conn = http_conn_new(&url, "herald-pub/" HERALD_VERSION);
     signal(SIGPIPE, SIG_IGN);
+    rng = seed();
     if (opts.is_demo)
         status = run_demo(conn, &url, &opts);
     else if (opts.json)

@@ -18,8 +18,16 @@
  *   5  --timeout expired
  *
  * Event lines are the hub's JSON text unchanged; herald-sub parses each frame only to read its
- * "type". JSON text can carry a raw CR or LF only as whitespace between tokens, so those are
- * turned into spaces to keep an event on one line; the hub sends compact JSON anyway. */
+ * "type" (and an event's "seq"). JSON text can carry a raw CR or LF only as whitespace between
+ * tokens, so those are turned into spaces to keep an event on one line; the hub sends compact
+ * JSON anyway.
+ *
+ * History: --last N asks the hub for each channel's N newest kept events before live ones;
+ * --since EPOCH:SEQ (one channel) resumes after event SEQ of EPOCH: the hub replays what came
+ * since, or says it cannot ("not resumed" on stderr: events were missed). herald-sub keeps each
+ * channel's epoch and last seq and prints them on exit ("position CHANNEL EPOCH:SEQ"), which is
+ * what a later --since takes. A gap the hub reports, and a channel whose numbering restarts,
+ * are one line each on stderr, --quiet or not: events were lost. */
 
 #define _POSIX_C_SOURCE 200809L
 
@@ -49,6 +57,9 @@
 #define SUB_TICK_US (100 * LWS_US_PER_MS)        /* the loop wakes at least this often */
 #define SUB_HANDSHAKE_SECS 10   /* lws timeout_secs: TCP + TLS + upgrade response */
 #define SUB_CLOSE_GRACE_MS 2000 /* how long our close may wait for the hub's */
+#define SUB_LAST_MAX 1000UL     /* --last: what the hub takes */
+#define SUB_EPOCH_MAX 24        /* --since: the hub's epochs are 1 to 24 letters and digits */
+#define SUB_SEQ_MAX 9007199254740991ULL /* 2^53 - 1: what a JSON number holds exactly */
 
 enum sub_exit {
     SUB_EXIT_OK = 0,
@@ -77,9 +88,18 @@ struct sub_opts {
     const char *token;       /* NULL: no Authorization header */
     unsigned long count;     /* 0: no limit */
     unsigned long timeout_s; /* 0: none */
+    unsigned long last;      /* --last N; 0: none */
+    char *since_epoch;       /* --since EPOCH:SEQ (allocated); NULL: none */
+    unsigned long since_seq;
     int is_quiet;
     const char **channels; /* deduplicated, pointing into argv */
     int nchannels;
+};
+
+/* Where a channel is in the hub's numbering. */
+struct sub_position {
+    char *epoch; /* NULL until a subscribed frame names one */
+    unsigned long long seq;
 };
 
 struct sub {
@@ -89,9 +109,10 @@ struct sub {
     struct lws *wsi;            /* NULL once the connection is gone */
     lws_sorted_usec_list_t sul; /* the wake-up tick */
     enum sub_state state;
-    char *auth;              /* "Bearer <token>" or NULL */
-    unsigned char *is_acked; /* one per channel */
-    int next_subscribe;      /* index of the next channel to send */
+    char *auth;               /* "Bearer <token>" or NULL */
+    unsigned char *is_acked;  /* one per channel */
+    struct sub_position *pos; /* one per channel */
+    int next_subscribe;       /* index of the next channel to send */
     int nacked;
     char *rx; /* the message being reassembled from fragments */
     size_t rx_len, rx_cap;
@@ -116,7 +137,8 @@ static void on_signal(int sig)
 
 #define SUB_SYNOPSIS                                                                               \
     "usage: herald-sub [--url ws://HOST:PORT/ws] [--token JWT] [--count N]\n"                      \
-    "                  [--timeout SECONDS] [--quiet] CHANNEL...\n"
+    "                  [--timeout SECONDS] [--last N] [--quiet] CHANNEL...\n"                      \
+    "       herald-sub [OPTIONS] --since EPOCH:SEQ CHANNEL\n"
 
 static void print_help(void)
 {
@@ -129,11 +151,21 @@ static void print_help(void)
           "  --token JWT        send Authorization: Bearer JWT with the handshake\n"
           "  --count N          exit 0 after N events\n"
           "  --timeout SECONDS  exit 5 if not finished after SECONDS (default 0: never)\n"
-          "  --quiet            no 'subscribed CHANNEL' lines on stderr\n"
+          "  --last N           first the N newest events the hub keeps of each channel\n"
+          "                     (0 to 1000), then live ones\n"
+          "  --since EPOCH:SEQ  one CHANNEL only: the events after SEQ of EPOCH first (as\n"
+          "                     printed by 'position' on a former run), then live ones; with\n"
+          "                     --last, the hub uses --last when it cannot resume\n"
+          "  --quiet            no 'subscribed' and 'position' lines on stderr\n"
           "  --help, --version\n"
           "\n"
-          "stderr: 'herald-sub: subscribed CHANNEL' per acknowledged channel, then\n"
-          "'herald-sub: ready' once all are (also with --quiet).\n"
+          "stderr: 'herald-sub: subscribed CHANNEL at EPOCH:SEQ' per acknowledged channel\n"
+          "(SEQ: the channel's latest event), then 'herald-sub: ready' once all are (also with\n"
+          "--quiet). With --since, 'resumed from EPOCH:SEQ', or 'not resumed from EPOCH:SEQ'\n"
+          "when the hub no longer has those events (then only live ones follow: some were\n"
+          "missed). A 'gap' line names events that will not come; 'restarted its numbering'\n"
+          "a channel whose numbers begin again. On exit, 'herald-sub: position CHANNEL\n"
+          "EPOCH:SEQ' per channel: the last event printed, for a later --since.\n"
           "exit: 0 closed normally (1000), --count reached or SIGINT/SIGTERM; 1 cannot connect;\n"
           "2 usage; 3 closed by the hub with another code or connection lost;\n"
           "4 subscription refused; 5 timeout.\n",
@@ -162,15 +194,42 @@ static int url_parse(const char *url, struct client_url *u, const char **err)
     return 0;
 }
 
+/* EPOCH:SEQ (split at the last colon) into o. Returns 0, or -1 with a message printed. */
+static int parse_since(const char *arg, struct sub_opts *o)
+{
+    const char *colon = strrchr(arg, ':');
+    unsigned long long seq = 0;
+    size_t elen = colon ? (size_t)(colon - arg) : 0;
+    const char *d;
+
+    if (colon && colon[1]) {
+        for (d = colon + 1; *d >= '0' && *d <= '9' && seq <= SUB_SEQ_MAX; d++)
+            seq = seq * 10 + (unsigned long long)(*d - '0');
+    }
+    if (!colon || !colon[1] || *d || seq > SUB_SEQ_MAX || elen == 0 || elen > SUB_EPOCH_MAX) {
+        fprintf(stderr, "herald-sub: --since: '%s' is not EPOCH:SEQ\n", arg);
+        return -1;
+    }
+    if (strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") < elen) {
+        fprintf(stderr, "herald-sub: --since: an epoch is letters and digits\n");
+        return -1;
+    }
+    free(o->since_epoch);
+    o->since_epoch = client_xprintf("%.*s", (int)elen, arg);
+    o->since_seq = (unsigned long)seq;
+    return 0;
+}
+
 /* Fill o from argv. Returns -1 to exit with status *status (help, version, bad usage), else 0.
- * o->channels is allocated: the caller frees it. */
+ * o->channels and o->since_epoch are allocated: the caller frees them. */
 static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
 {
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},   {"token", required_argument, NULL, 't'},
         {"count", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 'T'},
         {"quiet", no_argument, NULL, 'q'},       {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},     {"last", required_argument, NULL, 'l'},
+        {"since", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
     };
     int c;
 
@@ -199,6 +258,17 @@ static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
                 fprintf(stderr, "herald-sub: --timeout: '%s' is not a number of seconds\n", optarg);
                 return -1;
             }
+            break;
+        case 'l':
+            if (client_parse_ulong(optarg, SUB_LAST_MAX, &o->last) < 0) {
+                fprintf(stderr, "herald-sub: --last: '%s' is not a number from 0 to %lu\n", optarg,
+                        SUB_LAST_MAX);
+                return -1;
+            }
+            break;
+        case 's':
+            if (parse_since(optarg, o) < 0)
+                return -1;
             break;
         case 'q': o->is_quiet = 1; break;
         case 'h':
@@ -232,6 +302,11 @@ static int parse_args(int argc, char **argv, struct sub_opts *o, int *status)
             is_dup |= !strcmp(o->channels[j], argv[i]);
         if (!is_dup)
             o->channels[o->nchannels++] = argv[i];
+    }
+    if (o->since_epoch && o->nchannels != 1) {
+        fputs("herald-sub: --since takes one CHANNEL (a position is a channel's)\n", stderr);
+        client_usage_error(SUB_SYNOPSIS);
+        return -1;
     }
     return 0;
 }
@@ -295,12 +370,21 @@ static int send_text(struct lws *wsi, const char *text)
 /* Send the next queued subscribe. Returns 0, or -1 when the connection must drop. */
 static int send_subscribe(struct sub *s, struct lws *wsi)
 {
-    const char *channel = s->opts->channels[s->next_subscribe];
+    const struct sub_opts *o = s->opts;
+    const char *channel = o->channels[s->next_subscribe];
     json_t *msg = NULL;
     char *text = NULL;
     int rc = -1;
 
-    msg = json_pack("{s:s, s:s, s:s}", "type", "subscribe", "channel", channel, "ref", channel);
+    msg = json_pack("{s:s, s:s}", "type", "subscribe", "channel", channel);
+    if (msg && o->since_epoch)
+        json_object_set_new(
+            msg, "since",
+            json_pack("{s:s, s:I}", "epoch", o->since_epoch, "seq", (json_int_t)o->since_seq));
+    if (msg && o->last)
+        json_object_set_new(msg, "last", json_integer((json_int_t)o->last));
+    if (msg)
+        json_object_set_new(msg, "ref", json_string(channel));
     text = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* names are UTF-8: parse_args checked */
     if (!text) {
         fputs("herald-sub: out of memory\n", stderr);
@@ -328,20 +412,86 @@ static void on_welcome(struct sub *s)
     lws_callback_on_writable(s->wsi);
 }
 
+/* Prints text (from the hub) to stderr, control characters as '?'. */
+static void put_text(const char *text)
+{
+    client_put_clean(stderr, text, strlen(text));
+}
+
+/* A subscribed frame's epoch and seq into *p. Returns whether it had both. */
+static int read_position(json_t *msg, struct sub_position *p)
+{
+    const char *epoch = json_string_value(json_object_get(msg, "epoch"));
+    json_t *seq = json_object_get(msg, "seq");
+
+    if (!epoch || !json_is_integer(seq) || json_integer_value(seq) < 0)
+        return 0;
+    free(p->epoch);
+    p->epoch = client_xprintf("%s", epoch);
+    p->seq = (unsigned long long)json_integer_value(seq);
+    return 1;
+}
+
+/* A ref-less subscribed for a channel held already: its numbering restarted. */
+static void on_reset(struct sub *s, int i, json_t *msg)
+{
+    struct sub_position *p = &s->pos[i];
+
+    if (!read_position(msg, p))
+        return;
+    fprintf(stderr, "herald-sub: %s restarted its numbering at ", s->opts->channels[i]);
+    put_text(p->epoch);
+    fprintf(stderr, ":%llu: events may have been missed\n", p->seq);
+    fflush(stderr);
+}
+
 static void on_subscribed(struct sub *s, json_t *msg)
 {
+    const struct sub_opts *o = s->opts;
     int i = channel_index(s, json_string_value(json_object_get(msg, "ref")));
+    int has_ref = i >= 0, has_pos;
+    json_t *recovered = json_object_get(msg, "recovered");
 
     if (i < 0)
         i = channel_index(s, json_string_value(json_object_get(msg, "channel")));
-    if (i < 0 || s->is_acked[i])
+    if (i < 0)
         return;
+    if (s->is_acked[i]) {
+        if (!has_ref)
+            on_reset(s, i, msg);
+        return;
+    }
     s->is_acked[i] = 1;
     s->nacked++;
-    if (!s->opts->is_quiet) {
-        fprintf(stderr, "herald-sub: subscribed %s\n", s->opts->channels[i]);
-        fflush(stderr);
+    has_pos = read_position(msg, &s->pos[i]);
+    if (o->since_epoch && json_is_true(recovered))
+        s->pos[i].seq = o->since_seq; /* the replay moves it on */
+    if (!o->is_quiet) {
+        fprintf(stderr, "herald-sub: subscribed %s", o->channels[i]);
+        if (has_pos) {
+            fputs(" at ", stderr);
+            put_text(s->pos[i].epoch);
+            fprintf(stderr, ":%llu",
+                    (unsigned long long)json_integer_value(json_object_get(msg, "seq")));
+        }
+        fputc('\n', stderr);
     }
+    if (o->since_epoch) {
+        int is_resumed = json_is_true(recovered);
+        int is_same_epoch = has_pos && !strcmp(s->pos[i].epoch, o->since_epoch);
+
+        if (!is_resumed || !o->is_quiet) {
+            fprintf(stderr, "herald-sub: %s %s from ", o->channels[i],
+                    is_resumed ? "resumed" : "not resumed");
+            put_text(o->since_epoch);
+            fprintf(stderr, ":%lu%s\n", o->since_seq,
+                    is_resumed      ? ""
+                    : is_same_epoch ? ": the hub no longer keeps those events; some were missed"
+                                    : ": the channel's numbering restarted; events may have "
+                                      "been missed");
+        }
+    }
+    fflush(stderr);
     if (s->nacked == s->opts->nchannels && s->state == SUB_SUBSCRIBING) {
         set_state(s, SUB_READY);
         fputs("herald-sub: ready\n", stderr);
@@ -365,6 +515,33 @@ static void on_error_frame(struct sub *s, json_t *msg)
     fflush(stderr);
     if (i >= 0 && !s->is_acked[i]) /* a subscription was refused */
         begin_close(s, LWS_CLOSE_STATUS_NORMAL, SUB_EXIT_REFUSED);
+}
+
+static void on_gap(struct sub *s, json_t *msg)
+{
+    int i = channel_index(s, json_string_value(json_object_get(msg, "channel")));
+    json_t *from = json_object_get(msg, "from"), *to = json_object_get(msg, "to");
+
+    if (i < 0 || !json_is_integer(from) || !json_is_integer(to))
+        return;
+    fprintf(stderr,
+            "herald-sub: gap %s %" JSON_INTEGER_FORMAT "-%" JSON_INTEGER_FORMAT
+            ": those events will not come\n",
+            s->opts->channels[i], json_integer_value(from), json_integer_value(to));
+    fflush(stderr);
+    if (json_integer_value(to) > 0 && (unsigned long long)json_integer_value(to) > s->pos[i].seq)
+        s->pos[i].seq = (unsigned long long)json_integer_value(to);
+}
+
+/* Moves the channel's position to the event's seq. */
+static void track_event(struct sub *s, json_t *msg)
+{
+    int i = channel_index(s, json_string_value(json_object_get(msg, "channel")));
+    json_t *seq = json_object_get(msg, "seq");
+
+    if (i >= 0 && json_is_integer(seq) && json_integer_value(seq) > 0 &&
+        (unsigned long long)json_integer_value(seq) > s->pos[i].seq)
+        s->pos[i].seq = (unsigned long long)json_integer_value(seq);
 }
 
 /* Print one event frame, raw, as one line. */
@@ -401,6 +578,8 @@ static void on_message(struct sub *s, char *text, size_t len)
         if (!s->opts->is_quiet)
             fputs("herald-sub: ignoring a frame that is not a typed JSON object\n", stderr);
     } else if (!strcmp(type, "event")) {
+        if (!s->opts->count || s->nevents < s->opts->count)
+            track_event(s, msg); /* before on_event: it may change text */
         on_event(s, text, len);
     } else if (!strcmp(type, "welcome")) {
         on_welcome(s);
@@ -408,6 +587,8 @@ static void on_message(struct sub *s, char *text, size_t len)
         on_subscribed(s, msg);
     } else if (!strcmp(type, "error")) {
         on_error_frame(s, msg);
+    } else if (!strcmp(type, "gap")) {
+        on_gap(s, msg);
     } /* pong, unsubscribed and anything newer: nothing to do */
     json_decref(msg);
 }
@@ -692,6 +873,21 @@ static int sub_run(struct sub *s)
     return s->exit_status;
 }
 
+/* "herald-sub: position CHANNEL EPOCH:SEQ" for each channel whose epoch is known. */
+static void print_positions(const struct sub *s)
+{
+    if (s->opts->is_quiet)
+        return;
+    for (int i = 0; i < s->opts->nchannels; i++) {
+        if (!s->pos[i].epoch)
+            continue;
+        fprintf(stderr, "herald-sub: position %s ", s->opts->channels[i]);
+        put_text(s->pos[i].epoch);
+        fprintf(stderr, ":%llu\n", s->pos[i].seq);
+    }
+    fflush(stderr);
+}
+
 int main(int argc, char **argv)
 {
     struct sub_opts opts;
@@ -716,14 +912,21 @@ int main(int argc, char **argv)
     s.peer_code = -1;
     s.is_acked = client_xmalloc((size_t)opts.nchannels);
     memset(s.is_acked, 0, (size_t)opts.nchannels);
+    s.pos = client_xmalloc(sizeof(*s.pos) * (size_t)opts.nchannels);
+    memset(s.pos, 0, sizeof(*s.pos) * (size_t)opts.nchannels);
     if (opts.token)
         s.auth = client_xprintf("Bearer %s", opts.token);
     status = sub_run(&s);
+    print_positions(&s);
 done:
     free(s.rx);
     free(s.auth);
     free(s.is_acked);
+    for (int i = 0; s.pos && i < opts.nchannels; i++)
+        free(s.pos[i].epoch);
+    free(s.pos);
     client_url_free(&s.url);
     free(opts.channels);
+    free(opts.since_epoch);
     return status;
 }

@@ -71,20 +71,23 @@ int http_connect_result(int fd)
 }
 
 int http_format_post(char *out, size_t cap, const char *target, const char *host,
-                     const char *user_agent, const char *bearer, size_t content_length)
+                     const char *user_agent, const char *bearer, const char *idempotency_key,
+                     size_t content_length)
 {
-    int n =
-        snprintf(out, cap,
-                 "POST %s HTTP/1.1\r\n"
-                 "Host: %s\r\n"
-                 "%s%s%s"
-                 "Content-Type: application/json\r\n"
-                 "Content-Length: %zu\r\n"
-                 "%s%s%s"
-                 "\r\n",
-                 target, host, user_agent ? "User-Agent: " : "", user_agent ? user_agent : "",
-                 user_agent ? "\r\n" : "", content_length, bearer ? "Authorization: Bearer " : "",
-                 bearer ? bearer : "", bearer ? "\r\n" : "");
+    int n = snprintf(out, cap,
+                     "POST %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "%s%s%s"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n"
+                     "%s%s%s"
+                     "%s%s%s"
+                     "\r\n",
+                     target, host, user_agent ? "User-Agent: " : "", user_agent ? user_agent : "",
+                     user_agent ? "\r\n" : "", content_length,
+                     bearer ? "Authorization: Bearer " : "", bearer ? bearer : "",
+                     bearer ? "\r\n" : "", idempotency_key ? "Idempotency-Key: " : "",
+                     idempotency_key ? idempotency_key : "", idempotency_key ? "\r\n" : "");
 
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
@@ -521,15 +524,15 @@ static int read_reply(struct http_conn *c, struct http_reply *r, char *err, size
     return 0;
 }
 
-int http_post(struct http_conn *c, const char *bearer, const char *body, size_t len,
-              struct http_reply *r, char *err, size_t errlen)
+int http_post(struct http_conn *c, const char *bearer, const char *idempotency_key,
+              const char *body, size_t len, struct http_reply *r, char *err, size_t errlen)
 {
-    char head[1024 + 256];
+    char head[1024 + 512];
     int n = http_format_post(head, sizeof(head), c->url->path, c->url->authority, c->user_agent,
-                             bearer, len);
+                             bearer, idempotency_key, len);
 
     if (n < 0) {
-        snprintf(err, errlen, "URL or API key too long");
+        snprintf(err, errlen, "URL, API key or idempotency key too long");
         return -1;
     }
     for (int attempt = 0; attempt < 2; attempt++) {

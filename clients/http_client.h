@@ -37,10 +37,12 @@ int http_connect_result(int fd);
 
 /* Writes the head of a POST with a JSON body of content_length bytes to out (cap bytes): the
  * request line for target (path and query), then Host, User-Agent (when user_agent is not
- * NULL), Content-Type, Content-Length, Authorization: Bearer (when bearer is not NULL) and the
- * blank line. Returns its length, or -1 when it does not fit. */
+ * NULL), Content-Type, Content-Length, Authorization: Bearer (when bearer is not NULL),
+ * Idempotency-Key (when idempotency_key is not NULL) and the blank line. Returns its length,
+ * or -1 when it does not fit. */
 int http_format_post(char *out, size_t cap, const char *target, const char *host,
-                     const char *user_agent, const char *bearer, size_t content_length);
+                     const char *user_agent, const char *bearer, const char *idempotency_key,
+                     size_t content_length);
 
 /* Writes buf[*off..len) to the non-blocking fd, moving *off on. Returns 0 when all of it is
  * written or the socket takes no more (*off < len: wait for POLLOUT), -1 with errno set when
@@ -88,11 +90,12 @@ struct http_reply {
 void http_reply_clear(struct http_reply *r); /* frees the body and zeroes r */
 
 /* POSTs the JSON body[0..len) to the URL's path, with Authorization: Bearer bearer when bearer
- * is not NULL. Returns 0 with the response in r (cleared first; whatever its status), or -1
- * with a one-line message in err when no response could be had. A connection the server
- * closed while it was idle is opened again once, and the request sent again, when no byte of
- * a response had come back (the usual keep-alive race). */
-int http_post(struct http_conn *c, const char *bearer, const char *body, size_t len,
-              struct http_reply *r, char *err, size_t errlen);
+ * is not NULL and Idempotency-Key: idempotency_key when that is not NULL (one line; the hub
+ * takes 1 to 128 visible ASCII characters). Returns 0 with the response in r (cleared first;
+ * whatever its status), or -1 with a one-line message in err when no response could be had.
+ * A connection the server closed while it was idle is opened again once, and the request sent
+ * again, when no byte of a response had come back (the usual keep-alive race). */
+int http_post(struct http_conn *c, const char *bearer, const char *idempotency_key,
+              const char *body, size_t len, struct http_reply *r, char *err, size_t errlen);
 
 #endif

@@ -8,10 +8,19 @@
 //
 // Bursts: events are buffered and the feed is updated once per animation frame, keeping at
 // most FEED_MAX rows; the chart is redrawn once a second from per-second counters.
+//
+// History: each channel is subscribed with `last` (FEED_LAST), so a fresh page shows the
+// channel's newest events at once; herald.js resumes each channel after a reconnection. Events
+// that come from history (seq up to the position the hub gave in `subscribed`) are placed in
+// the feed by their time and drawn muted; the chart counts only live events, and those a
+// resume replayed (at their own second), never `last`'s sample of the past. The feed marks
+// where a channel resumed, could not, or lost events (a gap). The page never asks for
+// max_rate: the chart counts every event of its channels.
 
 import { Herald, isValidChannel } from './herald.js';
 
 const FEED_MAX = 500;         /* rows kept in the feed, and events kept for re-filtering */
+const FEED_LAST = 20;         /* events of its history each channel shows at once */
 const WINDOW_S = 300;         /* the chart's span: 5 minutes of one-second buckets */
 const STATS_STALE_MS = 3500;  /* $stats is sent once a second: older than this is stale */
 const PREVIEW_CHARS = 160;
@@ -147,9 +156,39 @@ client.on('state', (state, info) => {
   }
 });
 
-client.on('subscribed', (channel) => {
+/* channel -> {upTo, isCounted}: events with seq <= upTo come from history; isCounted when
+ * they are a resume's replay (missed while away), which the chart counts at their time */
+const replays = new Map();
+
+client.on('subscribed', (channel, info) => {
   const chip = chips.get(channel);
   if (chip) chip.li.classList.remove('pending');
+  if (info && Number.isInteger(info.seq))
+    replays.set(channel, { upTo: info.seq, isCounted: info.recovered === true });
+});
+
+client.on('recovered', (r) => {
+  replays.set(r.channel, { upTo: r.seq, isCounted: r.recovered });
+  if (!chips.has(r.channel)) return;
+  let text;
+  if (r.recovered) {
+    const n = r.seq - r.since.seq;
+    text = n ? `resumed: ${count(n)} missed event${n === 1 ? '' : 's'} replayed` : 'resumed: nothing missed';
+  } else if (r.reason === 'epoch') {
+    text = 'could not resume: the hub restarted the channel\'s numbering, events may be missing';
+  } else if (r.reason === 'reset') {
+    text = 'the hub restarted the channel\'s numbering: events may be missing';
+  } else {
+    const from = (r.since ? r.since.seq : 0) + 1;
+    text = `could not resume: events ${from}–${r.seq} are no longer in the hub's history`;
+  }
+  addMark(r.recovered ? 'ok' : 'warn', r.channel, text, { type: 'recovered', ...r });
+});
+
+client.on('gap', (g) => {
+  if (!chips.has(g.channel)) return;
+  const n = g.to - g.from + 1;
+  addMark('warn', g.channel, `gap: event${n === 1 ? ` ${g.from}` : `s ${g.from}–${g.to}`} lost`, { type: 'gap', ...g });
 });
 
 client.on('error', (err) => {
@@ -227,7 +266,7 @@ function syncChannelsUi() {
 
 function addChannel(name) {
   if (chips.has(name)) return;
-  const unsubscribe = client.subscribe(name, onEvent);
+  const unsubscribe = client.subscribe(name, onEvent, { last: FEED_LAST });
   const li = el('li', 'chip pending');
   li.dataset.channel = name;
   li.style.setProperty('--c', colourOf(name));
@@ -254,6 +293,7 @@ function dropChip(name) {
   const chip = chips.get(name);
   if (!chip) return;
   chips.delete(name);
+  replays.delete(name);
   chip.li.remove();
   chart.remove(name);
   syncChannelsUi();
@@ -286,19 +326,40 @@ $('sub-form').addEventListener('submit', (e) => {
 const feedList = $('feed');
 const feedCount = $('feed-count');
 const pauseBtn = $('pause');
-const recent = [];          /* the newest FEED_MAX events, oldest first, whatever the filter */
-let toRender = [];          /* events waiting for the next frame */
+const recent = [];          /* the newest FEED_MAX items (events and marks), oldest first,
+                               whatever the filter */
+let toRender = [];          /* items waiting for the next frame */
 let isRenderQueued = false;
+let isFullRenderDue = false; /* an item went into `recent` out of order: redraw it all */
 let isPaused = false;
 let newWhilePaused = 0;
 let filter = '';
 const rowEvent = new WeakMap();
+const pastEvents = new WeakSet(); /* events that came from the hub's history */
+const marks = new WeakMap();      /* a mark -> {kind, text} */
 let selectedRow = null;
 
+function queueRender() {
+  if (!isRenderQueued) {
+    isRenderQueued = true;
+    requestAnimationFrame(renderQueued);
+  }
+}
+
+/* Keeps recent within FEED_MAX, dropping the oldest. */
+function trimRecent() {
+  if (recent.length > FEED_MAX) recent.splice(0, recent.length - FEED_MAX);
+}
+
 function onEvent(ev) {
+  const replay = replays.get(ev.channel);
+  if (replay && Number.isInteger(ev.seq) && ev.seq <= replay.upTo) {
+    onPastEvent(ev, replay.isCounted);
+    return;
+  }
   chart.count(ev.channel);
   recent.push(ev);
-  if (recent.length > FEED_MAX) recent.splice(0, recent.length - FEED_MAX);
+  trimRecent();
   if (isPaused) {
     newWhilePaused++;
     pauseBtn.textContent = `Resume (${count(newWhilePaused)} new)`;
@@ -307,29 +368,63 @@ function onEvent(ev) {
   if (filter && ev.channel !== filter) return;
   toRender.push(ev);
   if (toRender.length > FEED_MAX) toRender.splice(0, toRender.length - FEED_MAX);
-  if (!isRenderQueued) {
-    isRenderQueued = true;
-    requestAnimationFrame(renderQueued);
-  }
+  queueRender();
+}
+
+/* An event from history: in the feed at its time, muted; in the chart only when a resume
+ * replayed it (at its own second: it happened while the page was away). */
+function onPastEvent(ev, isCounted) {
+  pastEvents.add(ev);
+  if (isCounted) chart.countAt(ev.channel, ev.ts);
+  let i = recent.length;
+  while (i > 0 && recent[i - 1].ts > ev.ts) i--;
+  recent.splice(i, 0, ev);
+  trimRecent();
+  if (isPaused) return;
+  isFullRenderDue = true;
+  queueRender();
+}
+
+/* A line in the feed about a channel rather than an event: a resume, a failed one, a gap. */
+function addMark(kind, channel, text, detail) {
+  const item = { ...detail, channel, ts: Date.now() };
+  marks.set(item, { kind, text });
+  recent.push(item);
+  trimRecent();
+  if (isPaused || (filter && channel !== filter)) return;
+  toRender.push(item);
+  queueRender();
 }
 
 function row(ev) {
-  const li = el('li', 'ev');
+  const mark = marks.get(ev);
+  const li = el('li', mark ? `ev mark mark-${mark.kind}` : pastEvents.has(ev) ? 'ev past' : 'ev');
   li.tabIndex = 0;
   li.style.setProperty('--c', colourOf(ev.channel));
   const time = el('time', 'ev-time', clockTime(ev.ts));
   time.dateTime = new Date(ev.ts).toISOString();
-  let preview = JSON.stringify(ev.data);
-  if (preview === undefined) preview = '';
-  if (preview.length > PREVIEW_CHARS) preview = preview.slice(0, PREVIEW_CHARS) + '…';
-  li.append(time, el('span', 'ev-ch', ev.channel), el('span', 'ev-name', ev.event ?? ''),
-            el('code', 'ev-data', preview));
+  if (mark) {
+    li.append(time, el('span', 'ev-ch', ev.channel), el('span', 'mark-text', mark.text));
+    li.dataset.mark = ev.type;
+  } else {
+    let preview = JSON.stringify(ev.data);
+    if (preview === undefined) preview = '';
+    if (preview.length > PREVIEW_CHARS) preview = preview.slice(0, PREVIEW_CHARS) + '…';
+    li.append(time, el('span', 'ev-ch', ev.channel), el('span', 'ev-name', ev.event ?? ''),
+              el('code', 'ev-data', preview));
+    if (pastEvents.has(ev)) li.title = `from the hub's history (seq ${ev.seq})`;
+  }
   rowEvent.set(li, ev);
   return li;
 }
 
 function renderQueued() {
   isRenderQueued = false;
+  if (isFullRenderDue) {
+    isFullRenderDue = false;
+    renderAll();
+    return;
+  }
   const batch = toRender;
   toRender = [];
   if (!batch.length) return;
@@ -568,9 +663,20 @@ const chart = (() => {
     s.total++;
   }
 
+  /* An event that happened at ms (the hub's clock), counted in its own second when that is
+   * still in the window (and not ahead of ours). */
+  function countEventAt(name, ms) {
+    const s = series.get(name);
+    if (!s) return;
+    advance(Math.floor(Date.now() / 1000));
+    const sec = Math.min(Math.floor(ms / 1000), head);
+    s.total++;
+    if (sec > head - RING) s.counts[slot(sec)]++;
+  }
+
   new ResizeObserver(() => draw()).observe(box);
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => draw());
-  return { draw, add, remove, count: countEvent };
+  return { draw, add, remove, count: countEvent, countAt: countEventAt };
 })();
 
 function drawChart() { chart.draw(); }

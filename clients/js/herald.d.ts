@@ -24,9 +24,73 @@ export interface HeraldEvent<T = unknown> {
   event?: string;
   /** unique per channel */
   id: string;
+  /** the event's place in its channel: 1, 2, 3, ... with no holes within one epoch (a
+   *  subscription with maxRate skips some: the seq shows how many) */
+  seq: number;
   /** the hub's publish time, Unix milliseconds */
   ts: number;
   data: T;
+}
+
+/** A place in a channel's numbering: every event up to `seq` of `epoch` was seen. */
+export interface HeraldPosition {
+  /** names one run of the channel's numbering (1 to 24 letters and digits); a new one when the
+   *  numbering restarts */
+  epoch: string;
+  seq: number;
+}
+
+/** What the hub said when it acknowledged a channel. */
+export interface HeraldSubscribedInfo {
+  /** null from a hub without sequence numbers */
+  epoch: string | null;
+  /** the channel's position: the next live event is seq + 1. With `last`, events with
+   *  seq <= this one that follow at once are from history. */
+  seq: number | null;
+  /** present when the subscribe resumed (carried `since`) */
+  recovered?: boolean;
+}
+
+/** Why a resume did or did not recover:
+ *  - 'resumed': every missed event follows, in order, before live ones;
+ *  - 'epoch': the channel's numbering restarted (a hub restart, Redis lost its keys);
+ *  - 'expired': the hub's history no longer holds the missed events;
+ *  - 'reset': while subscribed, the hub restarted the channel's numbering. */
+export type HeraldRecoveryReason = 'resumed' | 'epoch' | 'expired' | 'reset';
+
+/** A 'recovered' listener's argument: after a reconnection (or a subscribe with `since`, or a
+ *  reset), whether the events missed meanwhile were recovered. When `recovered` is false, some
+ *  events were missed: refetch the channel's state (GET /history, or your own API). */
+export interface HeraldRecovery {
+  channel: string;
+  recovered: boolean;
+  /** the channel's epoch and position now */
+  epoch: string;
+  seq: number;
+  /** where the client was before ('reset' from a client without a position: null) */
+  since: HeraldPosition | null;
+  reason: HeraldRecoveryReason;
+}
+
+/** A 'gap' listener's argument: events from..to (inclusive) of the channel will never come. */
+export interface HeraldGap {
+  channel: string;
+  from: number;
+  to: number;
+}
+
+/** subscribe()'s options; they apply when the call creates the channel's subscription (later
+ *  handlers of the same channel share it as it is). */
+export interface HeraldSubscribeOptions {
+  /** the hub sends the N newest events it keeps (0 to 1000; fewer when it keeps fewer) right after
+   *  `subscribed`, so the current state shows at once; also sent with each resume, for the
+   *  hub to use when it cannot resume */
+  last?: number;
+  /** at most this many events a second per event name, 1 to 1000: when more come, the hub
+   *  skips the older unsent one (the newest wins; the last of a burst always arrives) */
+  maxRate?: number;
+  /** resume from a stored position (see Herald.position()) instead of starting live */
+  since?: HeraldPosition | null;
 }
 
 /** The snapshot carried by the `$stats` channel once a second (and GET /stats). */
@@ -117,6 +181,10 @@ export interface HeraldOptions {
   /** the WebSocket constructor; default globalThis.WebSocket (browsers, Node 22+) */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
   backoff?: HeraldBackoff;
+  /** the hub's frame rate limit (--client-rate, --client-burst), which the client keeps to
+   *  when it sends many subscribes at once; default {perSec: 10, burst: 20}. Halved each time
+   *  the hub answers rate_limited anyway. */
+  frameRate?: { perSec?: number; burst?: number };
   /** slack over 2 x heartbeat before a silent link counts as dead; default 2000 */
   heartbeatGraceMs?: number;
   /** how long a connection attempt may take to reach the welcome; default 10000 */
@@ -134,8 +202,12 @@ export interface HeraldEventMap {
   open: [welcome: HeraldWelcome];
   close: [info: { code: number; reason: string }];
   event: [event: HeraldEvent];
-  subscribed: [channel: string];
+  subscribed: [channel: string, info: HeraldSubscribedInfo];
   unsubscribed: [channel: string];
+  /** a resume (or reset) ended: recovered or not */
+  recovered: [recovery: HeraldRecovery];
+  /** events the hub could not get back */
+  gap: [gap: HeraldGap];
   error: [error: HeraldError];
 }
 
@@ -159,13 +231,17 @@ export declare class Herald {
   readonly channels: string[];
   /** true when the hub has acknowledged the channel on the current connection */
   isActive(channel: string): boolean;
+  /** where the client is in the channel's numbering (what a reconnection resumes from), or
+   *  null before the hub's first answer; store it to resume after a reload (options.since) */
+  position(channel: string): HeraldPosition | null;
   /** opens the connection; again after close() or a refusal. Returns this. */
   connect(): this;
   /** resolves with the welcome once open; rejects when refused or closed first */
   opened(): Promise<HeraldWelcome>;
   /** closes with 1000; no retry until connect(). Subscriptions are kept. */
   close(): void;
-  subscribe<T = unknown>(channel: string, handler?: (event: HeraldEvent<T>) => void): Unsubscribe;
+  subscribe<T = unknown>(channel: string, handler?: ((event: HeraldEvent<T>) => void) | null,
+                         options?: HeraldSubscribeOptions): Unsubscribe;
   /** round trip of a ping frame, in milliseconds */
   ping(): Promise<number>;
   on<K extends keyof HeraldEventMap>(type: K, listener: (...args: HeraldEventMap[K]) => void):
@@ -179,5 +255,7 @@ export declare function backoffDelay(attempt: number, backoff?: HeraldBackoff,
                                      random?: () => number): number;
 /** true for close codes that mean "do not retry blindly": 1008 and 4000-4999 */
 export declare function isRefusal(code: number): boolean;
+/** true for a position subscribe() may resume from */
+export declare function isPosition(p: unknown): p is HeraldPosition;
 
 export default Herald;

@@ -1,16 +1,29 @@
 // herald.js -- the Herald client for browsers and Node.js: one dependency-free ES module.
 //
 // One Herald object holds one WebSocket to a hub's /ws endpoint and the set of channels the
-// application wants. It keeps that set across reconnections: each (re)connection names the
-// channels in its URL (`?channels=a,b`, so the hub joins them before it reads any frame) and
-// sends subscribe frames for whatever did not fit there. Per SPEC.md:
+// application wants. It keeps that set across reconnections, and each channel's place in the
+// hub's numbering, so that a reconnection loses nothing. Per SPEC.md:
 //
 //   - close 1001 (the hub is shutting down or draining): one immediate retry, then backoff;
 //   - close 1008 or 4000-4999 (policy: bad token, origin, rate limit): state `refused`, no retry
 //     until the application calls connect() again;
 //   - close() from the application (1000): state `closed`, no retry;
-//   - anything else: exponential backoff with full jitter,
-//     delay = random(0, min(maxMs, initialMs * 2^attempt)).
+//   - anything else (1013 slow consumer, a lost or dead link): exponential backoff with full
+//     jitter, delay = random(0, min(maxMs, initialMs * 2^attempt)).
+//
+// Sequence and resume: every event carries `seq`, its place in its channel (1, 2, 3, ... in one
+// `epoch`). Per channel the client keeps the epoch (from `subscribed`) and the highest seq it
+// has delivered or that the hub said will not come (`gap`). A channel with such a position is
+// subscribed again, on every new connection, with `since`: the hub replays what was missed
+// (`recovered:true`) or says it cannot (`recovered:false`: the application should refetch).
+// Channels without a position yet go in the connection's URL (`?channels=a,b[&last=N]`), so the
+// hub joins them before it reads any frame. An event whose seq was already delivered on this
+// subscription is dropped: each seq reaches the handlers once.
+//
+// Frames to the hub go through a token bucket shaped like the hub's own (--client-rate,
+// --client-burst): resubscribing a hundred channels after a reconnect must not look like a
+// flood, which the hub closes with 1008. A `rate_limited` answer pauses sending long enough
+// for the hub to forgive (over a second) and halves the bucket.
 //
 // Browsers cannot see WebSocket pings, so the client sends {"type":"ping"} every `heartbeat`
 // seconds (the welcome says how many) and treats a link that carried no frame at all for
@@ -21,13 +34,19 @@
 // (or with a ref-less `rate_limited` error), which is how acks find their request.
 
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 10000, resetAfterMs: 5000 });
+const DEFAULT_FRAME_RATE = Object.freeze({ perSec: 10, burst: 20 }); /* the hub's defaults */
 const DEFAULT_HEARTBEAT_GRACE_MS = 2000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10000;
-const RATE_LIMIT_RETRY_MS = 1000; /* a subscribe the hub dropped for the frame rate goes again */
+/* After a rate_limited answer nothing is sent for this long: the hub ends a run of refusals
+ * after a second without one, and closes with 1008 a run that lasts 3 s. */
+const RATE_LIMIT_PAUSE_MS = 1500;
 const URL_CHANNELS_MAX_CHARS = 1500; /* the rest of the channel list goes as frames */
 const CHANNEL_NAME_MAX = 128;
 const CHANNEL_CHARS = /^\$?[A-Za-z0-9_.:-]+$/;
+const MAX_RATE_MAX = 1000;
+const LAST_MAX = 1000;
+const EPOCH_CHARS = /^[A-Za-z0-9]{1,24}$/; /* what the hub gives, and takes back */
 
 /** The connection states, in the order a connection usually meets them. */
 export const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed', 'refused']);
@@ -61,6 +80,32 @@ export function isRefusal(code) {
   return code === 1008 || (code >= 4000 && code <= 4999);
 }
 
+/** True for a position a subscribe may resume from: {epoch, seq} as the hub gives them
+ *  (an epoch of 1 to 24 letters and digits, a whole seq >= 0). */
+export function isPosition(p) {
+  return !!p && typeof p === 'object' && typeof p.epoch === 'string' && EPOCH_CHARS.test(p.epoch) &&
+    Number.isSafeInteger(p.seq) && p.seq >= 0;
+}
+
+/* Checks subscribe()'s options; returns the ones the channel keeps. */
+function subscribeOptions(options) {
+  if (options === undefined || options === null) return { last: 0, maxRate: 0, since: null };
+  if (typeof options !== 'object') throw new TypeError('subscribe options must be an object');
+  const { last, maxRate, since } = options;
+  if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0 && last <= LAST_MAX))
+    throw new RangeError(`last: need a whole number from 0 to ${LAST_MAX}, got ${last}`);
+  if (maxRate !== undefined &&
+      !(Number.isSafeInteger(maxRate) && maxRate >= 1 && maxRate <= MAX_RATE_MAX))
+    throw new RangeError(`maxRate: need a whole number from 1 to ${MAX_RATE_MAX}, got ${maxRate}`);
+  if (since !== undefined && since !== null && !isPosition(since))
+    throw new TypeError('since: need {epoch, seq} as the hub gave them (see position())');
+  return {
+    last: last || 0,
+    maxRate: maxRate || 0,
+    since: since ? { epoch: since.epoch, seq: since.seq } : null,
+  };
+}
+
 const systemClock = Object.freeze({
   now: () => Date.now(),
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
@@ -89,7 +134,7 @@ export class Herald {
   #random;
   #WebSocket;
   #listeners = new Map(); /* type -> Set of functions */
-  #channels = new Map();  /* name -> {handlers: Set, isActive, subRef, waiters: [] } */
+  #channels = new Map();  /* name -> channel entry: see #entry() */
   #state = 'closed';
   #ws = null;
   #gen = 0;               /* bumped for each socket; events of an older one are ignored */
@@ -102,10 +147,15 @@ export class Herald {
   #lastFrameAt = 0;
   #heartbeatMs = 0;
   #urlJoins = [];          /* channels named in this socket's URL, awaiting their reply */
-  #pending = new Map();    /* ref -> request, in send order */
+  #urlLast = 0;            /* the URL's last=N */
+  #pending = new Map();    /* ref -> request sent, in send order */
+  #outbox = [];            /* requests waiting for a token of the frame bucket */
+  #frameRate;              /* {perSec, burst}: halved on each run of rate_limited answers */
+  #tokens = 0;
+  #tokensAt = 0;
+  #pausedUntil = 0;        /* after a rate_limited answer, nothing is sent before this */
   #nextRef = 1;
-  #timers = { retry: null, connect: null, ping: null, dead: null };
-  #retryTimers = new Set(); /* subscribes waiting to be sent again after rate_limited */
+  #timers = { retry: null, connect: null, ping: null, dead: null, pump: null };
   #openWaiters = [];
 
   /**
@@ -119,6 +169,9 @@ export class Herald {
     this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
     if (!(this.#backoff.initialMs > 0) || !(this.#backoff.maxMs >= this.#backoff.initialMs))
       throw new RangeError('backoff: need 0 < initialMs <= maxMs');
+    this.#frameRate = { ...DEFAULT_FRAME_RATE, ...(options.frameRate || {}) };
+    if (!(this.#frameRate.perSec > 0) || !(this.#frameRate.burst >= 1))
+      throw new RangeError('frameRate: need perSec > 0 and burst >= 1');
     this.#clock = { ...systemClock, ...(options.clock || {}) };
     this.#random = options.random || Math.random;
     this.#WebSocket = options.WebSocket || globalThis.WebSocket;
@@ -152,10 +205,19 @@ export class Herald {
     return !!(e && e.isActive);
   }
 
+  /** Where `channel` is in the hub's numbering: {epoch, seq}, seq being the highest seq
+   *  delivered to the handlers (or reported as a gap), or null before the hub's first
+   *  `subscribed`. Store it to resume after a page reload: subscribe(channel, fn, {since}). */
+  position(channel) {
+    const e = this.#channels.get(channel);
+    return e && e.epoch !== null ? { epoch: e.epoch, seq: e.seq } : null;
+  }
+
   /**
    * Listens to `type`: 'state' (state, info), 'open' (welcome), 'close' ({code, reason}),
-   * 'event' (event), 'subscribed' (channel), 'unsubscribed' (channel), 'error' (HeraldError).
-   * Returns a function that removes the listener.
+   * 'event' (event), 'subscribed' (channel, {epoch, seq, recovered}), 'unsubscribed' (channel),
+   * 'recovered' ({channel, recovered, epoch, seq, since, reason}), 'gap' ({channel, from, to}),
+   * 'error' (HeraldError). Returns a function that removes the listener.
    */
   on(type, fn) {
     if (typeof fn !== 'function') throw new TypeError('listener must be a function');
@@ -216,14 +278,31 @@ export class Herald {
    * sees one subscription. Returns a function that removes this handler (and unsubscribes
    * when it was the channel's last); its `ready` promise resolves when the hub acknowledges
    * the channel and rejects if the hub refuses it (an `error` frame: forbidden, bad_request).
+   *
+   * options (they apply when this call creates the channel's subscription; later handlers of
+   * the channel share it as it is):
+   *   last: N     the N newest events the hub keeps come first (the current state at once);
+   *               also sent with every resume, for the hub to use when it cannot resume
+   *   maxRate: R  at most R events a second per event name (1 to 1000): the hub conflates,
+   *               the newest wins, the seq shows what was skipped
+   *   since: {epoch, seq}  resume from a stored position (see position())
    */
-  subscribe(channel, handler) {
+  subscribe(channel, handler, options) {
     if (!isValidChannel(channel))
       throw new TypeError(`invalid channel name: ${JSON.stringify(channel)}`);
-    if (handler !== undefined && typeof handler !== 'function')
+    if (handler !== undefined && handler !== null && typeof handler !== 'function')
       throw new TypeError('handler must be a function');
+    const opts = subscribeOptions(options);
     const isNew = !this.#channels.has(channel);
     const e = this.#entry(channel);
+    if (isNew) {
+      e.last = opts.last;
+      e.maxRate = opts.maxRate;
+      if (opts.since) {
+        e.epoch = opts.since.epoch;
+        e.seq = e.floor = opts.since.seq;
+      }
+    }
     const rec = { fn: handler || noop };
     e.handlers.add(rec);
     if (isNew && this.#isWelcomed) this.#sendSubscribe(channel, e);
@@ -237,8 +316,7 @@ export class Herald {
       if (e.handlers.size > 0 || this.#channels.get(channel) !== e) return;
       this.#channels.delete(channel);
       this.#settleWaiters(e, new HeraldError('unsubscribed', `unsubscribed from ${channel}`));
-      if (this.#isWelcomed)
-        this.#request({ type: 'unsubscribe', channel }).catch(noop);
+      if (this.#isWelcomed) this.#sendUnsubscribe(channel);
     };
     unsubscribe.channel = channel;
     unsubscribe.ready = ready;
@@ -253,12 +331,26 @@ export class Herald {
 
   // --- internals ------------------------------------------------------------------------
 
+  /* A channel's entry. Its position (epoch, seq) outlives connections; floor is per
+   * subscription: an event with seq <= floor was delivered already (or is older than what
+   * the subscription asked for) and is dropped. */
   #entry(channel) {
     if (!isValidChannel(channel))
       throw new TypeError(`invalid channel name: ${JSON.stringify(channel)}`);
     let e = this.#channels.get(channel);
     if (!e) {
-      e = { handlers: new Set(), isActive: false, subRef: null, waiters: [] };
+      e = {
+        handlers: new Set(),
+        isActive: false,
+        subRef: null,      /* the ref of the subscribe in flight */
+        asked: null,       /* the since that subscribe carried */
+        waiters: [],
+        epoch: null,       /* null: no position yet */
+        seq: 0,            /* the position: every event up to it was delivered or reported */
+        floor: 0,
+        last: 0,
+        maxRate: 0,
+      };
       this.#channels.set(channel, e);
     }
     return e;
@@ -287,22 +379,35 @@ export class Herald {
     this.#clearTimer('connect');
     this.#clearTimer('ping');
     this.#clearTimer('dead');
-    for (const t of this.#retryTimers) this.#clock.clearTimeout(t);
-    this.#retryTimers.clear();
+    this.#clearTimer('pump');
   }
 
+  /* The URL carries the channels that need no frame: no position to resume from, no
+   * max_rate, and the same `last` (the URL has one for all: the one most of them want).
+   * The others go as frames. */
   #buildUrl() {
     const u = new URL(this.#url.href);
     const params = u.search.slice(1).split('&')
-      .filter((kv) => kv && !kv.startsWith('channels=') && !kv.startsWith('token='));
+      .filter((kv) => kv && !kv.startsWith('channels=') && !kv.startsWith('token=') &&
+        !kv.startsWith('last='));
+    const byLast = new Map();
+    for (const e of this.#channels.values())
+      if (e.epoch === null && !e.maxRate) byLast.set(e.last, (byLast.get(e.last) || 0) + 1);
+    let best = 0;
+    for (const [last, n] of byLast) if (n > (byLast.get(best) || 0)) best = last;
     this.#urlJoins = [];
+    this.#urlLast = best;
     let len = 0;
-    for (const name of this.#channels.keys()) {
+    for (const [name, e] of this.#channels) {
+      if (e.epoch !== null || e.maxRate || e.last !== best) continue;
       if (len + name.length + 1 > URL_CHANNELS_MAX_CHARS) break;
       this.#urlJoins.push(name);
       len += name.length + 1;
     }
-    if (this.#urlJoins.length) params.push('channels=' + this.#urlJoins.join(','));
+    if (this.#urlJoins.length) {
+      params.push('channels=' + this.#urlJoins.join(','));
+      if (this.#urlLast) params.push('last=' + this.#urlLast);
+    }
     return { u, params };
   }
 
@@ -424,13 +529,15 @@ export class Herald {
     for (const e of this.#channels.values()) {
       e.isActive = false;
       e.subRef = null;
+      e.asked = null;
     }
     this.#urlJoins = [];
   }
 
   #failPending(err) {
-    const pending = [...this.#pending.values()];
+    const pending = [...this.#pending.values(), ...this.#outbox];
     this.#pending.clear();
+    this.#outbox = [];
     for (const r of pending) {
       if (r.timer !== null) this.#clock.clearTimeout(r.timer);
       r.reject(err);
@@ -444,26 +551,21 @@ export class Herald {
     return true;
   }
 
-  /* Sends a frame with a fresh ref. Returns {ref, promise}: the promise resolves with the
+  /* Queues a frame with a fresh ref. Returns {ref, promise}: the promise resolves with the
    * hub's reply and rejects on an error frame, a lost connection or no reply within
-   * requestTimeoutMs. ref is null when nothing could be sent. */
+   * requestTimeoutMs of being sent. ref is null when nothing could be queued. */
   #requestRef(frame) {
     let ref = null;
     const promise = new Promise((resolve, reject) => {
-      if (!this.#send({ ...frame, ref: this.#nextRef })) {
+      const ws = this.#ws;
+      if (!ws || ws.readyState !== 1) {
         reject(new HeraldError('disconnected', 'not connected'));
         return;
       }
       ref = this.#nextRef++;
-      const r = { ref, frame, resolve, reject, timer: null };
-      const ms = this.#opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-      r.timer = this.#clock.setTimeout(() => {
-        r.timer = null;
-        if (this.#pending.delete(ref))
-          reject(new HeraldError('timeout', `no reply to ${frame.type} within ${ms} ms`));
-      }, ms);
-      this.#pending.set(ref, r);
+      this.#outbox.push({ ref, frame, resolve, reject, timer: null });
     });
+    if (ref !== null) this.#pump();
     return { ref, promise };
   }
 
@@ -471,24 +573,82 @@ export class Herald {
     return this.#requestRef(frame).promise;
   }
 
+  /* Sends what the frame bucket allows from the outbox, and comes back for the rest. */
+  #pump() {
+    this.#clearTimer('pump');
+    const now = this.#clock.now();
+    const rate = this.#frameRate;
+    this.#tokens = Math.min(rate.burst, this.#tokens + (now - this.#tokensAt) * rate.perSec / 1000);
+    this.#tokensAt = now;
+    while (this.#outbox.length && now >= this.#pausedUntil && this.#tokens >= 1) {
+      const r = this.#outbox.shift();
+      this.#tokens -= 1;
+      this.#transmit(r);
+    }
+    if (!this.#outbox.length) return;
+    const wait = Math.max(this.#pausedUntil - now,
+      Math.ceil((1 - this.#tokens) * 1000 / rate.perSec), 1);
+    this.#timers.pump = this.#clock.setTimeout(() => {
+      this.#timers.pump = null;
+      this.#pump();
+    }, wait);
+  }
+
+  #transmit(r) {
+    if (!this.#send({ ...r.frame, ref: r.ref })) {
+      r.reject(new HeraldError('disconnected', 'not connected'));
+      return;
+    }
+    const ms = this.#opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    r.timer = this.#clock.setTimeout(() => {
+      r.timer = null;
+      if (this.#pending.delete(r.ref))
+        r.reject(new HeraldError('timeout', `no reply to ${r.frame.type} within ${ms} ms`));
+    }, ms);
+    this.#pending.set(r.ref, r);
+  }
+
+  /* The hub refused a frame for the frame rate: send nothing until it has forgiven us, then
+   * at half the rate (once per run of refusals). */
+  #throttle() {
+    const now = this.#clock.now();
+    if (now >= this.#pausedUntil) {
+      this.#frameRate = {
+        perSec: Math.max(1, this.#frameRate.perSec / 2),
+        burst: Math.max(1, Math.floor(this.#frameRate.burst / 2)),
+      };
+    }
+    this.#pausedUntil = now + RATE_LIMIT_PAUSE_MS;
+    this.#tokens = 0;
+    this.#tokensAt = now;
+    if (this.#outbox.length) this.#pump();
+  }
+
   #sendSubscribe(channel, e) {
-    const { ref, promise } = this.#requestRef({ type: 'subscribe', channel });
+    const frame = { type: 'subscribe', channel };
+    const since = e.epoch !== null ? { epoch: e.epoch, seq: e.seq } : null;
+    if (since) frame.since = since;
+    if (e.last) frame.last = e.last;
+    if (e.maxRate) frame.max_rate = e.maxRate;
+    const { ref, promise } = this.#requestRef(frame);
     e.subRef = ref;
+    e.asked = since;
     promise.catch((err) => {
       if (this.#channels.get(channel) !== e || e.subRef !== ref) return;
       e.subRef = null;
       if (err.code === 'rate_limited') {
-        /* the hub dropped the frame for the frame rate: send it again a little later */
-        const t = this.#clock.setTimeout(() => {
-          this.#retryTimers.delete(t);
-          if (this.#isWelcomed && this.#channels.get(channel) === e && !e.isActive &&
-              e.subRef === null)
-            this.#sendSubscribe(channel, e);
-        }, RATE_LIMIT_RETRY_MS);
-        this.#retryTimers.add(t);
+        /* the hub dropped the frame for the frame rate: the outbox waits, then it goes again */
+        if (this.#isWelcomed && !e.isActive) this.#sendSubscribe(channel, e);
       } else if (err.code === 'forbidden' || err.code === 'bad_request') {
         this.#refuseChannel(channel, e, err);
       }
+    });
+  }
+
+  #sendUnsubscribe(channel) {
+    this.#request({ type: 'unsubscribe', channel }).catch((err) => {
+      if (err.code === 'rate_limited' && this.#isWelcomed && !this.#channels.has(channel))
+        this.#sendUnsubscribe(channel);
     });
   }
 
@@ -511,6 +671,7 @@ export class Herald {
     case 'event': this.#onEvent(msg); break;
     case 'welcome': this.#onWelcome(msg); break;
     case 'subscribed': this.#onSubscribed(msg); break;
+    case 'gap': this.#onGap(msg); break;
     case 'unsubscribed':
     case 'pong':
       this.#settle(msg.ref, msg, null);
@@ -522,12 +683,31 @@ export class Herald {
   }
 
   #onEvent(msg) {
-    this.#emit('event', msg);
     const e = this.#channels.get(msg.channel);
+    if (e && e.epoch !== null && Number.isSafeInteger(msg.seq)) {
+      if (msg.seq <= e.floor) return; /* delivered already on this subscription */
+      e.floor = msg.seq;
+      if (msg.seq > e.seq) e.seq = msg.seq;
+    }
+    this.#emit('event', msg);
     if (!e) return;
     for (const rec of [...e.handlers]) {
       try { rec.fn(msg); } catch (err) { report(err); }
     }
+  }
+
+  /* Events from..to will never come: the position moves past them, so that a resume does
+   * not ask for them again. */
+  #onGap(msg) {
+    const e = this.#channels.get(msg.channel);
+    const from = Number(msg.from);
+    const to = Number(msg.to);
+    if (!e || !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || to < from) return;
+    if (e.epoch !== null) {
+      if (to > e.seq) e.seq = to;
+      if (to > e.floor) e.floor = to;
+    }
+    this.#emit('gap', { channel: msg.channel, from, to });
   }
 
   #onWelcome(msg) {
@@ -535,6 +715,9 @@ export class Herald {
     this.#isWelcomed = true;
     this.#welcome = msg;
     this.#openedAt = this.#clock.now();
+    this.#tokens = this.#frameRate.burst; /* a new connection starts with a full bucket */
+    this.#tokensAt = this.#openedAt;
+    this.#pausedUntil = 0;
     const hb = Number(msg.heartbeat);
     this.#heartbeatMs = hb > 0 ? hb * 1000 : 0;
     this.#setState('open', { welcome: msg });
@@ -544,8 +727,7 @@ export class Herald {
     for (const [channel, e] of this.#channels)
       if (!inUrl.has(channel)) this.#sendSubscribe(channel, e);
     for (const channel of inUrl) /* dropped by the application while we connected */
-      if (!this.#channels.has(channel))
-        this.#request({ type: 'unsubscribe', channel }).catch(noop);
+      if (!this.#channels.has(channel)) this.#sendUnsubscribe(channel);
     if (this.#heartbeatMs) {
       this.#schedulePing();
       this.#scheduleDeadCheck();
@@ -580,22 +762,72 @@ export class Herald {
     }, wait);
   }
 
+  /* The hub's answer to a subscribe (ours, or a channel of the URL), or, ref-less for a
+   * channel it holds already, news that the channel's numbering restarted. */
   #onSubscribed(msg) {
     const channel = msg.channel;
     const hasRef = msg.ref !== undefined && msg.ref !== null;
+    let isUrlJoin = false;
     if (hasRef) {
       this.#settle(msg.ref, msg, null);
     } else {
       const i = this.#urlJoins.indexOf(channel);
-      if (i >= 0) this.#urlJoins.splice(i, 1);
+      if (i >= 0) {
+        this.#urlJoins.splice(i, 1);
+        isUrlJoin = true;
+      }
     }
     const e = this.#channels.get(channel);
     if (!e) return;
     if (hasRef && e.subRef !== null && msg.ref !== e.subRef) return; /* an older request's */
+    const epoch = typeof msg.epoch === 'string' && msg.epoch ? msg.epoch : null;
+    const seq = Number.isSafeInteger(msg.seq) && msg.seq >= 0 ? msg.seq : null;
+    if (!hasRef && !isUrlJoin && e.isActive) {
+      if (epoch !== null && seq !== null) this.#onReset(channel, e, epoch, seq);
+      return;
+    }
+    const asked = hasRef ? e.asked : null;
+    const last = isUrlJoin ? this.#urlLast : e.last;
+    let recovery = null;
+    if (epoch === null || seq === null) {
+      e.epoch = null; /* a hub without sequence numbers: nothing to resume from */
+    } else if (asked) {
+      const isRecovered = msg.recovered === true && asked.epoch === epoch;
+      if (isRecovered) {
+        e.seq = e.floor = asked.seq; /* the missed events follow, then live ones */
+      } else {
+        /* only live events follow, and with `last` the newest kept ones first: of those,
+         * the ones this client has had (same epoch, seq <= asked.seq) are dropped */
+        e.floor = last ? (asked.epoch === epoch ? asked.seq : 0) : seq;
+        e.seq = seq;
+      }
+      e.epoch = epoch;
+      recovery = {
+        channel, recovered: isRecovered, epoch, seq, since: asked,
+        reason: isRecovered ? 'resumed' : asked.epoch !== epoch ? 'epoch' : 'expired',
+      };
+    } else {
+      e.epoch = epoch;
+      e.seq = seq;
+      e.floor = last ? 0 : seq; /* with `last`, the newest kept events (seq <= S) follow */
+    }
     e.isActive = true;
     e.subRef = null;
+    e.asked = null;
     this.#settleWaiters(e, null);
-    this.#emit('subscribed', channel);
+    const info = { epoch, seq };
+    if (asked) info.recovered = recovery ? recovery.recovered : false;
+    this.#emit('subscribed', channel, info);
+    if (recovery) this.#emit('recovered', recovery);
+  }
+
+  /* The channel's numbering restarted (the hub lost its history): what follows starts a new
+   * epoch. Reported as a resume that failed. */
+  #onReset(channel, e, epoch, seq) {
+    const since = e.epoch !== null ? { epoch: e.epoch, seq: e.seq } : null;
+    e.epoch = epoch;
+    e.seq = e.floor = seq;
+    this.#emit('recovered', { channel, recovered: false, epoch, seq, since, reason: 'reset' });
   }
 
   #onError(msg) {
@@ -617,6 +849,7 @@ export class Herald {
       if (r.frame.channel) err.channel = r.frame.channel;
       this.#settle(r.ref, null, err);
     }
+    if (msg.code === 'rate_limited') this.#throttle();
     this.#emit('error', err);
   }
 

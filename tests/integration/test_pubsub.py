@@ -273,6 +273,78 @@ class HeraldSubTest(HubTestCase):
             self.assertTrue(any(l.strip() for l in sub.err), "no message on stderr")
             self.assertEqual(sub.out, [])
 
+    def test_herald_sub_refuses_since_with_several_channels_or_a_bad_position(self):
+        for args in (["--since", "e1:3", "a", "b"], ["--since", "e1", "a"], ["--since", "e1:x", "a"],
+                     ["--since", ":3", "a"], ["--since", "e-1:3", "a"], ["--last", "-1", "a"],
+                     ["--last", "1001", "a"]):
+            with herald_sub("--url", "ws://127.0.0.1:1/ws", *args) as sub:
+                self.assertEqual(sub.wait(T(10)), 2, sub.describe())
+                self.assertTrue(sub.err and sub.err[0].startswith("herald-sub: "), sub.describe())
+
+
+# Sequence numbers, history and resume (SPEC.md): these need a hub that numbers events and
+# keeps history (issue 12), and fail against one that does not.
+class HeraldSubHistoryTest(HubTestCase):
+    def url(self, hub):
+        return f"ws://127.0.0.1:{hub.port}/ws"
+
+    @staticmethod
+    def position(sub, ch):
+        line = sub.wait_stderr(f"herald-sub: position {ch} ")
+        return line.rsplit(" ", 1)[1]
+
+    def test_herald_sub_last_prints_the_newest_kept_events_first(self):
+        ch = unique_channel("cli-last")
+        with Hub() as hub:
+            ids = [publish_ok(hub, ch, {"n": n}) for n in range(1, 6)]
+            with herald_sub("--url", self.url(hub), "--last", 3, "--count", 4, ch) as sub:
+                line = sub.wait_stderr(f"herald-sub: subscribed {ch} at ")
+                self.assertTrue(line.endswith(":5"), line)
+                sub.wait_stdout_lines(3)
+                publish_ok(hub, ch, {"n": 6})
+                self.assertEqual(sub.wait(), 0, sub.describe())
+                got = [json.loads(l) for l in sub.out if l.strip()]
+                self.assertEqual([g["data"]["n"] for g in got], [3, 4, 5, 6])
+                self.assertEqual([g["seq"] for g in got], [3, 4, 5, 6])
+                self.assertEqual([g["id"] for g in got[:3]], ids[2:])
+                self.assertTrue(self.position(sub, ch).endswith(":6"), sub.describe())
+            self.assertEqual(hub.stop(), 0)
+
+    def test_herald_sub_since_a_printed_position_resumes_without_loss(self):
+        ch = unique_channel("cli-since")
+        with Hub() as hub:
+            with herald_sub("--url", self.url(hub), "--count", 2, ch) as sub:
+                sub.wait_stderr("herald-sub: ready")
+                publish_ok(hub, ch, "a")
+                publish_ok(hub, ch, "b")
+                self.assertEqual(sub.wait(), 0, sub.describe())
+                pos = self.position(sub, ch)
+            self.assertTrue(pos.endswith(":2"), pos)
+            for d in ("c", "d", "e"):  # published while nobody listens
+                publish_ok(hub, ch, d)
+            with herald_sub("--url", self.url(hub), "--since", pos, "--count", 4, ch) as sub:
+                sub.wait_stderr(f"herald-sub: {ch} resumed from {pos}")
+                sub.wait_stdout_lines(3)
+                publish_ok(hub, ch, "f")
+                self.assertEqual(sub.wait(), 0, sub.describe())
+                got = [json.loads(l) for l in sub.out if l.strip()]
+                self.assertEqual([g["data"] for g in got], ["c", "d", "e", "f"])
+                self.assertEqual([g["seq"] for g in got], [3, 4, 5, 6])
+            self.assertEqual(hub.stop(), 0)
+
+    def test_herald_sub_since_another_epoch_says_it_did_not_resume(self):
+        ch = unique_channel("cli-epoch")
+        with Hub() as hub:
+            publish_ok(hub, ch, "old")
+            with herald_sub("--url", self.url(hub), "--since", "nosuchepoch:1", "--count", 1,
+                            ch) as sub:
+                line = sub.wait_stderr(f"herald-sub: {ch} not resumed from nosuchepoch:1")
+                self.assertIn("numbering restarted", line)
+                publish_ok(hub, ch, "live")
+                self.assertEqual(sub.wait(), 0, sub.describe())
+                self.assertEqual([json.loads(l)["data"] for l in sub.out if l.strip()], ["live"])
+            self.assertEqual(hub.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -180,6 +180,46 @@ export class Hub {
   }
 }
 
+/**
+ * A TCP relay in front of a port, for cutting links without touching the hub: dropAll()
+ * destroys every link (the client sees the connection lost); while `isRefusing`, new
+ * connections are closed at once.
+ */
+export class Relay {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.isRefusing = false;
+    this.links = new Set();
+    this.accepted = 0;
+    this.server = createServer((down) => {
+      if (this.isRefusing) { down.destroy(); return; }
+      this.accepted++;
+      const up = tcpConnect({ port: this.targetPort, host: '127.0.0.1' });
+      const link = { down, up };
+      this.links.add(link);
+      down.pipe(up).pipe(down);
+      const end = () => { up.destroy(); down.destroy(); this.links.delete(link); };
+      down.on('error', end); up.on('error', end); down.on('close', end); up.on('close', end);
+    });
+  }
+
+  async start() {
+    await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  dropAll() {
+    for (const { down, up } of this.links) { down.destroy(); up.destroy(); }
+    this.links.clear();
+  }
+
+  async stop() {
+    this.dropAll();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
 let channelCount = 0;
 /** A channel name no other test uses. */
 export function uniqueChannel(prefix = 'ch') {
