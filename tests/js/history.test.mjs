@@ -167,9 +167,7 @@ describe('herald.js resumes against a real hub', () => {
     h.close();
   });
 
-  /* the hub reads max_rate, but conflation is issue 13's (not landed when this was written):
-   * a todo, reported but not failing the suite, until it lands */
-  test('maxRate: a burst is thinned, the newest wins, and the last of it arrives', { todo: 'the hub\'s conflation (issue 13)' }, async () => {
+  test('maxRate: a burst is thinned, the newest wins, and the last of it arrives', async () => {
     const ch = uniqueChannel('rate');
     const h = client(hub.wsUrl);
     const c = collect(h, ch, { maxRate: 2 });
