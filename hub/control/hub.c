@@ -73,13 +73,15 @@ static bool hub_is_overloaded(const struct hub *h)
     return backlog > h->cfg->max_backlog_bytes;
 }
 
+/* overflow_send_fn: consumes gap when it returns 0 (a gap always fits a mailbox). */
 static int post_gap(struct message *gap, void *arg)
 {
     struct plane *p = arg;
-    int rc = plane_post_quiet(p, gap, 0); /* a gap always fits */
 
+    if (plane_post_quiet(p, gap, 0) < 0)
+        return -1;
     message_unref(&gap);
-    return rc;
+    return 0;
 }
 
 /* Posts msg to plane i, or, when its mailbox is full, adds it to the plane's pending gaps (and
@@ -97,8 +99,8 @@ static void post_to(struct hub *h, unsigned i, struct message *msg, size_t weigh
         if (msg->kind != MESSAGE_EVENT) {
             struct message *gap = overflow_take(o, msg->channel, msg->channel_len);
 
-            if (gap)
-                post_gap(gap, h->planes[i]);
+            if (gap && post_gap(gap, h->planes[i]) < 0)
+                message_unref(&gap);
         }
     }
     if (plane_post_quiet(h->planes[i], msg, weight) < 0) {

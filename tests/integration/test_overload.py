@@ -8,6 +8,10 @@ frames each receives against the events accepted); one reader among them that st
 is still cut as a slow consumer. The readers are herald-bench's: a C client can read at the
 rate the hub writes, where a Python one would itself be the slow consumer.
 
+Events from another hub that this one cannot deliver: with Redis, a hub cannot refuse what
+other hubs publish; past its backlog bound it keeps its readers connected and tells them, as a
+gap, which events they will not get.
+
 max_rate: a subscription paced at R events a second per event name gets the newest event of
 each name at most every 1/R s, and the last event of a burst always arrives."""
 
@@ -18,8 +22,9 @@ import threading
 import time
 import unittest
 
-from harness import (Hub, HubTestCase, Publisher, T, WS, WRAPPER, metrics, publish,
-                     unique_channel, wait_until)
+from harness import (BackgroundReader, Hub, HubTestCase, Publisher, T, WS, WRAPPER, metrics,
+                     publish, unique_channel, wait_until)
+from redislib import RedisServer, wait_ready
 from util import REPO_ROOT
 from wsclient import WSTimeout
 
@@ -102,6 +107,71 @@ class OverloadTest(HubTestCase):
             self.assertEqual(headers.get("Retry-After"), "1")
             for ws in readers:
                 ws.abort()
+
+
+class CrossHubOverloadTest(HubTestCase):
+    def test_events_from_another_hub_past_the_bound_become_a_gap(self):
+        """Hub B (one delivery plane, a 64 KiB backlog bound, a 32 MiB queue budget) holds a
+        reader that stops reading and one that keeps reading; hub A publishes 16 KB events.
+        When the stopped reader's queue takes B's plane past twice the bound, the channel's
+        later events become a pending gap (A still answers 202: it cannot know); once the
+        stopped reader is gone the reading one gets the gap, then the events after it: every
+        seq once, as an event or inside the gap, in order, and it was never cut."""
+        ch = unique_channel("xhub")
+        pad = "y" * 16000
+        with RedisServer() as redis:
+            channel = unique_channel("herald-test")
+            a = Hub(redis_url=redis.url(), redis_channel=channel)
+            b = Hub(redis_url=redis.url(), redis_channel=channel, delivery_threads=1,
+                    max_backlog_bytes=65536, send_queue_bytes=32 << 20)
+            with a, b:
+                wait_ready([a, b])
+                stopped = WS.open(b, channels=[ch], rcvbuf=4096)
+                reading = WS.open(b, channels=[ch])
+                reader = BackgroundReader(reading, "reading")
+                sent = 0
+                with Publisher(a) as p:
+                    for i in range(1200):
+                        status, _, body = p.publish({"channel": ch, "data": {"i": i, "pad": pad}})
+                        self.assertEqual(status, 202, body)
+                        sent += 1
+                        if i % 50 == 49 and metrics(b).get(
+                                "herald_events_dropped_total", reason="overload") > 0:
+                            break
+                dropped = metrics(b).get("herald_events_dropped_total", reason="overload")
+                self.assertGreater(dropped, 0, f"B never went past its bound in {sent} events")
+                stopped.abort()  # B's backlog goes with it: the pending gap can be sent
+                with Publisher(a) as p:
+                    for i in range(5):
+                        p.publish_ok(ch, {"after": i})
+                total = sent + 5
+
+                def covered(msgs):
+                    seen = 0
+                    for m in msgs:
+                        if m.get("type") == "event":
+                            seen = max(seen, m["seq"])
+                        elif m.get("type") == "gap":
+                            seen = max(seen, m["to"])
+                    return seen >= total
+
+                msgs = reader.wait_for(covered, T(20), "every seq, as events or a gap")
+                reader.stop()
+                seqs, gaps = [], []
+                for m in msgs:
+                    if m.get("type") == "event":
+                        seqs.append(m["seq"])
+                    elif m.get("type") == "gap":
+                        gaps.append((m["from"], m["to"]))
+                        seqs.extend(range(m["from"], m["to"] + 1))
+                print(f"\n[overload] from another hub: {total} events, the reading client got "
+                      f"{total - sum(t - f + 1 for f, t in gaps)} and gaps {gaps}", flush=True)
+                self.assertTrue(gaps, "no gap was announced")
+                self.assertEqual(seqs, list(range(1, total + 1)),
+                                 "not every seq once, in order, as an event or in a gap")
+                self.assertIsNone(reader.closed, "the reading client was cut")
+                self.assertEqual(metrics(b).get("herald_sequence_lost_total"),
+                                 sum(t - f + 1 for f, t in gaps))
 
 
 def publish_paced(hub, channel, names, per_sec, seconds):
