@@ -27,8 +27,11 @@
  * the frames received in the window; the pub sends them to the --notify pids at its window's
  * edges); a soak takes SIGUSR1 as "stop churning" (every connection comes back and stays);
  * SIGTERM or SIGINT makes sub and soak write their result (--out, one JSON object) and exit.
- * --ready FILE gets "ok N" once every connection is subscribed (soak: FILE.settled once more
- * after SIGUSR1), or "fail: WHY" when the connect phase fails. */
+ * --ready FILE gets "ok N SECONDS" once every connection is subscribed (soak: FILE.settled
+ * once more after SIGUSR1, when every connection is back), or "fail: WHY" when the connect
+ * phase fails. A soak, at SIGTERM, reads FILE.finals ("K SEQ" lines: each channel's last seq,
+ * which the run script reads from GET /history) and counts how far each connection still open
+ * is behind its channel's last seq. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
