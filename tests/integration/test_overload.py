@@ -3,9 +3,9 @@
 Overload: an open-loop publisher (herald-bench --saturate with no backlog bound, POSTing as
 fast as it can over 8 connections) against 1,000 readers that read as fast as they can, for
 10 s: the hub answers some publishes 503 overloaded with Retry-After, closes none of those
-readers, and every event it answered 202 reaches every one of them (herald-bench counts the
-frames each receives against the events accepted); one reader among them that stops reading
-is still cut as a slow consumer. The readers are herald-bench's: a C client can read at the
+readers, and every event it answered 202 reaches every one of them once (herald-bench
+--verify keeps, per subscriber, a bit per event accepted); one reader among them that stops
+reading is still cut as a slow consumer. The readers are herald-bench's: a C client can read at the
 rate the hub writes, where a Python one would itself be the slow consumer.
 
 Events from another hub that this one cannot deliver: with Redis, a hub cannot refuse what
@@ -42,7 +42,7 @@ def run_bench(hub, channel, seconds, size):
             "--api", f"http://127.0.0.1:{hub.api_port}/publish",
             "--subscribers", str(READERS), "--channel", channel, "--saturate",
             "--inflight", "8", "--size", str(size), "--duration", str(seconds),
-            "--drain", str(T(10)),
+            "--drain", str(T(10)), "--verify",
             "--json", "--quiet"]
     done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=T(seconds + 60))
@@ -79,6 +79,12 @@ class OverloadTest(HubTestCase):
             self.assertEqual(got["expected"], pub["events_acked"] * READERS)
             self.assertEqual(got["lost"], 0, "events answered 202 are missing at readers")
             self.assertEqual(got["frames"], got["expected"])
+            # and by event: each subscriber got each event answered 202 exactly once, and
+            # none that was refused
+            v = report["verify"]
+            self.assertTrue(v["ok"])
+            self.assertEqual(v["verified"], READERS)
+            self.assertEqual((v["missing"], v["duplicates"], v["unacked"]), (0, 0, 0), v)
             self.assertEqual(m.get("herald_events_dropped_total", reason="overload"), 0)
             self.assertEqual(m.get("herald_sequence_lost_total"), 0)
             # the reader that stopped reading is cut, and it is the only one; its kernel
