@@ -42,6 +42,7 @@ struct option_spec {
 
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const onoff_choices[] = {"off", "on", NULL};
 
 #define F(field) offsetof(struct config, field)
 static const struct option_spec options[] = {
@@ -114,6 +115,9 @@ static const struct option_spec options[] = {
      "bytes taken for delivery and not yet written, instance-wide (every plane's mailbox and "
      "connections' queues, each frame counted once per connection), past which POST /publish "
      "answers 503 overloaded with Retry-After"},
+    {"io-uring", OPT_ENUM, F(io_uring), "on", 0, 0, onoff_choices,
+     "on: each delivery plane sends a loop turn's frames through io_uring, thousands per system "
+     "call (plain writes where the kernel or a seccomp filter refuses it); off: plain writes"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},

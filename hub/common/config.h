@@ -58,6 +58,7 @@ struct config {
     char **origins;               /* NULL: any origin; else NULL-terminated */
     int log_level;                /* enum log_level */
     int log_format;               /* enum log_format */
+    int io_uring;                 /* 0 off, 1 on */
 };
 
 enum config_result {

@@ -120,6 +120,11 @@ static double backlog_bytes(const struct metrics_context *ctx)
     return (double)ctx->backlog_bytes;
 }
 
+static double io_uring_planes(const struct metrics_context *ctx)
+{
+    return (double)ctx->io_uring_planes;
+}
+
 static double max_backlog_bytes(const struct metrics_context *ctx)
 {
     return (double)ctx->max_backlog_bytes;
@@ -322,6 +327,12 @@ static const struct metric table[] = {
      .help = "Frames queued past a connection's --send-queue-bytes because its socket kept up "
              "(the hub was behind, not the reader).",
      .counter = &metrics.queue_overruns},
+    {.name = "herald_delivery_io_uring_planes",
+     .type = GAUGE,
+     .help = "Delivery planes sending through io_uring (--io-uring; the others write with send()).",
+     .json = "io_uring_planes",
+     .form = JSON_INT,
+     .computed = io_uring_planes},
     {.name = "herald_delivery_planes",
      .type = GAUGE,
      .help = "Delivery threads.",

@@ -111,6 +111,7 @@ struct metrics_context {
     size_t mailbox_depth; /* summed over the planes */
     size_t backlog_bytes; /* summed over the planes: taken for delivery, not yet written */
     size_t max_backlog_bytes;
+    unsigned io_uring_planes; /* planes sending through io_uring */
     unsigned planes;
     int is_ready;
     int is_draining;

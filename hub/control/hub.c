@@ -55,6 +55,7 @@ static void hub_metrics_context(const struct hub *h, struct metrics_context *ctx
     for (unsigned i = 0; i < h->n_planes; i++) {
         ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
         ctx->backlog_bytes += plane_backlog_bytes(h->planes[i]);
+        ctx->io_uring_planes += plane_uses_io_uring(h->planes[i]);
         ctx->delivery[i] = plane_delivery_latency(h->planes[i]);
     }
     ctx->max_backlog_bytes = h->cfg->max_backlog_bytes;
@@ -484,9 +485,11 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
              "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
-             "threads), API on %s:%u, %s broker",
-             cfg->listen.host, cfg->listen.port, h->n_planes, cfg->api_listen.host,
-             cfg->api_listen.port, h->broker->ops->name);
+             "threads, %s), API on %s:%u, %s broker",
+             cfg->listen.host, cfg->listen.port, h->n_planes,
+             h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
+                                                              : "sending with send()",
+             cfg->api_listen.host, cfg->api_listen.port, h->broker->ops->name);
     return 0;
 fail:
     hub_stop(h);
