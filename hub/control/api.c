@@ -350,6 +350,14 @@ static void publish_body(struct api *api, struct http_request *rq)
 
 /* --- GET /history ------------------------------------------------------------------------- */
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 /* Query argument name of rq, percent-decoded into out (cap bytes). Returns 1 found, 0 absent,
  * -1 malformed or too long. */
 static int query_arg(const struct http_request *rq, const char *name, char *out, size_t cap)
@@ -369,11 +377,11 @@ static int query_arg(const struct http_request *rq, const char *name, char *out,
                 int c = (unsigned char)*v;
 
                 if (c == '%') {
-                    unsigned x;
+                    int hi = e - v >= 3 ? hex_digit(v[1]) : -1, lo = hi >= 0 ? hex_digit(v[2]) : -1;
 
-                    if (e - v < 3 || sscanf(v + 1, "%2x", &x) != 1)
+                    if (lo < 0)
                         return -1;
-                    c = (int)x;
+                    c = hi << 4 | lo;
                     v += 2;
                 } else if (c == '+') {
                     c = ' ';
