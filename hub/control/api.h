@@ -30,6 +30,9 @@ struct api_host {
     bool (*is_draining)(void *arg);
     bool (*is_ready)(void *arg);
     void (*metrics_context)(void *arg, struct metrics_context *ctx);
+    /* Optional: /ready's JSON body given the hub's readiness (malloc'd), or NULL for the
+     * plain one (the body with Redis shards: hub.c). */
+    char *(*ready_body)(void *arg, bool is_ready);
     void *arg;
 };
 

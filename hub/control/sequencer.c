@@ -563,13 +563,14 @@ void sequencer_request(struct sequencer *s, struct position_request *q)
         start_init(c);
 }
 
-void sequencer_resubscribed(struct sequencer *s)
+void sequencer_resubscribed(struct sequencer *s, unsigned shard)
 {
     struct chan *c, *tmp;
 
     HASH_ITER(hh, s->chans, c, tmp)
     {
-        if (!c->is_ready)
+        if (!c->is_ready || c->name[0] == '$' ||
+            broker_shard_of(s->broker, c->name, c->len) != shard)
             continue;
         if (c->is_reading)
             c->wants_check = true;
