@@ -103,6 +103,7 @@ struct broker_redis {
     int64_t mismatch_heard_ms;  /* monotonic: a hub with another --redis-url list was heard */
     int64_t mismatch_logged_ms; /* monotonic: when that was last logged */
     char mismatch_peer[128];    /* and of which hub */
+    bool resubscribe_pending;   /* the subscription is back: tell once the pub link can read */
 };
 
 struct pub_req {
@@ -255,6 +256,13 @@ static void link_set_state(struct link *l, enum link_state state, const char *wh
     } else {
         log_debug(l->r->tag, "%s link %s -> %s%s%s", l->name, state_names[old], state_names[state],
                   why ? ": " : "", why ? why : "");
+    }
+    if (state == LINK_UP && l->r->resubscribe_pending && l->r->sub.state == LINK_UP &&
+        l->r->pub.state == LINK_UP) {
+        /* after the pub link too, so that the sequencer's reads of what was missed can go */
+        l->r->resubscribe_pending = false;
+        if (l->r->base.resubscribed)
+            l->r->base.resubscribed(l->r->base.deliver_arg, l->r->index);
     }
     update_ready(l->r);
 }
@@ -469,12 +477,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         reply->element[2]->type == REDIS_REPLY_STRING) {
         on_payload(r, reply->element[2]->str, reply->element[2]->len);
     } else if (!strcmp(reply->element[0]->str, "subscribe")) {
-        bool again = l->was_ever_up;
-
+        r->resubscribe_pending |= l->was_ever_up; /* what was published meanwhile never came */
         r->hb_heard_ms = clock_mono_ms(); /* a fresh subscription gets a full heartbeat window */
         link_set_state(l, LINK_UP, NULL);
-        if (again && r->base.resubscribed) /* what was published meanwhile never came */
-            r->base.resubscribed(r->base.deliver_arg, r->index);
     }
 }
 

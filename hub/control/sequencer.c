@@ -376,6 +376,7 @@ static void start_check(struct chan *c)
     if (read_channel(c->s, ctx, BROKER_READ_POSITION, 0, 0) < 0) {
         ctx_free(ctx);
         c->is_reading = false;
+        c->wants_check = true; /* the broker cannot read now: the sweep tries again */
     }
 }
 
@@ -595,6 +596,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             chan_free(s, c);
             continue;
         }
+        if (c->wants_check && c->is_ready && !c->is_reading)
+            start_check(c);
         if (c->nwaiting && !c->is_reading) {
             if (now - c->waiting_since_ms >= WAIT_MAX_MS) {
                 for (size_t i = 0; i < c->nwaiting; i++)
