@@ -1,6 +1,7 @@
-/* shard.c -- the stable hash behind sharding (shard.h): FNV-1a 64, chosen for being fixed,
- * well known and tiny, not for resisting chosen names (a publisher who picks names that all
- * land on one shard only loads that shard, as it could by publishing to one channel). */
+/* shard.c -- the stable placement behind sharding (shard.h): FNV-1a 64 and jump consistent
+ * hashing, chosen for being fixed, well known and tiny, not for resisting chosen names (a publisher
+ * who picks names that all land on one shard only loads that shard, as it could by publishing to
+ * one channel). */
 #include "shard.h"
 
 #include "redis_url.h"
@@ -28,9 +29,19 @@ uint64_t shard_hash(const void *p, size_t len)
     return fnv1a(FNV_OFFSET, p, len);
 }
 
+/* Jump consistent hash, as published (its arithmetic, doubles included, is part of the
+ * placement: IEEE 754 division and multiplication round the same everywhere). */
 unsigned shard_of(const char *name, size_t len, unsigned n)
 {
-    return n <= 1 ? 0 : (unsigned)(shard_hash(name, len) % n);
+    uint64_t key = shard_hash(name, len);
+    int64_t b = -1, j = 0;
+
+    while (j < (int64_t)n) {
+        b = j;
+        key = key * UINT64_C(2862933555777941757) + 1;
+        j = (int64_t)((double)(b + 1) * ((double)(INT64_C(1) << 31) / (double)((key >> 33) + 1)));
+    }
+    return b < 0 ? 0 : (unsigned)b;
 }
 
 void shard_name(const struct redis_url *u, char out[SHARD_NAME_MAX])

@@ -1,6 +1,7 @@
 """test_redis_shards.py -- hubs given several --redis-url (Redis shards), on real redis-servers:
-each channel lives on the shard a stable hash gives it (FNV-1a 64 of its name, mod the number of
-shards: computed here as in hub/common/shard.c, and checked against where its keys are); events
+each channel lives on the shard a stable hash gives it (FNV-1a 64 of its name, placed by jump
+consistent hashing: computed here as in hub/common/shard.c, and checked against where its keys
+are); events
 of every shard reach every hub's subscribers with consecutive seq; a lost shard makes only its
 channels' publishes answer 503 while the others go on and the subscribers keep their
 connections; when it is back its channels recover (recovered:true when Redis kept their data, a
@@ -21,12 +22,17 @@ PASSWORD = "s3cret-shard-pw"  # shard 1 wants it: it must never show outside the
 
 
 def shard_of(channel, n=SHARDS):
-    """hub/common/shard.c: FNV-1a 64 of the channel name's bytes, mod n."""
-    h = 0xcbf29ce484222325
+    """hub/common/shard.c: FNV-1a 64 of the channel name's bytes, placed by jump consistent
+    hashing (Lamping and Veach) on one of n shards."""
+    key = 0xcbf29ce484222325
     for byte in channel.encode():
-        h ^= byte
-        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h % n
+        key = ((key ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    b, j = -1, 0
+    while j < n:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
 
 
 def channels_by_shard(prefix, per_shard, n=SHARDS):

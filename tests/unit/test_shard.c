@@ -1,7 +1,8 @@
 /* test_shard.c -- hub/common/shard.c: the stable hash that places channels on Redis shards.
  * Every hub of a cluster, of every version, must place a channel on the same shard, so the
  * values below are pinned: if one of these tests fails, channels would move between shards in
- * a running cluster. tests/integration/test_redis_shards.py computes the same hash in Python. */
+ * a running cluster. tests/integration/test_redis_shards.py and tests/bench/cluster compute the
+ * same placement in Python. */
 #include "common/redis_url.h"
 #include "common/shard.h"
 
@@ -30,9 +31,9 @@ static void channels_are_pinned_to_shards(void **state)
         const char *name;
         unsigned of2, of3, of7;
     } pinned[] = {
-        {"orders", 0, 1, 4}, {"metrics", 0, 0, 0},
-        {"demo", 0, 0, 4},   {"team.alpha:prices", 0, 0, 6},
-        {"a", 0, 1, 5},
+        {"orders", 0, 0, 6}, {"metrics", 0, 0, 6},
+        {"demo", 1, 2, 2},   {"team.alpha:prices", 1, 1, 3},
+        {"a", 1, 2, 2},
     };
 
     (void)state;
@@ -62,6 +63,31 @@ static void names_spread_evenly(void **state)
     for (int k = 0; k < 3; k++) {
         assert_true(count[k] > 900);
         assert_true(count[k] < 1100);
+    }
+}
+
+/* Jump consistent hashing: a shard appended to the list takes about 1/(n+1) of the channels,
+ * and every other channel stays where it was. */
+static void an_appended_shard_moves_few(void **state)
+{
+    char name[32];
+
+    (void)state;
+    for (unsigned n = 1; n < 8; n++) {
+        unsigned moved = 0;
+
+        for (int i = 0; i < 4000; i++) {
+            int len = snprintf(name, sizeof(name), "chan-%d", i);
+            unsigned before = shard_of(name, (size_t)len, n),
+                     after = shard_of(name, (size_t)len, n + 1);
+
+            if (after != before) {
+                assert_int_equal(after, n); /* only ever to the new shard */
+                moved++;
+            }
+        }
+        assert_true(moved > 4000 / (n + 1) * 8 / 10);
+        assert_true(moved < 4000 / (n + 1) * 12 / 10);
     }
 }
 
@@ -99,8 +125,11 @@ static void digest_sees_order(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(hash_is_fnv1a_64),    cmocka_unit_test(channels_are_pinned_to_shards),
-        cmocka_unit_test(names_spread_evenly), cmocka_unit_test(names_leave_out_credentials),
+        cmocka_unit_test(hash_is_fnv1a_64),
+        cmocka_unit_test(channels_are_pinned_to_shards),
+        cmocka_unit_test(names_spread_evenly),
+        cmocka_unit_test(an_appended_shard_moves_few),
+        cmocka_unit_test(names_leave_out_credentials),
         cmocka_unit_test(digest_sees_order),
     };
 
