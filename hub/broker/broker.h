@@ -22,9 +22,11 @@ struct pubrate;
  * broker's one order; within a channel, seq only grows (holes are the sequencer's to mend). */
 typedef void broker_deliver_fn(struct message *msg, void *arg);
 
-/* A publish finished. err is NULL when the broker took every event (answer 202), else a static
- * string saying why not (answer 503). duplicate, when not NULL, is the answer remembered for
- * the publish's idempotency key: nothing was published this time (answer 202 with it). Fires
+/* A publish finished. err is NULL when the broker took every event (answer 202), else a string
+ * saying why not (answer 503), valid for the call. duplicate, when not NULL, is the answer
+ * remembered for the publish's idempotency key: nothing was published this time (answer 202
+ * with it) -- or, for a batch over Redis shards retried after a partial publish, the ids the
+ * events went out with, the parts not taken before published now (broker/sharded.c). Fires
  * exactly once per accepted publish() call, on the control thread, never inside publish(). */
 typedef void broker_done_fn(const char *err, const char *duplicate, void *arg);
 
