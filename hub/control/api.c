@@ -493,8 +493,15 @@ static void on_history_head(struct api *api, struct http_request *rq)
 static void on_ready(struct api *api, struct http_request *rq)
 {
     const struct api_host *h = &api->host;
+    bool ready = h->is_ready(h->arg);
+    char *body = h->ready_body ? h->ready_body(h->arg, ready) : NULL;
 
-    if (h->is_ready(h->arg))
+    if (body) { /* with Redis shards: each shard's state too */
+        respond_json(rq, ready ? 200 : 503, NULL, body);
+        free(body);
+        return;
+    }
+    if (ready)
         respond_json(rq, 200, NULL, "{\"status\":\"ready\"}");
     else
         http_respond_error(rq, 503, "unavailable",

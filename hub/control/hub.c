@@ -24,6 +24,7 @@
 #include "common/overflow.h"
 #include "common/position.h"
 #include "common/registry.h"
+#include "common/shard.h"
 #include "common/xalloc.h"
 #include "delivery/admission.h"
 #include "delivery/plane.h"
@@ -33,6 +34,7 @@
 #include "sequencer.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -61,6 +63,8 @@ static void hub_metrics_context(const struct hub *h, struct metrics_context *ctx
     ctx->max_backlog_bytes = h->cfg->max_backlog_bytes;
     ctx->is_ready = hub_is_ready(h);
     ctx->is_draining = h->is_draining;
+    ctx->redis_shards = h->cfg->redis_shards;
+    ctx->shard_names = h->cfg->redis_shard_names;
 }
 
 /* Overload: bytes taken for delivery and not yet written, over every plane, past
@@ -197,11 +201,11 @@ static void on_sequenced(struct message *msg, void *arg)
     post_all(arg, msg);
 }
 
-static void on_resubscribed(void *arg)
+static void on_resubscribed(void *arg, unsigned shard)
 {
     struct hub *h = arg;
 
-    sequencer_resubscribed(h->seq);
+    sequencer_resubscribed(h->seq, shard);
 }
 
 /* The sequencer's answer to a plane's subscribe. */
@@ -360,6 +364,45 @@ static void api_metrics_context(void *arg, struct metrics_context *ctx)
     hub_metrics_context(arg, ctx);
 }
 
+/* /ready's body with Redis shards: the hub's word and each shard's (hub/DESIGN.md, "Redis
+ * shards": ready while one shard is up and every hub was given the same list). */
+static char *api_ready_body(void *arg, bool is_ready)
+{
+    struct hub *h = arg;
+    struct broker_shard shards[SHARD_MAX];
+    size_t n = h->broker && h->broker->ops->shards
+                   ? h->broker->ops->shards(h->broker, shards, SHARD_MAX)
+                   : 0;
+    const char *why = NULL;
+    json_t *list, *o;
+    bool all = true;
+    char *s;
+
+    if (!n)
+        return NULL;
+    list = json_array();
+    for (size_t i = 0; i < n && i < SHARD_MAX; i++) {
+        json_array_append_new(
+            list, json_pack("{s:s,s:b}", "url", shards[i].name, "ready", shards[i].is_ready));
+        all &= shards[i].is_ready;
+    }
+    if (is_ready) {
+        o = json_pack("{s:s,s:o}", "status", all ? "ready" : "degraded", "shards", list);
+    } else {
+        if (h->is_draining)
+            why = "the hub is shutting down";
+        else if (h->broker->ops->not_ready_reason)
+            why = h->broker->ops->not_ready_reason(h->broker);
+        o = json_pack("{s:s,s:s,s:o}", "error", "unavailable", "message",
+                      why ? why : "the broker is not connected", "shards", list);
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        xalloc_fail(0);
+    return s;
+}
+
 void hub_drain(struct hub *h)
 {
     struct timeval tv = {.tv_sec = (time_t)h->cfg->drain_seconds + 1};
@@ -385,7 +428,11 @@ static int start_broker(struct hub *h, uint64_t seed, char *err, size_t errlen)
         .memory = 4u << 20, /* the hub's own $ channels: small */
     };
 
-    if (cfg->redis_url) {
+    if (cfg->redis_shards > 1) {
+        h->broker = broker_sharded_new(h->base, cfg, on_broker_deliver, h, err, errlen);
+        if (!h->broker)
+            return -1;
+    } else if (cfg->redis_url) {
         h->broker = broker_redis_new(h->base, cfg, on_broker_deliver, h, err, errlen);
         if (!h->broker)
             return -1;
@@ -443,6 +490,7 @@ static int start_api(struct hub *h, char *err, size_t errlen)
         .is_ready = api_is_ready,
         .is_overloaded = api_is_overloaded,
         .metrics_context = api_metrics_context,
+        .ready_body = api_ready_body,
         .arg = h,
     };
 
