@@ -505,8 +505,11 @@ export class Nginx {
     if (!this.apiPort) this.apiPort = await freePort();
     const d = this.dir = mkdtempSync(join(logDir, 'nginx-'));
     writeFileSync(join(d, 'herald.conf'), this.site());
+    /* run as root, nginx's workers would be `nobody`, who cannot write request bodies of
+     * over 16 KiB to client_body_temp_path in this test's private directory (a 500) */
+    const user = process.getuid && process.getuid() === 0 ? 'user root;\n' : '';
     writeFileSync(join(d, 'nginx.conf'), `daemon off;
-worker_processes 1;
+${user}worker_processes 1;
 pid ${d}/nginx.pid;
 error_log ${d}/error.log info;
 events { worker_connections 1024; }
