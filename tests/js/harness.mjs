@@ -48,15 +48,20 @@ export const NGINX_CONF = process.env.HERALD_NGINX_CONF || join(REPO, 'systemd',
 const logDir = mkdtempSync(join(tmpdir(), 'herald-js-'));
 const children = new Set(); /* every process started here: killed at exit if still running */
 process.on('exit', () => {
-  for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ }
+  for (const c of children) {
+    /* nginx's workers outlive a killed master: they go first, while /proc still lists them */
+    if (c.killChildren) for (const pid of childPids(c.pid)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    try { c.kill('SIGKILL'); } catch { /* gone */ }
+  }
   if (process.env.HERALD_KEEP_LOGS) console.error(`[harness] logs in ${logDir}`);
   else rmSync(logDir, { recursive: true, force: true });
 });
 
-/** Starts a child process that is killed when this process exits; proc.exited resolves
- *  with {code, signal}. */
-function spawnTracked(cmd, args, options) {
+/** Starts a child process that is killed when this process exits (with its own children
+ *  when killChildren); proc.exited resolves with {code, signal}. */
+function spawnTracked(cmd, args, options, { killChildren = false } = {}) {
   const proc = spawn(cmd, args, options);
+  proc.killChildren = killChildren;
   children.add(proc);
   proc.exited = new Promise((res) => proc.once('exit', (code, signal) => {
     children.delete(proc);
@@ -524,7 +529,7 @@ http {
 }
 `);
     const proc = this.proc = spawnTracked(NGINX, ['-p', `${d}/`, '-c', join(d, 'nginx.conf'), '-e', this.errorLogPath],
-      { stdio: 'ignore' });
+      { stdio: 'ignore' }, { killChildren: true });
     await waitFor(async () => {
       if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}: ${tail(this.errorLogPath)}`);
       return (await canConnect(this.port)) && canConnect(this.apiPort);
