@@ -43,8 +43,13 @@ struct chan {
     char epoch[MESSAGE_EPOCH_MAX + 1];
     uint64_t last; /* the last seq handed on in order */
     bool is_ready;
-    bool is_reading;      /* a position read, repair or check is out */
-    bool wants_check;     /* a resubscribe came while reading: check when the read is done */
+    bool is_reading;  /* a position read, repair or check is out */
+    bool wants_check; /* a resubscribe came while reading: check when the read is done */
+    /* a hole history could not be asked about yet (the broker cannot read now): events wait
+     * (is_reading stays set) and the read is tried again, until WAIT_MAX_MS makes it a gap */
+    bool repair_waits;
+    uint64_t repair_from, repair_to;
+    int64_t repair_since_ms;
     struct message **buf; /* waiting while reading, in arrival order */
     size_t nbuf, capbuf;
     struct position_request **waiting; /* requests that came before the first position */
@@ -343,23 +348,59 @@ static void start_init(struct chan *c)
     }
 }
 
-/* Reads the missing from..to of c back from history. */
-static void start_repair(struct chan *c, uint64_t from, uint64_t to)
+static void try_repair(struct chan *c);
+
+/* The repair cannot be read now: the events behind the hole wait, and the sweep (or the next
+ * resubscribe) tries again; past WAIT_MAX_MS the hole is given up as a gap. A hole is a gap
+ * only when history does not hold the events, never because history could not be asked. */
+static void repair_wait(struct chan *c)
+{
+    int64_t now = clock_mono_ms();
+
+    c->is_reading = true;
+    if (!c->repair_waits) {
+        c->repair_waits = true;
+        c->repair_since_ms = now;
+        log_info("seq",
+                 "%s: events %" PRIu64 "..%" PRIu64 " cannot be read from history now: "
+                 "later events wait, retrying",
+                 c->name, c->repair_from, c->repair_to);
+        return;
+    }
+    if (now - c->repair_since_ms < WAIT_MAX_MS)
+        return;
+    c->repair_waits = false;
+    c->is_reading = false;
+    log_warn("seq", "%s: history could not be read for %d s", c->name, WAIT_MAX_MS / 1000);
+    post_gap(c, c->repair_from, c->repair_to);
+    c->last = c->repair_to;
+}
+
+static void try_repair(struct chan *c)
 {
     struct read_ctx *ctx = ctx_new(c->s, READ_REPAIR, c->name, c->len);
 
+    ctx->from = c->repair_from;
+    ctx->to = c->repair_to;
+    c->is_reading = true;
+    if (read_channel(c->s, ctx, BROKER_READ_SINCE, ctx->from - 1,
+                     (size_t)(ctx->to - ctx->from + 1)) < 0) {
+        ctx_free(ctx);
+        repair_wait(c);
+        return;
+    }
+    c->repair_waits = false;
+}
+
+/* Reads the missing from..to of c back from history. */
+static void start_repair(struct chan *c, uint64_t from, uint64_t to)
+{
     metrics_add(&metrics.seq_holes, 1);
     log_info("seq", "%s: events %" PRIu64 "..%" PRIu64 " missed: reading them from history",
              c->name, from, to);
-    ctx->from = from;
-    ctx->to = to;
-    c->is_reading = true;
-    if (read_channel(c->s, ctx, BROKER_READ_SINCE, from - 1, (size_t)(to - from + 1)) < 0) {
-        ctx_free(ctx);
-        c->is_reading = false;
-        post_gap(c, from, to);
-        c->last = to;
-    }
+    c->repair_from = from;
+    c->repair_to = to;
+    try_repair(c);
 }
 
 static void start_check(struct chan *c)
@@ -406,7 +447,13 @@ static void repair_read(struct chan *c, struct read_ctx *ctx, const char *err,
     uint64_t want = ctx->from;
 
     c->is_reading = false;
-    if (!err && !strcmp(r->epoch, c->epoch)) {
+    if (err) { /* history could not be asked: not a gap yet */
+        c->repair_from = ctx->from;
+        c->repair_to = ctx->to;
+        repair_wait(c);
+        return;
+    }
+    if (!strcmp(r->epoch, c->epoch)) {
         for (size_t i = 0; i < r->n; i++) {
             struct message *m = r->msgs[i];
 
@@ -516,9 +563,7 @@ static void process(struct chan *c, struct message *msg, bool at_front)
         return; /* already handed on (a repair read it back first) */
     if (msg->seq > c->last + 1) {
         buffer(c, msg, true);
-        start_repair(c, c->last + 1, msg->seq - 1);
-        if (!c->is_reading) /* the repair gave up at once (a gap): go on */
-            drain(c);
+        start_repair(c, c->last + 1, msg->seq - 1); /* reading, or waiting to read */
         return;
     }
     c->last = msg->seq;
@@ -568,6 +613,8 @@ void sequencer_resubscribed(struct sequencer *s, unsigned shard)
         if (!c->is_ready || c->name[0] == '$' ||
             broker_shard_of(s->broker, c->name, c->len) != shard)
             continue;
+        if (c->repair_waits)
+            try_repair(c); /* the broker can likely read again */
         if (c->is_reading)
             c->wants_check = true;
         else
@@ -590,6 +637,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         if (!c->is_reading && !c->nwaiting && !registry_planes(c->name, c->len)) {
             chan_free(s, c);
             continue;
+        }
+        if (c->repair_waits) {
+            try_repair(c);
+            if (!c->is_reading) /* given up as a gap: what waited goes on */
+                drain(c);
         }
         if (c->wants_check && c->is_ready && !c->is_reading)
             start_check(c);

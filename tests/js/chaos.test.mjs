@@ -48,7 +48,7 @@
 // two hubs, directly) are subscribed and publishers publish: every client gets, for every
 // channel, one reset (`subscribed` with a new epoch, seq 0, recovered:false) and then the new
 // numbering from 1, each seq once with history's id, or declared; never a silent jump back or
-// loss. Two todo subtests hold what the hub does not do yet (BUG_FALSE_GAP, BUG_CHECK_SKIPPED
+// loss. Two subtests hold what the hub once got wrong (a false gap, a skipped check
 // below): no gap at all, since history holds everything; and a channel that gets no event
 // after the restart reset at every client too.
 //
@@ -83,16 +83,14 @@ const PUBLISH_OPTIONS = {
   maxAttempts: 100, deadlineMs: 30000, timeoutMs: 8000,
 };
 
-/* Hub bugs these tests meet: control/sequencer.c takes a history read that could not be made
- * or answered (the pub link not up yet, its scripts not loaded, the link lost) for "history no
- * longer holds them". The second test's todo subtests assert what should be; in the first
- * test such a gap is a declared range during a fault, printed with whether history holds it. */
-const BUG_FALSE_GAP = 'hub bug: a hole found while the hub\'s Redis pub link is not up yet (its sub link ' +
-  'came back first) is announced as a gap at once, though history holds the events ' +
-  '(start_repair: read_channel() < 0 -> post_gap; repair_read on an error likewise)';
-const BUG_CHECK_SKIPPED = 'hub bug: the position check after a resubscribe is skipped, and never retried, ' +
-  'when the pub link is not up at that moment (start_check: read_channel() < 0), so a channel that ' +
-  'gets no new event is not reset (nor are its missed events delivered) at that hub\'s clients';
+/* Two hub bugs these tests found, fixed in control/sequencer.c and broker/: a history read that
+ * could not be made or answered (the pub link not up yet after an outage, its scripts not
+ * loaded, the link lost) was taken for "history no longer holds them" (a false gap), and the
+ * position check after a resubscribe was skipped, never retried, when the pub link was not up
+ * at that moment. The second test asserts both; in the first a gap is a declared range during
+ * a fault, printed with whether history holds it. */
+const BUG_FALSE_GAP = 'a gap declared though history holds the events (a hole found while the ' +
+  'hub\'s pub link was not up yet)';
 
 const now = () => performance.now();
 const skip = !executable(NGINX) ? `${NGINX} is absent (apt-get install nginx-light)` :
@@ -740,9 +738,9 @@ test('Redis restarted without its keys: every client gets a reset, then the new 
         `delivered to ${clients.length} clients; declared ranges ${falseGaps.length}; clients not told of the ` +
         `quiet channel's reset ${quietNotReset.length} of ${clients.length}; whole test ${((now() - t0) / 1000).toFixed(1)} s`);
       assert.deepEqual(failures.slice(0, 40), [], `${failures.length} failures`);
-      await t.test('no gap is declared: history holds every event of both numberings', { todo: BUG_FALSE_GAP },
+      await t.test('no gap is declared: history holds every event of both numberings',
         () => assert.deepEqual(falseGaps, []));
-      await t.test('a channel without events after the restart is reset at every client too', { todo: BUG_CHECK_SKIPPED },
+      await t.test('a channel without events after the restart is reset at every client too',
         () => assert.deepEqual(quietNotReset, []));
     } catch (err) {
       console.error(hubs.map((h) => `--- ${h.options['instance-id']} ---\n${h.log()}`).join('\n'));
