@@ -46,6 +46,7 @@ static int parse_entry(const char *s, size_t len, struct cursor_pos *out)
         return -1;
     memcpy(out->epoch, s, elen);
     out->epoch[elen] = '\0';
+    out->epoch_len = (uint8_t)elen;
     out->seq = seq;
     return 0;
 }
@@ -94,7 +95,7 @@ size_t cursor_digits(uint64_t seq)
 
 size_t cursor_entry_len(const struct cursor_pos *pos)
 {
-    return pos->epoch[0] ? strlen(pos->epoch) + 1 + cursor_digits(pos->seq) : 0;
+    return pos->epoch_len ? pos->epoch_len + 1u + cursor_digits(pos->seq) : 0;
 }
 
 size_t cursor_write(const struct cursor_pos *v, size_t n, char *out)
@@ -104,12 +105,12 @@ size_t cursor_write(const struct cursor_pos *v, size_t n, char *out)
     for (size_t i = 0; i < n; i++) {
         if (i)
             *p++ = ',';
-        if (v[i].epoch[0]) {
-            size_t elen = strlen(v[i].epoch), d = cursor_digits(v[i].seq);
+        if (v[i].epoch_len) {
+            size_t d = cursor_digits(v[i].seq);
             uint64_t seq = v[i].seq;
 
-            memcpy(p, v[i].epoch, elen);
-            p += elen;
+            memcpy(p, v[i].epoch, v[i].epoch_len);
+            p += v[i].epoch_len;
             *p++ = ':';
             for (size_t k = d; k-- > 0; seq /= 10)
                 p[k] = (char)('0' + seq % 10);

@@ -16,9 +16,10 @@
 /* The longest entry: an epoch, ':', a seq of up to 19 digits (at most INT64_MAX). */
 #define CURSOR_ENTRY_MAX (MESSAGE_EPOCH_MAX + 1 + 19)
 
-/* One channel's position; epoch "" is no position. */
+/* One channel's position; epoch_len 0 (epoch "") is no position. */
 struct cursor_pos {
-    char epoch[MESSAGE_EPOCH_MAX + 1];
+    char epoch[MESSAGE_EPOCH_MAX + 1]; /* NUL-terminated */
+    uint8_t epoch_len;                 /* strlen(epoch), kept: written once per event */
     uint64_t seq;
 };
 

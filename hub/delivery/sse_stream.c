@@ -170,9 +170,14 @@ static void reply_name(const struct message *m, struct name *nm)
  * subscribed reply). */
 static bool position_of(const struct message *m, struct cursor_pos *pos)
 {
+    size_t elen;
+
     if (!m->channel_len || !m->epoch[0])
         return false;
-    snprintf(pos->epoch, sizeof(pos->epoch), "%s", m->epoch);
+    elen = strnlen(m->epoch, sizeof(pos->epoch) - 1);
+    memcpy(pos->epoch, m->epoch, elen);
+    pos->epoch[elen] = '\0';
+    pos->epoch_len = (uint8_t)elen;
     pos->seq = m->seq;
     return true;
 }

@@ -23,7 +23,7 @@ static int parse(const char *text, struct cursor_pos *out, size_t n)
 
 static void writes_and_reads_back(void **state)
 {
-    struct cursor_pos v[3] = {{"k3J9a0b1", 17}, {"", 0}, {"Ab2", 0}}, back[3];
+    struct cursor_pos v[3] = {{"k3J9a0b1", 8, 17}, {"", 0, 0}, {"Ab2", 3, 0}}, back[3];
     char out[3 * (CURSOR_ENTRY_MAX + 1)];
     size_t len = cursor_write(v, 3, out);
 
@@ -35,13 +35,14 @@ static void writes_and_reads_back(void **state)
     assert_int_equal(parse(out, back, 3), 0);
     for (int i = 0; i < 3; i++) {
         assert_string_equal(back[i].epoch, v[i].epoch);
+        assert_int_equal(back[i].epoch_len, v[i].epoch_len);
         assert_true(back[i].seq == v[i].seq);
     }
 }
 
 static void the_longest_entry_fits(void **state)
 {
-    struct cursor_pos v = {"abcdefghijklmnopqrstuvwx", INT64_MAX}, back;
+    struct cursor_pos v = {"abcdefghijklmnopqrstuvwx", 24, INT64_MAX}, back;
     char out[CURSOR_ENTRY_MAX + 1];
     size_t len = cursor_write(&v, 1, out);
 
