@@ -175,10 +175,7 @@ int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi)
         log_info("sse", "%s: %s: refused", c->adm.ip, c->adm.why);
         if (c->adm.close_why == CLOSE_ORIGIN)
             return refuse(c, wsi, 403, "forbidden", "origin not allowed", REFUSE_ORIGIN);
-        return refuse(c, wsi, 401, "unauthorized",
-                      "a valid token is needed (token= or "
-                      "Authorization: Bearer)",
-                      REFUSE_AUTH);
+        return refuse(c, wsi, 401, "unauthorized", "a valid token is needed", REFUSE_AUTH);
     }
     x = parse_query(p, wsi, &last, err, sizeof(err));
     if (!x)

@@ -249,6 +249,30 @@ class StreamTest(HubTestCase):
         self.assertIn(b"content-type: text/event-stream", data)
 
 
+    def test_bytes_after_the_request_end_only_that_stream(self):
+        """A client sends nothing after GET /sse; one that does (a pipelined request, or
+        garbage) loses its stream, the hub goes on and gives its slot back."""
+        import socket
+        ch = unique_channel("sse-extra")
+        sse, _ = open_stream(self.hub, [ch])
+        with sse:
+            for extra in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff junk\r\n\r\n" * 50):
+                with socket.create_connection(("127.0.0.1", self.hub.port), timeout=T(5)) as s:
+                    s.sendall(f"GET /sse?channels={ch} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    time.sleep(0.2)
+                    s.sendall(extra)
+                    s.settimeout(1)
+                    try:
+                        while s.recv(65536):
+                            pass  # what lws answers to the extra bytes, until it closes
+                    except socket.timeout:
+                        pass  # lws keeps a connection it served a page on
+            publish_ok(self.hub, ch, "on")
+            self.assertEqual(events_of(sse, 1)[0].json["data"], "on")
+            wait_until(lambda: metrics(self.hub).get("herald_connections") == 1, T(5),
+                       "only the well-behaved stream left")
+
+
 class HeartbeatTest(HubTestCase):
     hub_options = {"heartbeat": 1}
 
@@ -296,6 +320,19 @@ class AdmissionTest(HubTestCase):
                 self.assertEqual(sub.id, f",{sub.json['epoch']}:{sub.json['seq']}")
             m = metrics(hub)
             self.assertEqual(m.get("herald_connections_refused_total", reason="auth"), 2)
+
+    def test_a_token_that_expires_ends_the_stream(self):
+        ch = unique_channel("sse-exp")
+        with Hub(jwt_secret_file=SECRET_FILE) as hub:
+            token = mint(SECRET_FILE, [ch], ttl=2)
+            sse, _ = open_stream(hub, [ch], token=token)
+            with sse:
+                sse.read_until_end(T(6))
+                self.assertIn("close 1008 token expired", sse.comments)
+            # its EventSource would come back with the same token: refused, and it stops
+            with self.assertRaises(SSERefused) as cm:
+                SSE.connect(hub, path([ch], token=token))
+            self.assertEqual(cm.exception.status, 401)
 
     def test_a_foreign_origin_is_403_an_allowed_one_streams(self):
         ch = unique_channel("sse-origin")
