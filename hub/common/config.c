@@ -50,7 +50,7 @@ static const char *const onoff_choices[] = {"off", "on", NULL};
 #define F(field) offsetof(struct config, field)
 static const struct option_spec options[] = {
     {"listen", OPT_ADDR, F(listen), "0.0.0.0:8080", 0, 0, NULL,
-     "HOST:PORT of the WebSocket endpoint /ws and the dashboard"},
+     "HOST:PORT of the WebSocket endpoint /ws, server-sent events /sse and the dashboard"},
     {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
      "HOST:PORT of the HTTP API (publish, health, ready, stats, metrics)"},
     {"api-max-connections", OPT_UINT, F(api_max_connections), "1024", 1, 1000000, NULL,

@@ -37,9 +37,9 @@ struct message {
     uint8_t header_len; /* bytes of WebSocket header in front of the JSON */
     uint16_t channel_len;
     uint32_t json_off;                     /* where the JSON starts in buf */
-    char channel[MESSAGE_CHANNEL_MAX + 1]; /* NUL-terminated; "" for a reply to one client */
-    char epoch[MESSAGE_EPOCH_MAX + 1];     /* events, gaps and resets */
-    uint64_t seq;                          /* an event's; a gap's last; 0 for a reset */
+    char channel[MESSAGE_CHANNEL_MAX + 1]; /* NUL-terminated; "" for most replies */
+    char epoch[MESSAGE_EPOCH_MAX + 1];     /* events, gaps, resets, subscribed replies */
+    uint64_t seq;                          /* event's; gap's last; 0: reset; subscribed's */
     uint64_t seq_from;                     /* a gap's first */
     int64_t ts_ms;                         /* publish time; 0 for replies */
     char id[32];                           /* event id; "" for replies */

@@ -43,8 +43,8 @@ static const char *const close_names[CLOSE_REASONS] = {
     "normal", "slow_consumer", "rate_limit", "bad_frame", "drain", "timeout", "auth", "origin"};
 static const char *const api_refuse_names[API_REFUSE_REASONS] = {"capacity", "timeout",
                                                                  "bad_request"};
-static const char *const refuse_names[REFUSE_REASONS] = {"capacity", "per_ip", "draining", "path",
-                                                         "bad_request"};
+static const char *const refuse_names[REFUSE_REASONS] = {
+    "capacity", "per_ip", "draining", "path", "bad_request", "auth", "origin"};
 
 struct buf {
     char *p;
@@ -193,17 +193,23 @@ static const struct metric table[] = {
      .computed = draining},
     {.name = "herald_connections",
      .type = GAUGE,
-     .help = "WebSocket connections open now.",
+     .help = "Client connections open now (WebSocket and SSE).",
      .json = "connections",
      .form = JSON_INT,
      .gauge = &metrics.connections},
+    {.name = "herald_sse_connections",
+     .type = GAUGE,
+     .help = "SSE streams (GET /sse) open now, also counted in herald_connections.",
+     .json = "sse_connections",
+     .form = JSON_INT,
+     .gauge = &metrics.sse_connections},
     {.name = "herald_connections_accepted_total",
      .type = COUNTER,
-     .help = "WebSocket connections accepted.",
+     .help = "Client connections accepted (WebSocket and SSE).",
      .counter = &metrics.connections_accepted},
     {.name = "herald_connections_refused_total",
      .type = COUNTER,
-     .help = "Upgrades refused before a session, by reason.",
+     .help = "Upgrades and SSE requests refused before a session, by reason.",
      REASONS(metrics.refused, refuse_names)},
     {.name = "herald_disconnects_total",
      .type = COUNTER,

@@ -32,8 +32,10 @@ enum refuse_reason {
     REFUSE_CAPACITY,    /* --max-connections: HTTP 503 */
     REFUSE_PER_IP,      /* --max-connections-per-ip: HTTP 429 */
     REFUSE_DRAINING,    /* shutting down */
-    REFUSE_PATH,        /* an upgrade on another path than /ws */
-    REFUSE_BAD_REQUEST, /* a header too long to judge */
+    REFUSE_PATH,        /* an upgrade on another path than /ws (a request under /sse but /sse) */
+    REFUSE_BAD_REQUEST, /* a header too long to judge; a bad SSE query or Last-Event-ID */
+    REFUSE_AUTH,        /* SSE: no or bad token (HTTP 401; /ws closes 1008 instead) */
+    REFUSE_ORIGIN,      /* SSE: Origin not allowed (HTTP 403; /ws closes 1008 instead) */
     REFUSE_REASONS
 };
 
@@ -57,8 +59,9 @@ struct metrics_redis {
 };
 
 struct metrics {
-    atomic_llong connections;   /* gauge */
-    atomic_llong subscriptions; /* gauge */
+    atomic_llong connections;     /* gauge: WebSocket and SSE */
+    atomic_llong sse_connections; /* gauge: of which SSE */
+    atomic_llong subscriptions;   /* gauge */
     atomic_ullong connections_accepted;
     atomic_ullong events_published; /* taken by the broker from the API */
     atomic_ullong events_received;  /* handed to the delivery planes */

@@ -532,7 +532,7 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     event_add(h->ev_systemd, &quarter);
     on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
-             "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
+             "herald " HERALD_VERSION ": /ws, /sse and the dashboard on %s:%u (%u delivery "
              "threads, %s), API on %s:%u, %s broker",
              cfg->listen.host, cfg->listen.port, h->n_planes,
              h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"

@@ -176,8 +176,11 @@ void admission_decide(const struct config *cfg, struct admission_gate *gate, con
     snprintf(a->ip_key, sizeof(a->ip_key), "%s", rq->peer);
 
     if (rq->path.state != HDR_PRESENT || strcmp(rq->path.value, want) != 0) {
-        snprintf(a->why, sizeof(a->why), "an upgrade on another path than %s", want);
-        refuse_http(a, 404, "not_found", "WebSockets are served on /ws", REFUSE_PATH);
+        snprintf(a->why, sizeof(a->why), "a request on another path than %s", want);
+        refuse_http(a, 404, "not_found",
+                    strcmp(want, "/sse") ? "WebSockets are served on /ws"
+                                         : "server-sent events are served on /sse",
+                    REFUSE_PATH);
         return;
     }
     if (rq->is_draining) {

@@ -1,4 +1,4 @@
-/* admission.h -- who may open a client connection (/ws now, /sse later): the path, draining,
+/* admission.h -- who may open a client connection (/ws or /sse): the path, draining,
  * the instance's connection cap, the per-address cap, the Origin and the token, decided as
  * plain policy over the request's strings. No lws here: conn.c reads the headers and hands
  * them over, saying for each whether it was absent or too long for its buffer (too long is a
@@ -72,7 +72,7 @@ struct admission {
     bool holds_slot, holds_ip_slot;
 };
 
-/* Decides on rq under cfg, for a connection served on path `want` ("/ws"). Takes the
+/* Decides on rq under cfg, for a connection served on path `want` ("/ws" or "/sse"). Takes the
  * connection's slots in gate atomically (so racing upgrades on two planes cannot both pass
  * the last one); every verdict, refusals included, must be followed by admission_release()
  * once the connection ends. out is overwritten. */

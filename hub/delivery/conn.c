@@ -3,7 +3,9 @@
  * handed to admission.c as strings; an admitted connection gets a session (session.c) that
  * holds its queue, subscriptions and liveness; client frames are parsed by protocol.c; frames
  * leave through writer.c. A connection is {wsi, session} plus what the handshake decided
- * (struct conn, lws's per-session data). */
+ * (struct conn, lws's per-session data). An SSE stream (GET /sse, an HTTP request that lws
+ * hands this protocol through a callback mount) is a connection too, with the parts that
+ * differ in sse.c: it is opened, joined, swept, drained and closed here like a WebSocket. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
@@ -14,7 +16,9 @@
 #include "common/metrics.h"
 #include "common/position.h"
 #include "common/xalloc.h"
+#include "cursor.h"
 #include "protocol.h"
+#include "sse_stream.h"
 #include "subscription.h"
 
 #include <arpa/inet.h>
@@ -87,7 +91,7 @@ static struct hdr read_header(struct lws *wsi, enum lws_token_indexes h, char *b
 /* The value of query argument `name=` (lws splits the query at '&' and decodes it). A buffer
  * the size of the whole query holds any one argument, so an argument is never cut short:
  * longer than cap is reported as too long. */
-static struct hdr read_query_arg(struct lws *wsi, const char *name, char *buf, size_t cap)
+struct hdr conn_query_arg(struct lws *wsi, const char *name, char *buf, size_t cap)
 {
     struct hdr out = {HDR_ABSENT, NULL};
     int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
@@ -134,31 +138,29 @@ static void peer_address(struct lws *wsi, char out[NETADDR_STRLEN])
         snprintf(out, NETADDR_STRLEN, "%s", raw);
 }
 
-/* Answers the upgrade request with an HTTP error and refuses it (the caller returns 1). */
-static int refuse_http(struct lws *wsi, const struct admission *a)
+int conn_http_error(struct lws *wsi, unsigned status, const char *code, const char *text)
 {
-    unsigned char buf[LWS_PRE + 512];
+    unsigned char buf[LWS_PRE + 512], body[LWS_PRE + 256];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
-    char body[200];
-    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", a->code, a->text);
+    int n = snprintf((char *)body + LWS_PRE, sizeof(body) - LWS_PRE,
+                     "{\"error\":\"%s\",\"message\":\"%s\"}", code, text);
 
-    metrics_add(&metrics.refused[a->refuse_why], 1);
-    if (lws_add_http_header_status(wsi, a->status, &p, end) ||
+    if (n < 0 || (size_t)n >= sizeof(body) - LWS_PRE)
+        return -1;
+    if (lws_add_http_header_status(wsi, status, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"content-type:",
                                     (const unsigned char *)"application/json", 16, &p, end) ||
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"retry-after:", (const unsigned char *)"5", 1, &p, end) ||
         lws_add_http_header_content_length(wsi, (lws_filepos_t)n, &p, end) ||
         lws_finalize_http_header(wsi, &p, end))
-        return 1;
+        return -1;
     if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
-        return 1;
-    lws_write(wsi, (unsigned char *)body, (size_t)n, LWS_WRITE_HTTP_FINAL);
-    return 1;
+        return -1;
+    return lws_write(wsi, body + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
 }
 
-/* The upgrade request, before the 101 (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION). */
-static int on_filter(struct plane *p, struct conn *c, struct lws *wsi)
+void conn_admit(struct plane *p, struct conn *c, struct lws *wsi, const char *want)
 {
     char path[256], origin[256], xff[1024], auth[JWT_MAX_BYTES + 16], token[JWT_MAX_BYTES + 1];
     char peer[NETADDR_STRLEN];
@@ -170,10 +172,16 @@ static int on_filter(struct plane *p, struct conn *c, struct lws *wsi)
     rq.origin = read_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
     rq.forwarded_for = read_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff));
     rq.authorization = read_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth));
-    rq.query_token = read_query_arg(wsi, "token=", token, sizeof(token));
+    rq.query_token = conn_query_arg(wsi, "token=", token, sizeof(token));
     rq.is_draining = p->is_draining;
     rq.now_s = clock_wall_ms() / 1000;
-    admission_decide(p->cfg, p->gate, "/ws", &rq, &c->adm);
+    admission_decide(p->cfg, p->gate, want, &rq, &c->adm);
+}
+
+/* The upgrade request, before the 101 (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION). */
+static int on_filter(struct plane *p, struct conn *c, struct lws *wsi)
+{
+    conn_admit(p, c, wsi, "/ws");
     switch (c->adm.verdict) {
     case ADMIT: return 0;
     case ADMIT_THEN_CLOSE:
@@ -182,7 +190,9 @@ static int on_filter(struct plane *p, struct conn *c, struct lws *wsi)
     case REFUSE_HTTP:
         if (c->adm.why[0])
             log_debug("ws", "%s: refused: %s", c->adm.ip, c->adm.why);
-        return refuse_http(wsi, &c->adm);
+        metrics_add(&metrics.refused[c->adm.refuse_why], 1);
+        conn_http_error(wsi, c->adm.status, c->adm.code, c->adm.text);
+        return 1;
     }
     return 1;
 }
@@ -260,6 +270,7 @@ void conn_position(struct plane *p, struct position_answer *a)
 {
     struct conn *c;
     struct channel_member *m;
+    struct message *sub;
 
     HASH_FIND(hh, p->by_id, &a->conn, sizeof(a->conn), c);
     m = c && c->s && !session_is_closing(c->s)
@@ -279,19 +290,44 @@ void conn_position(struct plane *p, struct position_answer *a)
         return;
     }
     snprintf(channel_epoch(p->idx, a->channel, a->channel_len), 32, "%s", a->epoch);
-    writer_reply(c, proto_subscribed(a->channel, a->epoch, a->seq, a->recovered, a->ref));
+    sub = proto_subscribed(a->channel, a->epoch, a->seq, a->recovered, a->ref);
+    if (a->n) /* the position it gives an SSE stream's cursor: the replay moves it on */
+        sub->seq = a->replay[0]->seq - 1;
+    writer_reply(c, sub);
     for (size_t i = 0; i < a->n; i++)
         writer_replay(c, a->replay[i]);
     subscription_start(m, a->seq, send_held, c);
     position_answer_free(a);
 }
 
+void conn_join_listed(struct plane *p, struct conn *c, const char *name, size_t len, uint32_t last,
+                      const struct cursor_pos *since)
+{
+    struct proto_cmd cmd = {.type = PROTO_SUBSCRIBE, .last = last};
+    char text[200];
+
+    if (session_rate_check(c->s, clock_mono_ms(), 1) != SESSION_RATE_OK) {
+        snprintf(text, sizeof(text), "too many channels at once: %.*s not joined", (int)len, name);
+        writer_reply(c, proto_error("rate_limited", text, NULL));
+        return;
+    }
+    memcpy(cmd.channel, name, len);
+    cmd.channel[len] = '\0';
+    cmd.channel_len = len;
+    if (since) {
+        cmd.has_since = 1;
+        snprintf(cmd.since_epoch, sizeof(cmd.since_epoch), "%s", since->epoch);
+        cmd.since_seq = since->seq;
+    }
+    join(p, c, &cmd);
+}
+
 /* ?channels=a,b at connect: each join costs a frame token, as a subscribe frame would. */
 static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
 {
     char arg[2048], num[16];
-    struct hdr list = read_query_arg(wsi, "channels=", arg, sizeof(arg));
-    struct hdr last_arg = read_query_arg(wsi, "last=", num, sizeof(num));
+    struct hdr list = conn_query_arg(wsi, "channels=", arg, sizeof(arg));
+    struct hdr last_arg = conn_query_arg(wsi, "last=", num, sizeof(num));
     const char *s = arg;
     uint32_t last = 0;
 
@@ -320,24 +356,12 @@ static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
         size_t len = end ? (size_t)(end - s) : strlen(s);
 
         if (len) {
-            if (len > CHANNEL_NAME_MAX || !channel_name_is_valid(s, len)) {
+            if (len > CHANNEL_NAME_MAX || !channel_name_is_valid(s, len))
                 writer_reply(
                     c, proto_error("bad_request",
                                    "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)", NULL));
-            } else if (session_rate_check(c->s, clock_mono_ms(), 1) == SESSION_RATE_OK) {
-                struct proto_cmd cmd = {.type = PROTO_SUBSCRIBE, .last = last};
-
-                memcpy(cmd.channel, s, len);
-                cmd.channel[len] = '\0';
-                cmd.channel_len = len;
-                join(p, c, &cmd);
-            } else {
-                char text[200];
-
-                snprintf(text, sizeof(text), "too many channels at once: %.*s not joined",
-                         (int)(len > CHANNEL_NAME_MAX ? CHANNEL_NAME_MAX : len), s);
-                writer_reply(c, proto_error("rate_limited", text, NULL));
-            }
+            else
+                conn_join_listed(p, c, s, len, last, NULL);
         }
         if (!end)
             break;
@@ -345,27 +369,36 @@ static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
     }
 }
 
-static int on_established(struct plane *p, struct conn *c, struct lws *wsi)
+void conn_open(struct plane *p, struct conn *c, struct lws *wsi)
 {
-    char conn_id[32];
-
-    /* c was zeroed by lws and filled by on_filter */
     c->wsi = wsi;
     c->id = atomic_fetch_add(&next_conn_id, 1);
     c->s = session_new(&p->lim, c->id, clock_mono_ms(), wake, c);
     plane_add_conn(p, c);
     metrics_gauge_add(&metrics.connections, 1);
     metrics_add(&metrics.connections_accepted, 1);
+    if (c->adm.claims)
+        session_set_expiry(c->s, c->adm.claims->exp);
+}
 
+void conn_welcome(struct plane *p, struct conn *c)
+{
+    char conn_id[32];
+
+    snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)session_id(c->s));
+    writer_reply(c, proto_welcome(conn_id, p->cfg->instance_id, p->cfg->heartbeat));
+}
+
+static int on_established(struct plane *p, struct conn *c, struct lws *wsi)
+{
+    /* c was zeroed by lws and filled by on_filter */
+    conn_open(p, c, wsi);
     if (c->adm.verdict == ADMIT_THEN_CLOSE) {
         conn_cut(c, c->adm.close_code, c->adm.close_reason, c->adm.close_why, false,
                  PLANE_CUT_GRACE_SECS);
         return 0;
     }
-    if (c->adm.claims)
-        session_set_expiry(c->s, c->adm.claims->exp);
-    snprintf(conn_id, sizeof(conn_id), "c-%llu", (unsigned long long)session_id(c->s));
-    writer_reply(c, proto_welcome(conn_id, p->cfg->instance_id, p->cfg->heartbeat));
+    conn_welcome(p, c);
     log_debug("ws", "conn %llu: open on plane %u from %s", (unsigned long long)session_id(c->s),
               p->index, c->adm.ip);
     join_query(p, c, wsi);
@@ -440,18 +473,38 @@ static int on_receive(struct plane *p, struct conn *c, const void *in, size_t le
     return 0;
 }
 
+/* The connection ended (CLOSED; for an SSE stream the first of DROP_PROTOCOL, CLOSED_HTTP
+ * and WSI_DESTROY): nothing of the plane's may point at c afterwards, lws frees it. */
 static void on_closed(struct plane *p, struct conn *c)
 {
     if (c->s) {
         metrics_gauge_add(&metrics.subscriptions, -(long long)session_leave_all(c->s, p->idx));
         plane_remove_conn(p, c);
         metrics_gauge_add(&metrics.connections, -1);
+        if (c->sse)
+            metrics_gauge_add(&metrics.sse_connections, -1);
         metrics_add(&metrics.closed[c->why], 1);
-        log_debug("ws", "conn %llu: closed", (unsigned long long)session_id(c->s));
+        log_debug(c->sse ? "sse" : "ws", "conn %llu: closed", (unsigned long long)session_id(c->s));
         session_free(c->s);
         c->s = NULL;
     }
+    sse_stream_free(c->sse);
+    c->sse = NULL;
     admission_release(&c->adm);
+}
+
+/* LWS_CALLBACK_HTTP: the /sse mount's requests are SSE streams (sse.c); anything else goes
+ * to lws's default handling (a file the "/" mount did not find). The path is read from the
+ * request: lws hands a GET the whole path but other methods only what follows the mount. */
+static int on_http(struct plane *p, struct conn *c, struct lws *wsi, void *in, size_t len)
+{
+    char *uri = NULL;
+    int n = 0;
+
+    if (c && lws_http_get_uri_and_method(wsi, &uri, &n) >= 0 && uri && n >= 4 &&
+        !strncmp(uri, "/sse", 4) && (n == 4 || uri[4] == '/'))
+        return sse_on_request(p, c, wsi);
+    return lws_callback_http_dummy(wsi, LWS_CALLBACK_HTTP, c, in, len);
 }
 
 void conn_sweep(struct plane *p, struct conn *c, int64_t now_ms, int64_t now_s)
@@ -497,9 +550,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             session_close(c->s, 1000, "peer closed");
         return 0;
     case LWS_CALLBACK_CLOSED: on_closed(p, c); return 0;
+    case LWS_CALLBACK_HTTP: return on_http(p, c, wsi, in, len);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (c && c->sse)
+            return c->s ? writer_on_writeable(p, c) : -1;
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c && c->sse) /* lws frees c after either: the stream ends at the first */
+            on_closed(p, c);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_WSI_DESTROY:
         if (c) /* a connection that never reached CLOSED still holds its admission */
-            admission_release(&c->adm);
+            on_closed(p, c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: plane_on_wake(p); return 0;
     default: return lws_callback_http_dummy(wsi, reason, user, in, len);

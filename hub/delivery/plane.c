@@ -275,7 +275,14 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     p->overflow = overflow_new();
     p->overflow_bytes = 2 * (size_t)cfg->max_backlog_bytes;
     p->scratch = xmalloc(LWS_PRE + PLANE_SCRATCH_BYTES);
+    p->sse_mount = (struct lws_http_mount){
+        .mountpoint = "/sse",
+        .mountpoint_len = 4,
+        .origin = "herald", /* LWSMPRO_CALLBACK: the protocol that answers (sse.c) */
+        .origin_protocol = LWSMPRO_CALLBACK,
+    };
     p->mount = (struct lws_http_mount){
+        .mount_next = &p->sse_mount,
         .mountpoint = "/",
         .mountpoint_len = 1,
         .origin = cfg->web_root,

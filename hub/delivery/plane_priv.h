@@ -1,7 +1,7 @@
 /* plane_priv.h -- what the files of one delivery plane share, and nothing outside delivery/
  * includes: the plane (plane.c), its listen socket (listen.c), its connections and the lws
- * callback (conn.c), and the writing of frames (writer.c). Delivery thread only, except the
- * fields marked otherwise. */
+ * callback (conn.c), SSE streams (sse.c), and the writing of frames (writer.c). Delivery thread
+ * only, except the fields marked otherwise. */
 #ifndef HERALD_PLANE_PRIV_H
 #define HERALD_PLANE_PRIV_H
 
@@ -20,7 +20,9 @@
 #include <uthash.h>
 
 struct conn;
+struct cursor_pos;
 struct overflow;
+struct sse_stream;
 struct uring;
 
 struct plane {
@@ -69,7 +71,8 @@ struct plane {
     atomic_size_t queued_bytes; /* any thread reads: stats.queued_bytes as of the last turn */
     /* conn.c */
     struct lws_protocols protocols[2];
-    struct lws_http_mount mount;
+    struct lws_http_mount mount;     /* "/": the dashboard's files */
+    struct lws_http_mount sse_mount; /* "/sse": the "herald" protocol's LWS_CALLBACK_HTTP */
     lws_retry_bo_t retry;
 };
 
@@ -88,10 +91,28 @@ struct conn {
     struct admission adm;     /* what the handshake decided and holds */
     bool is_dropped;          /* silent too long: being killed */
     size_t dirty_slot;        /* 1 + its index in the plane's dirty list; 0: not in it */
+    struct sse_stream *sse;   /* an SSE stream's own state (sse_stream.c); NULL: a WebSocket */
 };
 
 /* conn.c */
 const struct lws_protocols *conn_protocol(struct plane *p); /* the "herald" protocol */
+/* Reads the request's headers and decides its admission on path want into c->adm (which
+ * admission_release() must give back). */
+void conn_admit(struct plane *p, struct conn *c, struct lws *wsi, const char *want);
+/* Query argument name= ("channels="), decoded; never cut short (too long is HDR_TOO_LONG). */
+struct hdr conn_query_arg(struct lws *wsi, const char *name, char *buf, size_t cap);
+/* Answers an HTTP request with status and {"error":code,"message":text} (plain texts: no
+ * quote or backslash), with Retry-After. Returns 0, or -1 when it could not be written. */
+int conn_http_error(struct lws *wsi, unsigned status, const char *code, const char *text);
+/* An admitted connection begins: its session, the plane's lists, the counts, its token's
+ * expiry. */
+void conn_open(struct plane *p, struct conn *c, struct lws *wsi);
+/* Queues the welcome frame. */
+void conn_welcome(struct plane *p, struct conn *c);
+/* Joins one valid channel named at connect (channels=), for a frame token as a subscribe
+ * frame: with last, and since when not NULL (an SSE stream's Last-Event-ID). */
+void conn_join_listed(struct plane *p, struct conn *c, const char *name, size_t len, uint32_t last,
+                      const struct cursor_pos *since);
 /* The answer to one of the plane's position requests (takes a). */
 void conn_position(struct plane *p, struct position_answer *a);
 /* Ends c from outside its own callback (or inside it): marks it closing with code, drops its
@@ -121,6 +142,16 @@ size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t c
 void writer_flush_overflow(struct plane *p);
 /* The pacer's due entries: paced events whose slot has come. */
 void writer_pace(struct plane *p);
+
+/* sse.c */
+/* LWS_CALLBACK_HTTP on /sse: admission, the query and Last-Event-ID, then the response's
+ * head, and c becomes an open stream (or the request is refused with a JSON error). Returns
+ * the callback's answer. */
+int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi);
+#define SSE_PING ": hb\n" /* a heartbeat: a comment line */
+/* The stream of c (closing, its queue written) ends with a comment saying why. Returns -1,
+ * the callback's answer that closes the connection. */
+int sse_end(struct conn *c);
 
 /* listen.c */
 /* Opens the plane's SO_REUSEPORT listen socket on --listen. Returns 0, or -1 with err set. */

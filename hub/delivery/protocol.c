@@ -128,15 +128,21 @@ void proto_cmd_clear(struct proto_cmd *cmd)
     cmd->ref = NULL;
 }
 
-static struct message *dump(json_t *obj)
+/* channel may be NULL: a reply about no channel. */
+static struct message *dump_for(json_t *obj, const char *channel)
 {
     size_t len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    struct message *m = message_alloc(NULL, 0, len);
+    struct message *m = message_alloc(channel, channel ? strlen(channel) : 0, len);
 
     json_dumpb(obj, message_json(m), len, JSON_COMPACT);
     message_seal(m);
     json_decref(obj);
     return m;
+}
+
+static struct message *dump(json_t *obj)
+{
+    return dump_for(obj, NULL);
 }
 
 static void add_ref(json_t *obj, const char *ref)
@@ -171,6 +177,7 @@ struct message *proto_subscribed(const char *channel, const char *epoch, uint64_
                                  int recovered, const char *ref)
 {
     json_t *obj = json_object();
+    struct message *m;
 
     json_object_set_new(obj, "type", json_string("subscribed"));
     json_object_set_new(obj, "channel", json_string(channel));
@@ -179,7 +186,10 @@ struct message *proto_subscribed(const char *channel, const char *epoch, uint64_
     if (recovered >= 0)
         json_object_set_new(obj, "recovered", json_boolean(recovered));
     add_ref(obj, ref);
-    return dump(obj);
+    m = dump_for(obj, channel);
+    snprintf(m->epoch, sizeof(m->epoch), "%s", epoch); /* the position it gives (SSE's id:) */
+    m->seq = seq;
+    return m;
 }
 
 struct message *proto_error(const char *code, const char *text, const char *ref)

@@ -37,7 +37,8 @@ struct message *proto_welcome(const char *connection, const char *instance, unsi
 /* {"type":type[,"channel":channel][,"ref":ref]}; channel may be NULL */
 struct message *proto_reply(const char *type, const char *channel, const char *ref);
 /* {"type":"subscribed","channel":…,"epoch":…,"seq":…[,"recovered":…][,"ref":…]}; recovered
- * -1 leaves it out. */
+ * -1 leaves it out. The message's channel, epoch and seq hold the position it gives (it is
+ * still a MESSAGE_REPLY: made for one client). */
 struct message *proto_subscribed(const char *channel, const char *epoch, uint64_t seq,
                                  int recovered, const char *ref);
 struct message *proto_error(const char *code, const char *text, const char *ref);

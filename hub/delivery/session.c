@@ -40,6 +40,7 @@ struct session {
     int64_t last_ping_ms; /* monotonic: our last ping */
     int64_t expires_s;    /* Unix seconds; 0: never */
     bool needs_ping;
+    bool is_listen_only; /* the peer never sends: silence is no sign */
     /* closing */
     uint16_t close_code; /* 0 while open */
     char close_reason[64];
@@ -241,15 +242,20 @@ void session_set_expiry(struct session *s, int64_t exp_s)
     s->expires_s = exp_s;
 }
 
+void session_set_listen_only(struct session *s)
+{
+    s->is_listen_only = true;
+}
+
 enum session_health session_check(struct session *s, int64_t now_ms, int64_t now_s, int64_t hb_ms)
 {
-    int64_t silent = now_ms - s->last_rx_ms;
+    int64_t silent = s->is_listen_only ? now_ms - s->last_ping_ms : now_ms - s->last_rx_ms;
 
     if (session_is_closing(s))
         return SESSION_OK;
     if (s->expires_s && now_s >= s->expires_s)
         return SESSION_EXPIRED;
-    if (silent >= 2 * hb_ms)
+    if (silent >= 2 * hb_ms && !s->is_listen_only)
         return SESSION_SILENT;
     if (silent >= hb_ms && now_ms - s->last_ping_ms >= hb_ms) {
         bool was_idle = s->q_len == 0 && !s->needs_ping;

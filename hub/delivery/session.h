@@ -94,6 +94,9 @@ const struct channel_set *session_channels(const struct session *s);
 void session_heard(struct session *s, int64_t now_ms);
 /* The token's expiry, Unix seconds (0: none). */
 void session_set_expiry(struct session *s, int64_t exp_s);
+/* The peer never sends (an SSE stream): it is never found silent (its transport must notice a
+ * dead peer: the hub's heartbeats go unacknowledged), and a ping is due every heartbeat. */
+void session_set_listen_only(struct session *s);
 
 enum session_health {
     SESSION_OK,
@@ -102,7 +105,7 @@ enum session_health {
     SESSION_EXPIRED, /* its token expired: close 1008 */
 };
 /* The sweep's verdict at now_ms (monotonic) and now_s (Unix seconds), heartbeat hb_ms. A
- * closing session is always OK (it is on its way out). */
+ * closing session is always OK (it is on its way out); a listen-only one is never SILENT. */
 enum session_health session_check(struct session *s, int64_t now_ms, int64_t now_s, int64_t hb_ms);
 /* True once per due ping: the writer puts a ping ahead of the queue. */
 bool session_take_ping(struct session *s);

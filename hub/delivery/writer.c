@@ -4,6 +4,8 @@
  * event): lws_write(..., LWS_WRITE_HTTP) on a ws connection sends them as they are, so a
  * shared message is never written to. Several queued frames leave in one write through the
  * plane's scratch buffer; a frame larger than it goes out alone, straight from the message.
+ * An SSE stream's queue holds the same messages; each is written as an SSE event (sse_stream.c)
+ * into the scratch buffer as it is taken from the queue.
  *
  * Writing straight: a connection whose queue turns non-empty is marked dirty (plane.c), and
  * once per loop turn, after the turn's events are queued, writer_flush_dirty() writes each
@@ -29,11 +31,14 @@
 #include "common/message.h"
 #include "common/metrics.h"
 #include "common/overflow.h"
+#include "common/xalloc.h"
 #include "pacer.h"
+#include "sse_stream.h"
 #include "subscription.h"
 #include "uring.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
@@ -201,12 +206,45 @@ void writer_replay(struct conn *c, struct message *msg)
 static inline void observe(struct plane *p, const struct message *m, int64_t wall_ms,
                            unsigned long long *events)
 {
-    if (!m->channel_len)
-        return; /* a reply, not an event */
+    if (m->kind == MESSAGE_REPLY)
+        return; /* not an event */
     (*events)++;
     if (m->ts_ms)
         histogram_observe(&p->delivery_latency,
                           wall_ms > m->ts_ms ? (uint64_t)(wall_ms - m->ts_ms) * 1000 : 0);
+}
+
+/* Puts m's bytes for c's transport at out when they fit in room (an SSE stream's cursor then
+ * moves); returns their length either way. */
+static size_t frame_of(struct conn *c, struct message *m, unsigned char *out, size_t room)
+{
+    size_t len;
+
+    if (c->sse)
+        return sse_stream_frame(c->sse, m, out, room);
+    len = message_wire_len(m);
+    if (len <= room)
+        memcpy(out, message_wire(m), len);
+    return len;
+}
+
+/* A frame larger than the scratch goes alone: a WebSocket frame straight from its message, an
+ * SSE event from a buffer of its own (lws copies what the socket does not take). Returns 0, or
+ * -1 when the socket failed. */
+static int write_alone(struct conn *c, struct message *m, size_t len)
+{
+    unsigned char *buf;
+    int n;
+
+    if (!c->sse)
+        return lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len
+                   ? -1
+                   : 0;
+    buf = xmalloc(LWS_PRE + len);
+    sse_stream_frame(c->sse, m, buf + LWS_PRE, len);
+    n = lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP);
+    free(buf);
+    return n < (int)len ? -1 : 0;
 }
 
 size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t cap)
@@ -218,14 +256,20 @@ size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t c
     int64_t wall = clock_wall_ms();
 
     if (session_take_ping(s)) {
-        /* a ping ahead of the queue; with a payload, because lws 4.1.6 does not report an
-         * empty pong to the protocol (ops-ws.c: "PONG && !len goto already_done") */
-        memcpy(out, "\x89\x02hb", 4);
-        used = 4;
+        /* a ping ahead of the queue; on a WebSocket with a payload, because lws 4.1.6 does
+         * not report an empty pong to the protocol (ops-ws.c: "PONG && !len goto
+         * already_done"); on an SSE stream a comment line */
+        const char *ping = c->sse ? SSE_PING : "\x89\x02hb";
+
+        used = strlen(ping);
+        memcpy(out, ping, used);
     }
-    while ((m = session_front(s)) && used + message_wire_len(m) <= cap) {
-        memcpy(out + used, message_wire(m), message_wire_len(m));
-        used += message_wire_len(m);
+    while ((m = session_front(s))) {
+        size_t len = frame_of(c, m, out + used, cap - used);
+
+        if (len > cap - used)
+            break; /* the next write's (or, when it is first, write_queue's alone) */
+        used += len;
         observe(p, m, wall, &events);
         session_pop(s);
     }
@@ -239,23 +283,22 @@ size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t c
 static int write_queue(struct plane *p, struct conn *c)
 {
     unsigned char *out = p->scratch + LWS_PRE;
-    size_t used = writer_take(p, c, out, PLANE_SCRATCH_BYTES);
+    size_t used = writer_take(p, c, out, PLANE_SCRATCH_BYTES), len;
     struct message *m = session_front(c->s);
+    unsigned long long events = 0;
 
     if (used)
         return lws_write(c->wsi, out, used, LWS_WRITE_HTTP) < (int)used ? -1 : 0;
-    if (m && message_wire_len(m) > PLANE_SCRATCH_BYTES) {
-        /* larger than the scratch: alone, straight from the message (lws copies what the
-         * socket does not take) */
-        unsigned long long events = 0;
-        size_t len = message_wire_len(m);
-
-        if (lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len)
-            return -1;
-        observe(p, m, clock_wall_ms(), &events);
-        metrics_add(&metrics.events_delivered, events);
-        session_pop(c->s);
-    }
+    if (!m)
+        return 0;
+    len = c->sse ? sse_stream_frame(c->sse, m, NULL, 0) : message_wire_len(m);
+    if (len <= PLANE_SCRATCH_BYTES)
+        return 0;
+    if (write_alone(c, m, len) < 0) /* larger than the scratch: alone */
+        return -1;
+    observe(p, m, clock_wall_ms(), &events);
+    metrics_add(&metrics.events_delivered, events);
+    session_pop(c->s);
     return 0;
 }
 
@@ -271,6 +314,9 @@ int writer_on_writeable(struct plane *p, struct conn *c)
     }
     if (session_is_closing(s)) {
         const char *reason = session_close_reason(s);
+
+        if (c->sse)
+            return sse_end(c); /* the response ends: the client reconnects */
 
         lws_close_reason(c->wsi, (enum lws_close_status)session_close_code(s),
                          (unsigned char *)reason, strlen(reason));

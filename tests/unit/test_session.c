@@ -493,6 +493,53 @@ static void plane_sum_and_pushing_over_the_budget(void **state)
     message_unref(&m);
 }
 
+static void count_wake(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void silent_peer_is_pinged_then_dropped(void **state)
+{
+    struct session_limits lim = limits(1000);
+    int wakes = 0;
+    struct session *s = session_new(&lim, 1, T0, count_wake, &wakes);
+    int64_t hb = 1000;
+
+    (void)state;
+    assert_int_equal(session_check(s, T0 + 999, 0, hb), SESSION_OK);
+    assert_int_equal(session_check(s, T0 + 1000, 0, hb), SESSION_PING);
+    assert_int_equal(wakes, 1); /* an idle queue: the writer is woken for the ping */
+    assert_true(session_take_ping(s));
+    assert_false(session_take_ping(s));
+    assert_int_equal(session_check(s, T0 + 1500, 0, hb), SESSION_OK); /* pinged a moment ago */
+    session_heard(s, T0 + 1600);                                      /* the pong */
+    assert_int_equal(session_check(s, T0 + 3599, 0, hb), SESSION_PING);
+    assert_int_equal(session_check(s, T0 + 3600, 0, hb), SESSION_SILENT);
+    session_free(s);
+}
+
+/* An SSE stream: the peer never sends, so silence says nothing; a ping every heartbeat. */
+static void listen_only_is_pinged_every_heartbeat_and_never_silent(void **state)
+{
+    struct session_limits lim = limits(1000);
+    int wakes = 0;
+    struct session *s = session_new(&lim, 1, T0, count_wake, &wakes);
+    int64_t hb = 1000;
+
+    (void)state;
+    session_set_listen_only(s);
+    session_set_expiry(s, 50);
+    assert_int_equal(session_check(s, T0 + 999, 10, hb), SESSION_OK);
+    for (int i = 1; i <= 10; i++) {
+        assert_int_equal(session_check(s, T0 + i * hb, 10, hb), SESSION_PING);
+        assert_true(session_take_ping(s));
+        assert_int_equal(session_check(s, T0 + i * hb + hb / 2, 10, hb), SESSION_OK);
+    }
+    assert_int_equal(wakes, 10);
+    assert_int_equal(session_check(s, T0 + 60 * hb, 50, hb), SESSION_EXPIRED); /* still */
+    session_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +556,8 @@ int main(void)
         cmocka_unit_test(pause_over_a_second_resets_the_run),
         cmocka_unit_test(pause_under_a_second_keeps_the_run),
         cmocka_unit_test(plane_sum_and_pushing_over_the_budget),
+        cmocka_unit_test(silent_peer_is_pinged_then_dropped),
+        cmocka_unit_test(listen_only_is_pinged_every_heartbeat_and_never_silent),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
