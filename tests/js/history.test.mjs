@@ -262,7 +262,7 @@ describe('the publisher against a real hub', () => {
     await limited.stop();
   });
 
-  test('503 overloaded (a reader behind): the publisher waits as Retry-After says, then gets through', { timeout: 40000 }, async () => {
+  test('503 overloaded (a reader behind): the publisher waits as Retry-After says, then gets through', { timeout: 60000 }, async () => {
     const own = await new Hub({ 'max-backlog-bytes': 65536, 'send-queue-bytes': 8 << 20 }).start();
     const sockets = [];
     class KeptWS extends WebSocket {
@@ -270,8 +270,9 @@ describe('the publisher against a real hub', () => {
     }
     const ch = uniqueChannel('backlog');
     const h = client(own.wsUrl, { WebSocket: KeptWS });
-    const got = [];
+    const got = [], notes = [];
     h.subscribe(ch, (e) => got.push(e.data.n));
+    for (const kind of ['gap', 'recovered', 'state']) h.on(kind, (x) => notes.push([kind, x]));
     h.connect();
     await waitFor(() => h.isActive(ch), { what: 'the subscription' });
     sockets[0]._socket.pause(); /* the reader falls behind */
@@ -292,7 +293,16 @@ describe('the publisher against a real hub', () => {
     assert.equal(r.error.status, 503);
     assert.equal(r.error.retryAfterMs, 1000);
     assert.ok(r.delayMs >= 1000, `waited ${r.delayMs} ms`);
-    await waitFor(() => got.length === n, { timeoutMs: 15000, what: `all ${n} events` });
+    try {
+      await waitFor(() => got.length === n, { timeoutMs: 25000, what: `all ${n} events` });
+    } catch (err) {
+      const m = await own.metrics();
+      const pick = Object.fromEntries(Object.entries(m).filter(([k]) =>
+        /dropped|disconnects_total\{reason="slow|sequence_lost|backlog_bytes|overloaded|queue_overruns/.test(k)));
+      const missing = range(1, n).filter((i) => !got.includes(i));
+      throw new Error(`${err.message}: got ${got.length}, missing ${missing.slice(0, 20)}; ` +
+        `hub ${JSON.stringify(pick)}; herald.js notes ${JSON.stringify(notes)}\n${own.log().slice(-3000)}`);
+    }
     assert.deepEqual(got, range(1, n), 'each once, in order: the retry was not delivered twice');
     pub.close();
     h.close();
