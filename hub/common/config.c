@@ -14,6 +14,7 @@
 #include "message.h"
 #include "netaddr.h"
 #include "redis_url.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -47,6 +48,11 @@ static const char *const format_choices[] = {"text", "json", NULL};
 static const struct option_spec options[] = {
     {"listen", OPT_ADDR, F(listen), "0.0.0.0:8080", 0, 0, NULL,
      "HOST:PORT of the WebSocket endpoint /ws and the dashboard"},
+    {"tls-cert", OPT_STRING, F(tls_cert), NULL, 0, 0, NULL,
+     "PEM certificate and its intermediates: --listen speaks TLS (https, wss); needs "
+     "--tls-key"},
+    {"tls-key", OPT_STRING, F(tls_key), NULL, 0, 0, NULL,
+     "PEM private key of --tls-cert (no passphrase)"},
     {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
      "HOST:PORT of the HTTP API (publish, health, ready, stats, metrics)"},
     {"api-max-connections", OPT_UINT, F(api_max_connections), "1024", 1, 1000000, NULL,
@@ -586,6 +592,14 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->allowed_origins && parse_origins(cfg, err, errlen) < 0)
         return -1;
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        errbuf_set(err, errlen, "%s: needed with %s (give both, or neither)",
+                   cfg->tls_cert ? "--tls-key" : "--tls-cert",
+                   cfg->tls_cert ? "--tls-cert" : "--tls-key");
+        return -1;
+    }
+    if (cfg->tls_cert && !(cfg->tls = tls_pair_load(cfg->tls_cert, cfg->tls_key, err, errlen)))
+        return -1;
     return 0;
 }
 
@@ -601,6 +615,10 @@ void config_free(struct config *cfg)
     free(cfg->api_key);
     free(cfg->api_keys_file);
     free(cfg->jwt_secret_file);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    cfg->tls_cert = cfg->tls_key = NULL;
+    tls_pair_unref(&cfg->tls);
     free(cfg->allowed_origins);
     free(cfg->trusted_proxies);
     apikeys_free(cfg->keys);

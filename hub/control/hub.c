@@ -24,6 +24,7 @@
 #include "common/overflow.h"
 #include "common/position.h"
 #include "common/registry.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "delivery/admission.h"
 #include "delivery/plane.h"
@@ -481,10 +482,15 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     event_add(h->ev_systemd, &quarter);
     on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
-             "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u (%u delivery "
-             "threads), API on %s:%u, %s broker",
-             cfg->listen.host, cfg->listen.port, h->n_planes, cfg->api_listen.host,
-             cfg->api_listen.port, h->broker->ops->name);
+             "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u%s (%u delivery "
+             "threads), API on %s:%u (plain HTTP), %s broker",
+             cfg->listen.host, cfg->listen.port, cfg->tls ? " over TLS" : "", h->n_planes,
+             cfg->api_listen.host, cfg->api_listen.port, h->broker->ops->name);
+    if (cfg->tls) {
+        log_info("tls", "serving %s", tls_pair_describe(cfg->tls));
+        if (tls_pair_not_after(cfg->tls) * 1000 < clock_wall_ms())
+            log_warn("tls", "the certificate in %s has expired", cfg->tls_cert);
+    }
     return 0;
 fail:
     hub_stop(h);

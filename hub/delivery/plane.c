@@ -4,7 +4,8 @@
  * drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED; each goes to writer_fanout(). Once per loop
  * turn (an ev_prepare watcher) the connections whose queues turned non-empty are written
  * (writer.c) and the plane's backlog is published for the control plane. Connections come
- * from listen.c and live in conn.c. */
+ * from listen.c and live in conn.c. With --tls-cert the vhost speaks TLS on every socket
+ * listen.c adopts, with the plane's certificate pair (common/tls.c). */
 #include "plane_priv.h"
 
 #include "common/clock.h"
@@ -14,6 +15,7 @@
 #include "common/message.h"
 #include "common/overflow.h"
 #include "common/position.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "subscription.h"
 
@@ -99,6 +101,13 @@ static void start_drain(struct plane *p)
         conn_cut(c, 1001, "going away", CLOSE_DRAIN, true,
                  p->cfg->drain_seconds ? (int)p->cfg->drain_seconds : 1);
     on_drain_tick(&p->sul_drain);
+}
+
+int plane_tls_ctx(struct plane *p, struct ssl_ctx_st *ctx)
+{
+    if (!p->tls)
+        return 0;
+    return tls_ctx_serve(ctx, &p->tls, p->tls_err, sizeof(p->tls_err)) < 0 ? -1 : 0;
 }
 
 static void on_mail(struct mail *mail, void *arg)
@@ -308,11 +317,28 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     info.count_threads = 1;
+    /* also bounds a TLS handshake (PENDING_TIMEOUT_SSL_ACCEPT), then the HTTP request */
     info.timeout_secs = 10;
+    if (cfg->tls) {
+        /* TLS on the vhost although it listens nowhere (CONTEXT_PORT_NO_LISTEN_SERVER still
+         * gets an SSL_CTX in lws 4.1.6): lws makes the SSL_CTX and, in
+         * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS, conn.c hands it to
+         * plane_tls_ctx(), which gives it the pair; lws_adopt_socket_vhost() (listen.c) then
+         * starts each adopted socket with a TLS handshake. ALPN offers http/1.1 only: Debian's
+         * lws has HTTP/2, and the writer's frames (writer.c) are WebSocket bytes for a socket
+         * of their own, not an HTTP/2 stream. */
+        p->tls = tls_pair_ref(cfg->tls);
+        info.options |=
+            LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+        info.alpn = "http/1.1";
+    }
 
     p->ctx = lws_create_context(&info);
     if (!p->ctx) {
-        snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
+        if (p->tls_err[0])
+            snprintf(err, errlen, "%s", p->tls_err);
+        else
+            snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
         goto fail;
     }
     p->vh = lws_get_vhost_by_name(p->ctx, "herald");
@@ -390,6 +416,7 @@ void plane_free(struct plane *p)
         lws_context_destroy(p->ctx);
     if (p->loop)
         ev_loop_destroy(p->loop);
+    tls_pair_unref(&p->tls); /* after the context: its certificate callback reads it */
     channel_index_free(p->idx);
     mailbox_free(p->mb);
     overflow_free(p->overflow);
