@@ -50,7 +50,7 @@ static const struct option_spec options[] = {
      "HOST:PORT of the WebSocket endpoint /ws and the dashboard"},
     {"tls-cert", OPT_STRING, F(tls_cert), NULL, 0, 0, NULL,
      "PEM certificate and its intermediates: --listen speaks TLS (https, wss); needs "
-     "--tls-key"},
+     "--tls-key; both re-read on SIGHUP"},
     {"tls-key", OPT_STRING, F(tls_key), NULL, 0, 0, NULL,
      "PEM private key of --tls-cert (no passphrase)"},
     {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
@@ -378,6 +378,9 @@ void config_man(FILE *out)
           "SIGTERM or SIGINT drains: \\fI/ready\\fR answers 503, publishes answer 503, every "
           "client is closed with 1001 within \\fB\\-\\-drain\\-seconds\\fR, and the hub "
           "exits 0.\n"
+          ".PP\nSIGHUP re-reads \\fB\\-\\-tls\\-cert\\fR and \\fB\\-\\-tls\\-key\\fR: "
+          "new TLS handshakes get the new pair, open connections stay. A pair that fails its "
+          "checks is logged and the current one kept; the hub never exits on SIGHUP.\n"
           ".SH EXIT STATUS\n0 after a drain; 1 when start\\-up fails (a port in use); 2 for a "
           "bad option.\n"
           ".SH HTTP API\n"

@@ -152,6 +152,7 @@ struct metric {
     const char *json; /* key in /stats and $stats; NULL: only in /metrics */
     enum json_form form;
     bool is_redis; /* only with the Redis broker */
+    bool is_tls;   /* only with --tls-cert */
     /* where the value is: exactly one of these */
     atomic_ullong *counter;
     atomic_llong *gauge;
@@ -352,6 +353,21 @@ static const struct metric table[] = {
      .is_redis = true,
      .computed = heartbeat_lag,
      .decimals = 3},
+    {.name = "herald_tls_certificate_expiry_timestamp_seconds",
+     .type = GAUGE,
+     .help = "notAfter of the certificate new TLS handshakes get, in Unix seconds.",
+     .is_tls = true,
+     .gauge = &metrics.tls_not_after},
+    {.name = "herald_tls_reloads_total",
+     .type = COUNTER,
+     .help = "SIGHUPs that gave new TLS handshakes a newly read certificate and key.",
+     .is_tls = true,
+     .counter = &metrics.tls_reloads},
+    {.name = "herald_tls_reload_failures_total",
+     .type = COUNTER,
+     .help = "SIGHUPs whose certificate or key failed its checks (the one before is kept).",
+     .is_tls = true,
+     .counter = &metrics.tls_reload_failures},
     {.name = "herald_process_resident_memory_bytes",
      .type = GAUGE,
      .help = "Resident set size.",
@@ -409,7 +425,7 @@ static void put_histogram(struct buf *b, const char *name, const struct histogra
 
 static bool is_shown(const struct metric *m, const struct metrics_context *ctx)
 {
-    return !m->is_redis || !strcmp(ctx->broker, "redis");
+    return (!m->is_redis || !strcmp(ctx->broker, "redis")) && (!m->is_tls || ctx->is_tls);
 }
 
 char *metrics_render_prometheus(const struct metrics_context *ctx)

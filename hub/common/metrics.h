@@ -76,6 +76,10 @@ struct metrics {
     atomic_ullong redis_publish_errors;
     atomic_ullong redis_unknown_payloads;
     atomic_llong redis_heartbeat_lag_ms; /* publish to receipt of our own last heartbeat */
+    /* TLS on --listen */
+    atomic_llong tls_not_after;        /* the served certificate's notAfter, Unix seconds */
+    atomic_ullong tls_reloads;         /* SIGHUPs that gave the planes a new pair */
+    atomic_ullong tls_reload_failures; /* SIGHUPs whose pair failed its checks (kept the old) */
 };
 
 extern struct metrics metrics;
@@ -114,6 +118,7 @@ struct metrics_context {
     unsigned planes;
     int is_ready;
     int is_draining;
+    int is_tls;                           /* --listen serves TLS: its metrics are shown */
     const struct histogram *delivery[64]; /* one per plane */
 };
 

@@ -5,7 +5,8 @@
  * turn (an ev_prepare watcher) the connections whose queues turned non-empty are written
  * (writer.c) and the plane's backlog is published for the control plane. Connections come
  * from listen.c and live in conn.c. With --tls-cert the vhost speaks TLS on every socket
- * listen.c adopts, with the plane's certificate pair (common/tls.c). */
+ * listen.c adopts, with the plane's current certificate pair (common/tls.c), which MAIL_TLS
+ * replaces on SIGHUP for the handshakes that follow. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
@@ -103,6 +104,19 @@ static void start_drain(struct plane *p)
     on_drain_tick(&p->sul_drain);
 }
 
+/* SIGHUP's pair (takes a reference): the certificate callback (common/tls.c) hands it to every
+ * handshake from now on; open connections keep theirs. */
+static void swap_tls(struct plane *p, struct tls_pair *pair)
+{
+    if (!p->tls) { /* a plain plane: nothing to serve it with */
+        tls_pair_unref(&pair);
+        return;
+    }
+    tls_pair_unref(&p->tls);
+    p->tls = pair;
+    log_debug("ws", "plane %u: new handshakes get %s", p->index, tls_pair_describe(pair));
+}
+
 int plane_tls_ctx(struct plane *p, struct ssl_ctx_st *ctx)
 {
     if (!p->tls)
@@ -121,6 +135,7 @@ static void on_mail(struct mail *mail, void *arg)
         break;
     case MAIL_DRAIN: start_drain(p); break;
     case MAIL_POSITION: conn_position(p, mail->data); break;
+    case MAIL_TLS: swap_tls(p, mail->data); break;
     case MAIL_SUBSCRIBE: position_request_free(mail->data); break; /* not a plane's mail */
     }
 }
@@ -390,6 +405,11 @@ void plane_flush(struct plane *p)
 void plane_post_position(struct plane *p, struct position_answer *a)
 {
     mailbox_post(p->mb, MAIL_POSITION, NULL, a);
+}
+
+void plane_post_tls(struct plane *p, struct tls_pair *pair)
+{
+    mailbox_post(p->mb, MAIL_TLS, NULL, tls_pair_ref(pair));
 }
 
 void plane_drain(struct plane *p)
