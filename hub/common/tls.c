@@ -52,7 +52,7 @@ struct tls_pair {
     STACK_OF(X509) * chain; /* the intermediates after it in the file; NULL: none */
     EVP_PKEY *key;
     int64_t not_after;
-    char desc[640];
+    char desc[800];
 };
 
 /* The newest OpenSSL error as text ("" when there is none); clears the queue. */
@@ -254,6 +254,16 @@ const char *tls_pair_describe(const struct tls_pair *p)
 int64_t tls_pair_not_after(const struct tls_pair *p)
 {
     return p->not_after;
+}
+
+struct ssl_ctx_st *tls_client_ctx_new(void)
+{
+    return SSL_CTX_new(TLS_client_method());
+}
+
+void tls_ctx_free(struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_free(ctx);
 }
 
 /* --- a plane's SSL_CTX ------------------------------------------------------------------- */

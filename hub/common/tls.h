@@ -35,4 +35,12 @@ int64_t tls_pair_not_after(const struct tls_pair *p);
 int tls_ctx_serve(struct ssl_ctx_st *ctx, struct tls_pair *const *current, char *err,
                   size_t errlen);
 
+/* An empty client SSL_CTX, to give lws as the client context of a plane's vhost: lws 4.1.6
+ * otherwise makes one per vhost with the system's CA store loaded (0.7 MB), which the hub never
+ * uses, and with several lws contexts in a process it never frees them (its SSL_CTX ex-data
+ * index is per process, taken anew by each context). lws does not free one it was given:
+ * tls_ctx_free() it after the lws context. Returns NULL when OpenSSL cannot make it. */
+struct ssl_ctx_st *tls_client_ctx_new(void);
+void tls_ctx_free(struct ssl_ctx_st *ctx); /* NULL is a no-op */
+
 #endif

@@ -343,6 +343,8 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
          * lws has HTTP/2, and the writer's frames (writer.c) are WebSocket bytes for a socket
          * of their own, not an HTTP/2 stream. */
         p->tls = tls_pair_ref(cfg->tls);
+        p->client_ctx = tls_client_ctx_new();
+        info.provided_client_ssl_ctx = p->client_ctx; /* see tls_client_ctx_new() */
         info.options |=
             LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
         info.alpn = "http/1.1";
@@ -437,6 +439,7 @@ void plane_free(struct plane *p)
     if (p->loop)
         ev_loop_destroy(p->loop);
     tls_pair_unref(&p->tls); /* after the context: its certificate callback reads it */
+    tls_ctx_free(p->client_ctx);
     channel_index_free(p->idx);
     mailbox_free(p->mb);
     overflow_free(p->overflow);

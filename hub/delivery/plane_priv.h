@@ -35,6 +35,7 @@ struct plane {
     struct lws_vhost *vh;
     struct tls_pair *tls; /* the pair new TLS handshakes get (swapped on SIGHUP); NULL: plain */
     char tls_err[256];    /* why the TLS context could not be set up */
+    struct ssl_ctx_st *client_ctx; /* the vhost's unused client context (common/tls.h) */
     /* listen.c */
     int listen_fd;
     int spare_fd; /* kept free for accept-and-close when out of descriptors */
