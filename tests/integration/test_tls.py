@@ -20,9 +20,9 @@ import time
 import unittest
 
 from authlib import expect_policy_close, mint, new_secret, run_herald, write_file
-from harness import (HERALD_WEB_ROOT, WRAPPER, BackgroundReader, ConnectionClosed,
-                     HandshakeError, Hub, HubTestCase, Publisher, T, WS, get, log_dir, metrics,
-                     publish_ok, recv_many, unique_channel, wait_until)
+from harness import (HERALD_SUB_BIN, HERALD_WEB_ROOT, WRAPPER, BackgroundReader,
+                     ConnectionClosed, HandshakeError, Hub, HubTestCase, Proc, Publisher, T, WS,
+                     get, log_dir, metrics, publish_ok, recv_many, unique_channel, wait_until)
 
 OPENSSL = shutil.which("openssl")
 
@@ -145,6 +145,19 @@ class TlsTest(HubTestCase):
             self.assertEqual(ws.recv_event(T(5))["data"], "x")
         with self.assertRaises(ssl.SSLCertVerificationError):
             WS.open(self.hub, channels=[ch], tls=ssl.create_default_context())
+
+    def test_herald_sub_over_wss(self):
+        """herald-sub (lws's client, OpenSSL's default trust store: SSL_CERT_FILE names it)."""
+        ch = unique_channel("sub-wss")
+        env = dict(os.environ, SSL_CERT_FILE=self.crt)
+        with Proc([HERALD_SUB_BIN, "--url", f"wss://127.0.0.1:{self.hub.port}/ws", ch],
+                  env=env) as sub:
+            sub.wait_stderr("ready", T(10))
+            publish_ok(self.hub, ch, {"over": "wss"})
+            line = sub.wait_stdout_lines(1, T(5))[0]
+            self.assertEqual(json.loads(line)["data"], {"over": "wss"})
+        with Proc([HERALD_SUB_BIN, "--url", f"wss://127.0.0.1:{self.hub.port}/ws", ch]) as sub:
+            self.assertEqual(sub.wait(T(15)), 1, "herald-sub took a certificate nobody vouches for")
 
     def test_https_serves_the_page_over_http_1_1(self):
         status, headers, body = https_get(self.hub, self.ctx, "/")
