@@ -69,13 +69,22 @@ static void usage(FILE *f)
         "  --batch B             events per request (a JSON array when B > 1, at most 1000) [1]\n"
         "  --size BYTES          bytes of each published event object [100]\n"
         "  --max-backlog E       closed loop: hold publishing while subscribers are on average\n"
-        "                        more than E events behind (finds the rate the hub sustains;\n"
-        "                        without it --saturate outruns fan-out and the hub closes\n"
-        "                        subscribers with 1013) [0: off]\n"
+        "                        more than E events behind (finds the rate the hub sustains)\n"
+        "                        [0: off: open loop, --saturate outruns fan-out; refusals are\n"
+        "                        counted by status, 503 \"overloaded\" and Retry-After apart,\n"
+        "                        and no Retry-After is waited for]\n"
         "Timing:\n"
         "  --warmup S            seconds of publishing before the measured window [0]\n"
         "  --duration S          seconds of the measured window [10]\n"
         "  --drain S             at the end, wait up to S seconds for frames still due [2]\n"
+        "Check:\n"
+        "  --verify              every subscriber records which events it received (a bit per\n"
+        "                        event): after the drain, count the events answered 202 that a\n"
+        "                        subscriber still connected never got (missing), those received\n"
+        "                        twice (duplicates) and those received though never answered 202\n"
+        "                        (unacked: a refused publish delivered anyway, or one whose "
+        "answer\n"
+        "                        never came)\n"
         "Report:\n"
         "  --server-pid PID      the hub's pid: its CPU time over the window (CPU us per\n"
         "                        delivered frame) and RSS/PSS before, connected and after\n"
@@ -150,6 +159,7 @@ void opts_parse(int argc, char **argv, struct options *o)
         O_SERVER_PID,
         O_JSON,
         O_QUIET,
+        O_VERIFY,
         O_HELP,
         O_VERSION,
     };
@@ -177,6 +187,7 @@ void opts_parse(int argc, char **argv, struct options *o)
         {"server-pid", required_argument, NULL, O_SERVER_PID},
         {"json", no_argument, NULL, O_JSON},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"verify", no_argument, NULL, O_VERIFY},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -244,6 +255,7 @@ void opts_parse(int argc, char **argv, struct options *o)
             break;
         case O_JSON: o->is_json = true; break;
         case O_QUIET: o->is_quiet = true; break;
+        case O_VERIFY: o->is_verify = true; break;
         case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf("herald-bench %s\n", HERALD_VERSION); exit(0);
         default:

@@ -30,6 +30,7 @@ struct options {
     const char *source_ips;
     pid_t server_pid;
     bool is_json, is_quiet;
+    bool is_verify; /* --verify */
 };
 
 /* A hub endpoint (--ws, --api), resolved. */

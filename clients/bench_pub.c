@@ -5,10 +5,13 @@
  * is due at start + k * batch / rate; when the schedule is more than 100 ms behind (the hub
  * answers slowly, every connection is busy), the missed requests are skipped and counted,
  * never sent as a burst. --saturate writes a new request as soon as a connection is free.
- * An answer other than 202 (nchan: 200-202) is an error: counted by status, the first one
- * kept for the report. The HTTP pieces (connecting, the POST head, writing, parsing the
- * answer's head) are http_client.c's; the connections, their buffers and the schedule are here.
- * Counters are single-writer atomics (this thread writes, the progress line reads). */
+ * An answer other than 202 (nchan: 200-202) is an error: counted by status (a 503 whose body
+ * says "overloaded", and a refusal with Retry-After, counted apart as well), the first one
+ * kept for the report; the publisher never waits for a Retry-After (an open-loop burst is what
+ * it measures). With --verify it keeps the "s" of every event answered 202. The HTTP pieces
+ * (connecting, the POST head, writing, parsing the answer's head) are http_client.c's; the
+ * connections, their buffers and the schedule are here. Counters are single-writer atomics (this
+ * thread writes, the progress line reads). */
 #include "bench_pub.h"
 
 #include "bench_util.h"
@@ -51,11 +54,13 @@ struct pconn {
     bool is_head_done;
     bool is_close; /* the answer said Connection: close */
     int status;
+    long retry_after; /* the answer's Retry-After, -1: none */
     size_t body_left;
     char body[160]; /* the start of a non-202 body, for the report */
     size_t body_len;
     uint32_t events; /* in the request in flight */
     uint32_t chan;
+    uint64_t first_seq; /* "s" of the request's first event */
     int64_t sent_ns;
 };
 
@@ -76,6 +81,7 @@ struct publisher {
     _Atomic uint64_t ctr[N_CTR];             /* {thread writes}: struct pub_counters */
     _Atomic uint64_t status[PUB_STATUS_MAX]; /* {thread writes} */
     _Atomic uint64_t *acked;                 /* {thread writes}: per channel */
+    struct seqset *acked_set;                /* --verify, per channel; thread only until join */
     struct hist rtt;                         /* thread only; read after join */
     struct first_error err;
 };
@@ -140,6 +146,7 @@ static int build_request(struct publisher *p, struct pconn *pc)
 
     p->next_chan = cfg->channels > 1 ? (k + 1) % cfg->channels : 0;
     channel_name(cfg->channel, cfg->channels, k, chan, sizeof(chan));
+    pc->first_seq = p->seq[k];
     if (cfg->batch > 1)
         p->body[len++] = '[';
     for (unsigned i = 0; i < cfg->batch; i++) {
@@ -260,9 +267,16 @@ static void on_answer(struct publisher *p, struct pconn *pc)
         counter_add(&p->ctr[CTR(requests_ok)], 1);
         counter_add(&p->ctr[CTR(events_acked)], pc->events);
         counter_add(&p->acked[pc->chan], pc->events);
+        if (p->acked_set &&
+            seqset_add_range(&p->acked_set[pc->chan], pc->first_seq, pc->events) < 0)
+            first_error_set(&p->err, "--verify: out of memory");
     } else {
         counter_add(&p->ctr[CTR(requests_failed)], 1);
         counter_add(&p->ctr[CTR(events_failed)], pc->events);
+        if (pc->retry_after >= 0)
+            counter_add(&p->ctr[CTR(retry_after)], 1);
+        if (pc->status == 503 && memmem(pc->body, pc->body_len, "\"overloaded\"", 12))
+            counter_add(&p->ctr[CTR(overloaded)], 1);
         first_error_set(&p->err, "POST %s answered %d: %.*s", p->cfg.path, pc->status,
                         (int)pc->body_len, pc->body);
     }
@@ -313,6 +327,7 @@ static void on_readable(struct publisher *p, struct pconn *pc)
         pc->status = h.status;
         pc->body_left = h.content_length > 0 ? (size_t)h.content_length : 0;
         pc->is_close = h.is_close;
+        pc->retry_after = h.retry_after;
         pc->is_head_done = true;
         buf = pc->in + h.len;
         n = (ssize_t)(pc->in_len - h.len);
@@ -500,6 +515,8 @@ struct publisher *pub_new(const struct pub_config *cfg, char *err, size_t errlen
     p->pc = calloc(p->cfg.inflight, sizeof(*p->pc));
     p->seq = calloc(p->cfg.channels, sizeof(*p->seq));
     p->acked = calloc(p->cfg.channels, sizeof(*p->acked));
+    if (p->cfg.is_verify && !(p->acked_set = calloc(p->cfg.channels, sizeof(*p->acked_set))))
+        goto oom;
     p->pad = malloc(p->cfg.size + 1);
     p->body_cap = (size_t)p->cfg.batch * ((p->cfg.size > min ? p->cfg.size : min) + 1) + 2;
     p->body = malloc(p->body_cap);
@@ -611,6 +628,11 @@ void pub_free(struct publisher *p)
     free(p->pc);
     free(p->seq);
     free(p->acked);
+    if (p->acked_set) {
+        for (unsigned k = 0; k < p->cfg.channels; k++)
+            seqset_clear(&p->acked_set[k]);
+        free(p->acked_set);
+    }
     free(p->pad);
     free(p->body);
     first_error_destroy(&p->err);
@@ -643,4 +665,9 @@ void pub_first_error(struct publisher *p, char *out, size_t len)
 void pub_round_trips(struct publisher *p, struct hist *out)
 {
     hist_add(out, &p->rtt);
+}
+
+const struct seqset *pub_acked_sets(struct publisher *p)
+{
+    return p->acked_set;
 }

@@ -7,6 +7,7 @@
 #define HERALD_BENCH_PUB_H
 
 #include "bench_hist.h"
+#include "bench_seqset.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +37,9 @@ struct pub_config {
      * (padded so that the event it stands for still has `size` bytes), batch 1 only; 200, 201
      * and 202 all mean accepted. */
     bool is_nchan;
+    /* --verify: keep, per channel, the set of event sequences ("s") answered 202, for
+     * pub_acked_sets() */
+    bool is_verify;
 };
 
 struct pub_counters {
@@ -49,6 +53,8 @@ struct pub_counters {
     uint64_t unanswered;     /* requests still unanswered when the publisher gave up */
     uint64_t connects;       /* connections opened (inflight at first, more if the hub closed) */
     uint64_t held_us;        /* time spent holding for the backlog bound */
+    uint64_t overloaded;     /* answered 503 with {"error":"overloaded"} (SPEC.md, Overload) */
+    uint64_t retry_after;    /* refusals (not accepted) that carried a Retry-After header */
 };
 
 struct publisher;
@@ -82,5 +88,8 @@ bool pub_is_accepted(const struct publisher *p, unsigned status); /* the status 
 void pub_first_error(struct publisher *p, char *out, size_t len);
 /* Adds the request round trips (microseconds) to out. After pub_join() only. */
 void pub_round_trips(struct publisher *p, struct hist *out);
+/* --verify: the sets of events answered 202, one per channel (cfg.channels of them), or NULL
+ * without --verify. Owned by p. After pub_join() only. */
+const struct seqset *pub_acked_sets(struct publisher *p);
 
 #endif

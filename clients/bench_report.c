@@ -125,6 +125,9 @@ void report_text(FILE *f, const struct run *r, const struct summary *s)
             if (n)
                 fprintf(f, " %s%u: %" PRIu64, st ? "" : "no answer/", st, n);
         }
+        if (p->overloaded || p->retry_after)
+            fprintf(f, "; 503 overloaded: %" PRIu64 ", with Retry-After: %" PRIu64, p->overloaded,
+                    p->retry_after);
         fprintf(f, "; first: %s\n", s->pub_error);
     }
     fprintf(f, "  requests   round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
@@ -158,6 +161,14 @@ void report_text(FILE *f, const struct run *r, const struct summary *s)
     if (c->bad_events)
         fprintf(f, "  warning    %" PRIu64 " event frames had no readable \"t\"/\"s\"\n",
                 c->bad_events);
+    if (o->is_verify && c->verify_failed)
+        fprintf(f, "  verify     no verdict: a subscriber ran out of memory for its set\n");
+    else if (o->is_verify)
+        fprintf(f,
+                "  verify     %" PRIu64 " subscribers still connected: %" PRIu64
+                " events answered 202 missing (%" PRIu64 " subscribers incomplete); %" PRIu64
+                " duplicates; %" PRIu64 " received though not answered 202\n",
+                c->verified, c->missing, c->incomplete, c->duplicates, c->unacked);
     if (s->has_server) {
         fprintf(f,
                 "  server     pid %d: %.2f CPU s in the window (%.2f cores), %.3f CPU us per "
@@ -198,10 +209,11 @@ void report_json(FILE *f, const struct run *r, const struct summary *s)
             ",\"events_acked\":%" PRIu64 ",\"events_failed\":%" PRIu64
             ",\"events_skipped\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"requests_ok\":%" PRIu64
             ",\"requests_failed\":%" PRIu64 ",\"unanswered\":%" PRIu64
-            ",\"max_backlog\":%u,\"held_s\":%.3f,\"status\":{",
+            ",\"max_backlog\":%u,\"held_s\":%.3f,\"overloaded\":%" PRIu64
+            ",\"retry_after\":%" PRIu64 ",\"status\":{",
             s->published_per_s, p->events_sent, p->events_acked, p->events_failed,
             p->events_skipped, p->requests, p->requests_ok, p->requests_failed, p->unanswered,
-            o->max_backlog, p->held_us / 1e6);
+            o->max_backlog, p->held_us / 1e6, p->overloaded, p->retry_after);
     for (unsigned st = 0; st < PUB_STATUS_MAX; st++) {
         uint64_t n = pub_status_count(r->pub, st);
 
@@ -239,6 +251,12 @@ void report_json(FILE *f, const struct run *r, const struct summary *s)
         first = false;
     }
     fprintf(f, "}");
+    if (o->is_verify)
+        fprintf(f,
+                ",\"verify\":{\"ok\":%s,\"verified\":%" PRIu64 ",\"missing\":%" PRIu64
+                ",\"incomplete\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"unacked\":%" PRIu64 "}",
+                c->verify_failed ? "false" : "true", c->verified, c->missing, c->incomplete,
+                c->duplicates, c->unacked);
     if (s->has_server) {
         fprintf(f,
                 ",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_cores\":%.3f,"

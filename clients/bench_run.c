@@ -10,7 +10,8 @@
  * publisher's last answers, then up to --drain seconds for the frames still due. Expected
  * frames = sum over channels of (events the hub accepted on the channel) x (subscribers of the
  * channel). An interruption (SIGINT, SIGTERM) stops the publisher and ends the window there,
- * so that the rates cover what was measured. */
+ * so that the rates cover what was measured. With --verify, the stop compares every
+ * subscriber's received events with the publisher's accepted ones (bench_workers.h). */
 #include "bench_run.h"
 
 #include "bench_workers.h"
@@ -101,6 +102,7 @@ int run_connect(struct run *r)
         .src = r->src,
         .n_src = r->n_src,
         .is_nchan = o->peer == PEER_NCHAN,
+        .is_verify = o->is_verify,
     };
     int64_t t0, deadline, next_print;
     struct sub_counters c;
@@ -172,6 +174,7 @@ int run_publish(struct run *r)
         .max_backlog_frames = (uint64_t)o->max_backlog * o->subscribers,
         .frames_per_event = (double)o->subscribers / o->channels,
         .is_nchan = o->peer == PEER_NCHAN,
+        .is_verify = o->is_verify,
     };
     static struct hist live, live_prev, delta;
     struct sub_counters c, c_prev;
@@ -288,9 +291,15 @@ int run_publish(struct run *r)
     return 0;
 }
 
+/* --verify: the publisher's sets of accepted events, for the subscribers to compare with. */
+static const struct seqset *o_verify_sets(struct run *r)
+{
+    return r->o->is_verify ? pub_acked_sets(r->pub) : NULL;
+}
+
 void run_finish(struct run *r)
 {
-    workers_stop(r->w, &r->latency);
+    workers_stop(r->w, &r->latency, o_verify_sets(r));
     workers_totals(r->w, &r->final, NULL);
     pub_round_trips(r->pub, &r->rtt);
 }

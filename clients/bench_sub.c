@@ -10,8 +10,10 @@
  * next read. Event frames are not parsed as JSON: ws_scan_event() pulls "t" and "s", and the
  * latency (receive time minus "t", both CLOCK_REALTIME microseconds, one clock read per read)
  * goes into the thread's histograms. Counters are single-writer atomics, so the progress line
- * can read them while the threads run. What the group leaves to others: the publisher, the
- * expected counts and loss (herald-bench.c knows what was published). */
+ * can read them while the threads run. With --verify each connection also keeps a bitmap of the
+ * "s" it received (bench_seqset.c), which outlives the connection until sub_group_verify(). What
+ * the group leaves to others: the publisher, the expected counts and loss (herald-bench.c knows
+ * what was published). */
 #include "bench_sub.h"
 
 #include "bench_util.h"
@@ -49,17 +51,19 @@ struct conn {
     int fd;
     uint8_t state; /* enum conn_state */
     bool is_subscribed;
-    bool is_pending;  /* counted in its thread's pending */
-    bool is_want_out; /* EPOLLOUT is in the epoll mask */
-    uint8_t frag_op;  /* opcode of the fragmented message being gathered; 0 when none */
-    uint32_t gidx;    /* global subscriber index: picks the channel and the source address */
-    uint8_t *in;      /* the handshake answer, then the tail of an unfinished frame */
+    bool is_pending;      /* counted in its thread's pending */
+    bool is_want_out;     /* EPOLLOUT is in the epoll mask */
+    bool is_open_at_stop; /* --verify: still open when the group stopped */
+    uint8_t frag_op;      /* opcode of the fragmented message being gathered; 0 when none */
+    uint32_t gidx;        /* global subscriber index: picks the channel and the source address */
+    uint8_t *in;          /* the handshake answer, then the tail of an unfinished frame */
     uint32_t in_len, in_cap;
     uint8_t *out; /* bytes the socket has not taken yet: handshake, pong, close */
     uint32_t out_len, out_off, out_cap;
     uint8_t *frag; /* a fragmented message, gathered */
     uint32_t frag_len, frag_cap;
     char key[WS_KEY_LEN + 1];
+    struct seqset seen; /* --verify: the "s" received; kept after the connection ends */
 };
 
 struct sub_thread {
@@ -401,6 +405,15 @@ static void on_message(struct sub_thread *th, struct conn *c, const uint8_t *p, 
         if (ws_scan_event(s, len, &t, &seq) < 0) {
             ctr_add(th, CTR(bad_events), 1);
             break;
+        }
+        if (g->cfg.is_verify) {
+            int rc = seqset_add(&c->seen, seq);
+
+            if (rc == 0)
+                ctr_add(th, CTR(duplicates), 1);
+            else if (rc < 0 &&
+                     !atomic_load_explicit(&th->ctr[CTR(verify_failed)], memory_order_relaxed))
+                ctr_add(th, CTR(verify_failed), 1);
         }
         lat = now - t;
         if (lat < 0)
@@ -745,6 +758,7 @@ void sub_group_stop(struct sub_group *g)
                 if (send(c->fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                     (void)0;
                 ctr_sub(th, CTR(open_now), 1);
+                c->is_open_at_stop = true;
             }
             conn_release(c);
         }
@@ -755,6 +769,31 @@ void sub_group_measured(struct sub_group *g, struct hist *out)
 {
     for (unsigned t = 0; t < g->n_threads; t++)
         hist_add(out, &g->th[t]->meas);
+}
+
+void sub_group_verify(struct sub_group *g, const struct seqset *acked)
+{
+    const struct sub_config *cfg = &g->cfg;
+
+    for (unsigned t = 0; t < g->n_threads; t++) {
+        struct sub_thread *th = g->th[t];
+
+        for (uint32_t i = 0; i < th->n; i++) {
+            struct conn *c = &th->conns[i];
+            const struct seqset *a =
+                &acked[cfg->channels > 1 ? (unsigned)(c->gidx % cfg->channels) : 0];
+
+            ctr_add(th, CTR(unacked), seqset_count_missing(&c->seen, a));
+            if (c->is_open_at_stop) {
+                uint64_t missing = seqset_count_missing(a, &c->seen);
+
+                ctr_add(th, CTR(verified), 1);
+                ctr_add(th, CTR(missing), missing);
+                ctr_add(th, CTR(incomplete), missing > 0);
+            }
+            seqset_clear(&c->seen);
+        }
+    }
 }
 
 void sub_group_free(struct sub_group *g)
@@ -770,6 +809,8 @@ void sub_group_free(struct sub_group *g)
                 continue;
             if (th->ep >= 0)
                 close(th->ep);
+            for (uint32_t i = 0; th->conns && i < th->n; i++)
+                seqset_clear(&th->conns[i].seen);
             free(th->conns);
             free(th->rbuf);
             free(th);

@@ -7,6 +7,7 @@
 #define HERALD_BENCH_SUB_H
 
 #include "bench_hist.h"
+#include "bench_seqset.h"
 
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -39,6 +40,9 @@ struct sub_config {
      * sends no welcome or subscribed), and every text message is an event: the publisher's
      * body as it was, carrying "t" and "s". */
     bool is_nchan;
+    /* --verify: each connection keeps the set of "s" it received (a bit per event), counts
+     * duplicates as they come, and sub_group_verify() compares the sets with the publisher's. */
+    bool is_verify;
 };
 
 /* Sums over the group; every count only grows except open_now. Plain data, so that a worker
@@ -54,6 +58,13 @@ struct sub_counters {
     uint64_t bytes;           /* bytes read after the handshakes */
     uint64_t bad_events;      /* event frames without a readable "t" and "s" */
     uint64_t closes[SUB_CLOSE_SLOTS];
+    /* --verify, after sub_group_verify(): */
+    uint64_t duplicates;    /* events a connection received more than once (counted as they come) */
+    uint64_t verified;      /* connections still open at the end, whose sets were compared */
+    uint64_t missing;       /* over those: events answered 202 on their channel, never received */
+    uint64_t incomplete;    /* those of them missing at least one */
+    uint64_t unacked;       /* over every connection: events received but never answered 202 */
+    uint64_t verify_failed; /* 1 when a set could not be kept (out of memory): no verdict */
 };
 
 struct sub_group;
@@ -77,6 +88,10 @@ void sub_group_first_error(struct sub_group *g, char *out, size_t len);
 void sub_group_stop(struct sub_group *g);
 /* Adds the measured-window histogram to out. After sub_group_stop() only. */
 void sub_group_measured(struct sub_group *g, struct hist *out);
+/* --verify, after sub_group_stop(): compares what each connection received with acked (the
+ * events answered 202, one set per channel, cfg.channels of them) and adds the verdict to the
+ * counters (verified, missing, incomplete, unacked). Frees the connections' sets. Once. */
+void sub_group_verify(struct sub_group *g, const struct seqset *acked);
 
 void sub_counters_add(struct sub_counters *dst, const struct sub_counters *src);
 /* The connections that ended, every close slot summed. */

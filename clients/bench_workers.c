@@ -7,11 +7,17 @@
  * the reports while it waits (workers_pump()), so the totals are at most one report old; the
  * final ones, after workers_stop(), are exact. A worker whose pipe closes before its final
  * report is gone: the connect phase counts that as a failure. A worker ignores SIGINT (the
- * parent decides when to stop); one that outlives STOP_TIMEOUT_MS after stop is killed. */
+ * parent decides when to stop); one that outlives STOP_TIMEOUT_MS after stop is killed.
+ *
+ * --verify hands each worker the publisher's sets of accepted events at the stop, which may be
+ * megabytes: not through the command pipe (a parent writing it while the worker writes a
+ * report would deadlock on two full pipes) but through a memfd that every worker inherited at
+ * its fork. The parent writes the packed sets there, then sends the stop with their length. */
 #include "bench_workers.h"
 
 #include "bench_hist.h"
 #include "bench_proc.h"
+#include "bench_seqset.h"
 #include "bench_sub.h"
 #include "client_util.h"
 
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,6 +73,9 @@ struct child {
 
 struct workers {
     unsigned procs; /* 0: the group is in this process */
+    unsigned channels;
+    int verify_fd; /* --verify with worker processes: the memfd of the accepted sets; else -1 */
+    bool is_stopped;
     struct sub_group *local;
     struct child *kids;
     const volatile sig_atomic_t *interrupted;
@@ -130,8 +140,33 @@ static void hist_unpack(struct hist *h, const struct hist_pair *in, size_t n, ui
 
 /* --- a worker process ------------------------------------------------------------------------- */
 
+/* --verify in a worker: reads the packed sets (words of them) from the memfd and compares. */
+static void child_verify(struct sub_group *g, const struct sub_config *cfg, int fd, size_t words)
+{
+    unsigned n = cfg->channels > 1 ? cfg->channels : 1;
+    uint64_t *buf = malloc(words * sizeof(uint64_t));
+    struct seqset *sets = calloc(n, sizeof(*sets));
+    size_t got = 0;
+
+    while (buf && got < words * sizeof(uint64_t)) {
+        ssize_t k = pread(fd, (char *)buf + got, words * sizeof(uint64_t) - got, (off_t)got);
+
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    if (buf && sets && got == words * sizeof(uint64_t) && seqset_unpack(buf, words, sets, n) == 0)
+        sub_group_verify(g, sets);
+    else
+        fprintf(stderr, "herald-bench: worker: --verify: cannot read the accepted events\n");
+    for (unsigned i = 0; sets && i < n; i++)
+        seqset_clear(&sets[i]);
+    free(sets);
+    free(buf);
+}
+
 /* A worker process: runs its group, reports, obeys commands; never returns. */
-static void child_main(const struct sub_config *cfg, int rd, int wr)
+static void child_main(const struct sub_config *cfg, int rd, int wr, int verify_fd)
 {
     static struct hist live, meas;
     static struct hist_pair pairs[2 * HIST_BUCKETS];
@@ -139,6 +174,7 @@ static void child_main(const struct sub_config *cfg, int rd, int wr)
     char err[256];
     struct sub_group *g;
     bool is_stopping = false;
+    size_t verify_words = 0;
     int status = 0;
 
     signal(SIGINT, SIG_IGN); /* the parent decides when to stop */
@@ -155,13 +191,21 @@ static void child_main(const struct sub_config *cfg, int rd, int wr)
         if (!is_stopping && poll(&pfd, 1, REPORT_EVERY_MS) > 0) {
             struct cmd cmd;
 
-            if (read_full(rd, &cmd, sizeof(cmd)) < 0 || cmd.type == CMD_STOP)
+            if (read_full(rd, &cmd, sizeof(cmd)) < 0) {
                 is_stopping = true;
-            else if (cmd.type == CMD_WINDOW)
+            } else if (cmd.type == CMD_STOP) {
+                is_stopping = true;
+                verify_words = cmd.a > 0 ? (size_t)cmd.a : 0;
+            } else if (cmd.type == CMD_WINDOW) {
                 sub_group_set_window(g, cmd.a, cmd.b);
+            }
         }
-        if (is_stopping)
+        if (is_stopping) {
             sub_group_stop(g);
+            if (verify_words && verify_fd >= 0)
+                child_verify(g, cfg, verify_fd, verify_words);
+            verify_words = 0;
+        }
         memset(&snap, 0, sizeof(snap));
         hist_reset(&live);
         sub_group_snapshot(g, &snap.c, &live);
@@ -234,6 +278,10 @@ static int start(struct workers *w, const struct sub_config *cfg, unsigned procs
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (cfg->is_verify && (w->verify_fd = memfd_create("herald-bench-verify", MFD_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+        return -1;
+    }
     fflush(NULL);
     for (unsigned i = 0; i < procs; i++) {
         struct child *k = &w->kids[i];
@@ -256,7 +304,7 @@ static int start(struct workers *w, const struct sub_config *cfg, unsigned procs
             /* the other workers' pipes stay open here; harmless, they close at _exit */
             close(up[0]);
             close(down[1]);
-            child_main(&c, down[0], up[1]);
+            child_main(&c, down[0], up[1], w->verify_fd);
         }
         close(up[1]);
         close(down[0]);
@@ -277,6 +325,8 @@ struct workers *workers_new(const struct sub_config *cfg, unsigned procs,
         return NULL;
     }
     w->interrupted = interrupted;
+    w->verify_fd = -1;
+    w->channels = cfg->channels > 1 ? cfg->channels : 1;
     if (start(w, cfg, procs, err, errlen) < 0) {
         workers_free(w);
         return NULL;
@@ -382,17 +432,49 @@ void workers_set_window(struct workers *w, int64_t start_us, int64_t end_us)
     workers_command(w, CMD_WINDOW, start_us, end_us);
 }
 
-void workers_stop(struct workers *w, struct hist *meas)
+/* Writes the packed sets to the memfd. Returns their length in words, 0 when they could not be
+ * written (the workers then give no verdict: verified stays 0). */
+static size_t share_acked(struct workers *w, const struct seqset *acked)
+{
+    size_t words = seqset_packed_words(acked, w->channels), bytes = words * sizeof(uint64_t);
+    uint64_t *buf = malloc(bytes ? bytes : 1);
+    size_t off = 0;
+
+    if (!buf || ftruncate(w->verify_fd, (off_t)bytes) < 0) {
+        free(buf);
+        return 0;
+    }
+    seqset_pack(acked, w->channels, buf);
+    while (off < bytes) {
+        ssize_t k = pwrite(w->verify_fd, (char *)buf + off, bytes - off, (off_t)off);
+
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    free(buf);
+    return off == bytes ? words : 0;
+}
+
+void workers_stop(struct workers *w, struct hist *meas, const struct seqset *acked)
 {
     int64_t deadline = client_wall_us() + (int64_t)STOP_TIMEOUT_MS * 1000;
+    size_t words = 0;
 
+    if (w->is_stopped)
+        return;
+    w->is_stopped = true;
     if (w->local) {
         sub_group_stop(w->local);
         if (meas)
             sub_group_measured(w->local, meas);
+        if (acked)
+            sub_group_verify(w->local, acked);
         return;
     }
-    workers_command(w, CMD_STOP, 0, 0);
+    if (acked && w->verify_fd >= 0)
+        words = share_acked(w, acked);
+    workers_command(w, CMD_STOP, (int64_t)words, 0);
     for (;;) {
         bool is_waiting = false;
 
@@ -416,7 +498,7 @@ void workers_free(struct workers *w)
 {
     if (!w)
         return;
-    workers_stop(w, NULL);
+    workers_stop(w, NULL, NULL);
     if (w->local) {
         sub_group_free(w->local);
         w->local = NULL;
@@ -432,6 +514,8 @@ void workers_free(struct workers *w)
         if (k->pid > 0)
             waitpid(k->pid, NULL, 0);
     }
+    if (w->verify_fd >= 0)
+        close(w->verify_fd);
     free(w->kids);
     free(w);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct hist;         /* bench_hist.h */
+struct seqset;       /* bench_seqset.h */
 struct sub_config;   /* bench_sub.h */
 struct sub_counters; /* bench_sub.h */
 struct workers;
@@ -41,8 +42,10 @@ bool workers_lost_one(struct workers *w);
 void workers_set_window(struct workers *w, int64_t start_us, int64_t end_us);
 /* Stops every subscriber, waiting up to 15 s for the workers' final reports (a worker past
  * that is killed); adds the measured histogram to meas (may be NULL) and leaves the final
- * counters for workers_totals(). Idempotent. */
-void workers_stop(struct workers *w, struct hist *meas);
+ * counters for workers_totals(). With acked (--verify: the events answered 202, one set per
+ * channel of cfg), every subscriber's received events are compared with them first
+ * (sub_group_verify()), and the verdict is in the final counters. Idempotent. */
+void workers_stop(struct workers *w, struct hist *meas, const struct seqset *acked);
 /* CPU seconds of this process and its worker processes so far. */
 double workers_cpu(struct workers *w);
 

@@ -709,7 +709,9 @@ function onStats(ev) {
     dropRate = Math.max(0, s.events_dropped - prevStats.events_dropped) / dt;
   }
   prevStats = s;
-  $('stat-instance').textContent = [s.instance, s.broker && `${s.broker} broker`,
+  const shards = Array.isArray(s.shards) &&
+    `${s.shards.filter((x) => x.ready).length}/${s.shards.length} shards up`;
+  $('stat-instance').textContent = [s.instance, s.broker && `${s.broker} broker`, shards,
     s.draining && 'draining'].filter(Boolean).join(' · ');
   $('stat-connections').textContent = count(s.connections);
   $('stat-subscriptions').textContent = `${count(s.subscriptions)} subscriptions`;

@@ -111,6 +111,24 @@ export interface HeraldStats {
   dropped: Record<string, number>;
   mailbox_depth?: number;
   memory_bytes: number;
+  /** with several Redis shards (--redis-url given more than once): each one's state */
+  shards?: HeraldShardStats[];
+}
+
+/** One Redis shard in HeraldStats. */
+export interface HeraldShardStats {
+  shard: number;
+  /** redis://host:port/db, without credentials */
+  url: string;
+  /** takes publishes: both links up, the hub's own heartbeat heard */
+  ready: boolean;
+  connected: boolean;
+  /** a hub given another --redis-url list was heard on it lately */
+  list_mismatch: boolean;
+  reconnects: number;
+  publish_errors: number;
+  skipped_payloads: number;
+  heartbeat_lag_ms: number;
 }
 
 export type HeraldErrorCode =

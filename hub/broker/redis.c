@@ -11,7 +11,13 @@
  * subscription on a live socket is caught by a heartbeat: each hub publishes one a second and
  * expects to hear its own back; three seconds of silence resets both links. Each link's state
  * changes only in link_set_state(), which logs the transitions (not every retry). Only this
- * file includes hiredis. */
+ * file includes hiredis.
+ *
+ * With several --redis-url entries this broker is one shard of broker/sharded.c: it tags its
+ * logs ("redis/<shard>") and metrics (metrics.redis[shard]) and writes heartbeats of version 3,
+ * which name the shard and the digest of the whole list; a heartbeat from a hub whose list
+ * differs (or that has one Redis where this hub has shards, or the other way round) makes this
+ * hub unready until it has not been heard for HEARTBEAT_LOST_MS. */
 #include "broker.h"
 
 #include "common/clock.h"
@@ -20,6 +26,7 @@
 #include "common/message.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
+#include "common/shard.h"
 #include "common/xalloc.h"
 #include "control/pubrate.h"
 #include "redis_wire.h"
@@ -87,7 +94,16 @@ struct broker_redis {
     bool is_closing;        /* redis_free() runs: callbacks only clean up */
     int64_t bad_logged_ms;  /* monotonic: when dropped records were last logged */
     size_t bad_since_log;
-    bool is_ready; /* last readiness logged */
+    bool is_ready;              /* last readiness logged */
+    unsigned index, count;      /* this Redis's place among the shards; count 1: one Redis */
+    uint64_t digest;            /* of the --redis-url list, in heartbeats when count > 1 */
+    char name[SHARD_NAME_MAX];  /* redis://host:port/db */
+    char tag[16];               /* of its log lines: "redis", or "redis/<index>" with shards */
+    struct metrics_redis *m;    /* metrics.redis[index] */
+    int64_t mismatch_heard_ms;  /* monotonic: a hub with another --redis-url list was heard */
+    int64_t mismatch_logged_ms; /* monotonic: when that was last logged */
+    char mismatch_peer[128];    /* and of which hub */
+    bool resubscribe_pending;   /* the subscription is back: tell once the pub link can read */
 };
 
 struct pub_req {
@@ -163,32 +179,58 @@ static bool has_twin(const struct broker_redis *r)
     return r->twin_heard_ms && clock_mono_ms() - r->twin_heard_ms <= HEARTBEAT_LOST_MS;
 }
 
-static bool compute_ready(const struct broker_redis *r)
+/* A hub given another --redis-url list was heard lately. */
+static bool has_mismatch(const struct broker_redis *r)
 {
-    return r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
-           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS && !has_twin(r);
+    return r->mismatch_heard_ms && clock_mono_ms() - r->mismatch_heard_ms <= HEARTBEAT_LOST_MS;
 }
 
-/* Logs readiness changes once and keeps the gauge. */
+/* Both links up and our own heartbeat heard: publishes and deliveries go through. */
+static bool is_up(const struct broker_redis *r)
+{
+    return r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
+           clock_mono_ms() - r->hb_heard_ms <= HEARTBEAT_LOST_MS;
+}
+
+static bool compute_ready(const struct broker_redis *r)
+{
+    return is_up(r) && !has_twin(r) && !has_mismatch(r);
+}
+
+/* Logs readiness changes once and keeps the gauges. */
 static void update_ready(struct broker_redis *r)
 {
     bool ready = compute_ready(r);
 
-    atomic_store_explicit(&metrics.redis_connected,
-                          r->sub.state == LINK_UP && r->pub.state == LINK_UP, memory_order_relaxed);
+    atomic_store_explicit(&r->m->connected, r->sub.state == LINK_UP && r->pub.state == LINK_UP,
+                          memory_order_relaxed);
+    atomic_store_explicit(&r->m->ready, is_up(r), memory_order_relaxed);
+    atomic_store_explicit(&r->m->mismatch, has_mismatch(r), memory_order_relaxed);
     if (ready == r->is_ready)
         return;
     r->is_ready = ready;
-    if (ready)
-        log_info("redis", "broker ready: subscribed to %s on %s:%d", r->channel, r->url.host,
+    if (ready && r->count > 1)
+        log_info(r->tag, "shard %u ready: subscribed to %s on %s:%d", r->index, r->channel,
+                 r->url.host, r->url.port);
+    else if (ready)
+        log_info(r->tag, "broker ready: subscribed to %s on %s:%d", r->channel, r->url.host,
                  r->url.port);
     else if (has_twin(r))
-        log_error("redis",
+        log_error(r->tag,
                   "broker not ready: another hub runs with --instance-id %s; /ready and "
                   "publishes answer 503 until it is gone or this one is renamed",
                   r->instance);
+    else if (has_mismatch(r))
+        log_error(r->tag,
+                  "broker not ready: hubs on %s were given different --redis-url lists; "
+                  "/ready and publishes answer 503 until they agree",
+                  r->name);
+    else if (r->count > 1)
+        log_warn(r->tag,
+                 "shard %u (%s) not ready: publishes to its channels answer 503 until it is back",
+                 r->index, r->name);
     else
-        log_warn("redis", "broker not ready: /ready and publishes answer 503 until Redis is back");
+        log_warn(r->tag, "broker not ready: /ready and publishes answer 503 until Redis is back");
 }
 
 static void link_set_state(struct link *l, enum link_state state, const char *why)
@@ -200,20 +242,27 @@ static void link_set_state(struct link *l, enum link_state state, const char *wh
     l->state = state;
     if (state == LINK_UP) {
         if (l->was_ever_up)
-            log_info("redis", "%s link up again after %u failed attempts", l->name, l->attempt);
+            log_info(l->r->tag, "%s link up again after %u failed attempts", l->name, l->attempt);
         else
-            log_info("redis", "%s link up", l->name);
+            log_info(l->r->tag, "%s link up", l->name);
         l->was_ever_up = true;
         l->attempt = 0;
         event_del(l->ev_deadline);
     } else if (state == LINK_DOWN && old == LINK_UP) {
-        log_warn("redis", "%s link lost: %s; reconnecting", l->name, why ? why : "unknown");
+        log_warn(l->r->tag, "%s link lost: %s; reconnecting", l->name, why ? why : "unknown");
     } else if (state == LINK_DOWN && l->attempt == 0 && !l->was_ever_up) {
-        log_warn("redis", "%s link cannot connect to %s:%d: %s; retrying", l->name, l->r->url.host,
-                 l->r->url.port, why ? why : "unknown");
+        log_warn(l->r->tag, "%s link cannot connect to %s:%d: %s; retrying", l->name,
+                 l->r->url.host, l->r->url.port, why ? why : "unknown");
     } else {
-        log_debug("redis", "%s link %s -> %s%s%s", l->name, state_names[old], state_names[state],
+        log_debug(l->r->tag, "%s link %s -> %s%s%s", l->name, state_names[old], state_names[state],
                   why ? ": " : "", why ? why : "");
+    }
+    if (state == LINK_UP && l->r->resubscribe_pending && l->r->sub.state == LINK_UP &&
+        l->r->pub.state == LINK_UP) {
+        /* after the pub link too, so that the sequencer's reads of what was missed can go */
+        l->r->resubscribe_pending = false;
+        if (l->r->base.resubscribed)
+            l->r->base.resubscribed(l->r->base.deliver_arg, l->r->index);
     }
     update_ready(l->r);
 }
@@ -262,10 +311,12 @@ static void link_reset(struct link *l, const char *why)
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
+    struct link *l = arg;
+
     (void)fd;
     (void)what;
-    metrics_add(&metrics.redis_reconnects, 1);
-    link_open(arg);
+    metrics_add(&l->r->m->reconnects, 1);
+    link_open(l);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -300,19 +351,65 @@ static void deliver_record(const struct redis_wire_record *rec, void *arg)
     message_unref(&msg);
 }
 
-/* A heartbeat with our --instance-id: ours (our nonce, a sequence we sent lately), or a twin's. */
+/* Another hub's heartbeat: was it given the same --redis-url list? (What this hub would write:
+ * nothing about shards with one Redis, else this Redis's place and the list's digest.) */
+static void check_list(struct broker_redis *r, const struct redis_wire_heartbeat *hb)
+{
+    unsigned shards = r->count > 1 ? r->count : 0;
+    int64_t now = clock_mono_ms();
+    int len = (int)hb->instance_len;
+
+    if (hb->shards == shards && (!shards || (hb->shard == r->index && hb->digest == r->digest)))
+        return;
+    r->mismatch_heard_ms = now;
+    if (r->mismatch_logged_ms && now - r->mismatch_logged_ms < 10000 &&
+        (int)strlen(r->mismatch_peer) == len &&
+        !memcmp(r->mismatch_peer, hb->instance, hb->instance_len)) {
+        update_ready(r); /* each hub once per 10 s */
+        return;
+    }
+    r->mismatch_logged_ms = now;
+    snprintf(r->mismatch_peer, sizeof(r->mismatch_peer), "%.*s", len, hb->instance);
+    if (hb->shards && shards)
+        log_error(r->tag,
+                  "shard list mismatch: hub %.*s was given another --redis-url list: it takes "
+                  "%s for shard %u of %u (list digest %016llx), this hub for shard %u of %u "
+                  "(digest %016llx); every hub must be given the same URLs in the same order; "
+                  "/ready and publishes answer 503 until they agree",
+                  len, hb->instance, r->name, hb->shard, hb->shards, (unsigned long long)hb->digest,
+                  r->index, r->count, (unsigned long long)r->digest);
+    else if (shards)
+        log_error(r->tag,
+                  "shard list mismatch: hub %.*s takes %s for its only Redis (one --redis-url, "
+                  "or a version without shards), this hub for shard %u of %u; every hub must be "
+                  "given the same URLs in the same order; /ready and publishes answer 503 until "
+                  "they agree",
+                  len, hb->instance, r->name, r->index, r->count);
+    else
+        log_error(r->tag,
+                  "shard list mismatch: hub %.*s takes %s for shard %u of %u, this hub for its "
+                  "only Redis (one --redis-url); every hub must be given the same URLs in the "
+                  "same order; /ready and publishes answer 503 until they agree",
+                  len, hb->instance, r->name, hb->shard, hb->shards);
+    update_ready(r);
+}
+
+/* A heartbeat with our --instance-id: ours (our nonce, a sequence we sent lately), or a twin's;
+ * another hub's is checked for its shard list. */
 static void on_heartbeat(struct broker_redis *r, const struct redis_wire_heartbeat *hb)
 {
     int64_t now = clock_mono_ms();
 
     if (hb->instance_len != strlen(r->instance) ||
-        memcmp(hb->instance, r->instance, hb->instance_len) != 0)
-        return; /* another hub's */
+        memcmp(hb->instance, r->instance, hb->instance_len) != 0) {
+        check_list(r, hb);
+        return;
+    }
     if (hb->has_nonce && hb->nonce == r->nonce) {
         if (hb->seq > r->hb_seq || hb->seq + 5 < r->hb_seq)
             return; /* not one we sent lately: a replay */
         r->hb_heard_ms = now;
-        atomic_store_explicit(&metrics.redis_heartbeat_lag_ms, clock_wall_ms() - hb->sent_ms,
+        atomic_store_explicit(&r->m->heartbeat_lag_ms, clock_wall_ms() - hb->sent_ms,
                               memory_order_relaxed);
         update_ready(r);
         return;
@@ -321,7 +418,7 @@ static void on_heartbeat(struct broker_redis *r, const struct redis_wire_heartbe
      * stays unready, so one of two twins keeps serving. */
     if ((!r->twin_heard_ms || now - r->twin_heard_ms > 10000) &&
         (!r->twin_logged_ms || now - r->twin_logged_ms > 10000))
-        log_error("redis",
+        log_error(r->tag,
                   "another hub publishes heartbeats as --instance-id %s (started %lld, this one "
                   "%lld): instance ids must be unique, or a dead subscription goes unnoticed",
                   r->instance, (long long)hb->started_ms, (long long)r->started_ms);
@@ -346,10 +443,10 @@ static void on_payload(struct broker_redis *r, const char *p, size_t len)
     if (bad) {
         int64_t now = clock_mono_ms();
 
-        metrics_add(&metrics.redis_unknown_payloads, bad);
+        metrics_add(&r->m->unknown_payloads, bad);
         r->bad_since_log += bad;
         if (now - r->bad_logged_ms >= 10000) { /* at most one line per 10 s */
-            log_warn("redis",
+            log_warn(r->tag,
                      "dropped %zu records from %s that are not events this hub writes (an "
                      "unknown version, or a publisher that is not a hub)",
                      r->bad_since_log, r->channel);
@@ -369,7 +466,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return; /* the context is being freed */
     if (reply->type == REDIS_REPLY_ERROR) {
         if (l->attempt == 0) /* once per outage, not per retry */
-            log_error("redis", "SUBSCRIBE refused: %s", reply->str);
+            log_error(r->tag, "SUBSCRIBE refused: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
@@ -380,12 +477,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         reply->element[2]->type == REDIS_REPLY_STRING) {
         on_payload(r, reply->element[2]->str, reply->element[2]->len);
     } else if (!strcmp(reply->element[0]->str, "subscribe")) {
-        bool again = l->was_ever_up;
-
+        r->resubscribe_pending |= l->was_ever_up; /* what was published meanwhile never came */
         r->hb_heard_ms = clock_mono_ms(); /* a fresh subscription gets a full heartbeat window */
         link_set_state(l, LINK_UP, NULL);
-        if (again && r->base.resubscribed) /* what was published meanwhile never came */
-            r->base.resubscribed(r->base.deliver_arg);
     }
 }
 
@@ -402,7 +496,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply_, void *privdata
         return;
     if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, want) != 0) {
         if (l->attempt == 0)
-            log_error("redis", "pub link: SCRIPT LOAD refused: %s",
+            log_error(l->r->tag, "pub link: SCRIPT LOAD refused: %s",
                       reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected answer");
         redisAsyncDisconnect(ac);
         return;
@@ -423,7 +517,7 @@ static void on_pub_pong(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (l->attempt == 0)
-            log_error("redis", "pub link: PING refused: %s", reply->str);
+            log_error(l->r->tag, "pub link: PING refused: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
@@ -454,7 +548,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (l->attempt == 0)
-            log_error("redis", "%s link: Redis refused the login or database: %s", l->name,
+            log_error(l->r->tag, "%s link: Redis refused the login or database: %s", l->name,
                       reply->str);
         redisAsyncDisconnect(ac); /* on_disconnect retries with backoff */
         return;
@@ -630,7 +724,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
         err = "the Redis connection was lost before it answered";
     } else if (reply->type == REDIS_REPLY_ERROR) {
         err = "Redis refused the publish";
-        log_warn("redis", "the publish script failed: %s", reply->str);
+        log_warn(req->r->tag, "the publish script failed: %s", reply->str);
         if (!strncmp(reply->str, "NOSCRIPT", 8) && req->r->pub.ac) /* flushed: reload */
             redisAsyncDisconnect(req->r->pub.ac);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
@@ -638,7 +732,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
         duplicate = reply->element[1]->str;
     }
     if (err)
-        metrics_add(&metrics.redis_publish_errors, 1);
+        metrics_add(&req->r->m->publish_errors, 1);
     req->done(err, duplicate, req->arg);
     free(req);
 }
@@ -717,7 +811,7 @@ static int redis_publish(struct broker *b, struct message *const *msgs, size_t n
     free(argvlen);
     if (rc != REDIS_OK) {
         free(req);
-        metrics_add(&metrics.redis_publish_errors, 1);
+        metrics_add(&r->m->publish_errors, 1);
         return -1;
     }
     return 0;
@@ -763,7 +857,7 @@ static void on_read_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
-            log_warn("redis", "the read script failed: %s", reply->str);
+            log_warn(r->tag, "the read script failed: %s", reply->str);
         if (!r->is_closing)
             q->cb("Redis did not answer the read", NULL, q->arg);
         free(q);
@@ -833,11 +927,11 @@ static int redis_read(struct broker *b, const struct broker_read *q, broker_read
 static void on_heartbeat_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 {
     redisReply *reply = reply_;
+    struct broker_redis *r = privdata;
 
     (void)ac;
-    (void)privdata;
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_debug("redis", "heartbeat refused: %s", reply->str);
+        log_debug(r->tag, "heartbeat refused: %s", reply->str);
 }
 
 static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
@@ -854,16 +948,18 @@ static void on_heartbeat_tick(evutil_socket_t fd, short what, void *arg)
                                           .nonce = r->nonce,
                                           .started_ms = r->started_ms,
                                           .seq = ++r->hb_seq,
-                                          .sent_ms = clock_wall_ms()};
+                                          .sent_ms = clock_wall_ms(),
+                                          .shard = r->index,
+                                          .shards = r->count > 1 ? r->count : 0,
+                                          .digest = r->digest};
 
         r->hb_sent_ms = clock_mono_ms();
         len = redis_wire_heartbeat(buf, sizeof(buf), &hb);
-        redisAsyncCommand(r->pub.ac, on_heartbeat_reply, NULL, "PUBLISH %s %b", r->channel, buf,
-                          len);
+        redisAsyncCommand(r->pub.ac, on_heartbeat_reply, r, "PUBLISH %s %b", r->channel, buf, len);
     }
     if (r->sub.state == LINK_UP && r->pub.state == LINK_UP &&
         clock_mono_ms() - r->hb_heard_ms > HEARTBEAT_LOST_MS) {
-        log_warn("redis", "own heartbeat not heard for %lld ms: the link is dead; reconnecting",
+        log_warn(r->tag, "own heartbeat not heard for %lld ms: the link is dead; reconnecting",
                  (long long)(clock_mono_ms() - r->hb_heard_ms));
         link_reset(&r->sub, "heartbeat lost");
         link_reset(&r->pub, "heartbeat lost");
@@ -990,6 +1086,26 @@ static bool redis_is_ready(const struct broker *b)
     return compute_ready((const struct broker_redis *)b);
 }
 
+static const char *redis_not_ready_reason(const struct broker *b)
+{
+    const struct broker_redis *r = (const struct broker_redis *)b;
+
+    if (has_twin(r))
+        return "another hub runs with this --instance-id";
+    if (has_mismatch(r))
+        return "another hub was given a different --redis-url list";
+    return is_up(r) ? NULL : "the broker is not connected";
+}
+
+void broker_redis_state(const struct broker *b, struct broker_redis_state *st)
+{
+    const struct broker_redis *r = (const struct broker_redis *)b;
+
+    st->is_up = is_up(r);
+    st->has_twin = has_twin(r);
+    st->has_mismatch = has_mismatch(r);
+}
+
 static void link_free(struct link *l)
 {
     redisAsyncContext *ac = l->ac;
@@ -1037,6 +1153,7 @@ static const struct broker_ops redis_ops = {
     .is_ready = redis_is_ready,
     .pubrate = redis_pubrate,
     .free = redis_free,
+    .not_ready_reason = redis_not_ready_reason,
 };
 
 static void link_init(struct link *l, const char *name, struct broker_redis *r)
@@ -1050,15 +1167,47 @@ static void link_init(struct link *l, const char *name, struct broker_redis *r)
 struct broker *broker_redis_new(struct event_base *base, const struct config *cfg,
                                 broker_deliver_fn *deliver, void *arg, char *err, size_t errlen)
 {
+    const struct broker_redis_shard one = {
+        .url = cfg->redis_urls ? cfg->redis_urls[0] : cfg->redis_url,
+        .name = cfg->redis_shard_names ? cfg->redis_shard_names[0] : NULL,
+        .index = 0,
+        .count = 1,
+    };
+
+    return broker_redis_new_shard(base, cfg, &one, deliver, arg, err, errlen);
+}
+
+struct broker *broker_redis_new_shard(struct event_base *base, const struct config *cfg,
+                                      const struct broker_redis_shard *shard,
+                                      broker_deliver_fn *deliver, void *arg, char *err,
+                                      size_t errlen)
+{
     struct broker_redis *r = xcalloc(1, sizeof(*r));
     struct timeval hb = {.tv_sec = HEARTBEAT_CHECK_MS / 1000,
                          .tv_usec = (HEARTBEAT_CHECK_MS % 1000) * 1000};
     int rc;
 
-    if (redis_url_parse(cfg->redis_url, &r->url, err, errlen) < 0) {
+    if (shard->index >= SHARD_MAX) {
+        snprintf(err, errlen, "--redis-url: more than %d entries", SHARD_MAX);
         free(r);
         return NULL;
     }
+    if (redis_url_parse(shard->url, &r->url, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->index = shard->index;
+    r->count = shard->count;
+    r->digest = shard->digest;
+    r->m = &metrics.redis[shard->index];
+    if (shard->name)
+        snprintf(r->name, sizeof(r->name), "%s", shard->name);
+    else
+        shard_name(&r->url, r->name);
+    if (r->count > 1)
+        snprintf(r->tag, sizeof(r->tag), "redis/%u", r->index);
+    else
+        snprintf(r->tag, sizeof(r->tag), "redis");
     r->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     rc = r->dns ? evdns_base_resolv_conf_parse(r->dns, DNS_OPTIONS_ALL, cfg->resolv_conf) : -1;
     if (rc != 0 && rc != 6) { /* 6: no nameserver listed: the hosts file still answers */

@@ -16,6 +16,7 @@
 #define EVENTS_MAGIC "H2E\n"
 #define EVENTS_V1_MAGIC "H1E\n"
 #define HEARTBEAT_MAGIC "H2B\n"
+#define HEARTBEAT_V3_MAGIC "H3B\n"
 #define HEARTBEAT_V1_MAGIC "H1B\n"
 #define MAGIC_LEN 4
 
@@ -42,9 +43,18 @@ char *redis_wire_events(struct message *const *msgs, size_t n, size_t *len)
 
 size_t redis_wire_heartbeat(char *buf, size_t cap, const struct redis_wire_heartbeat *hb)
 {
-    int n = snprintf(
-        buf, cap, HEARTBEAT_MAGIC "%.*s\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\n",
-        (int)hb->instance_len, hb->instance, hb->nonce, hb->started_ms, hb->seq, hb->sent_ms);
+    int n;
+
+    if (hb->shards)
+        n = snprintf(buf, cap,
+                     HEARTBEAT_V3_MAGIC "%.*s\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64 "\t%" PRId64
+                                        "\t%u\t%u\t%016" PRIx64 "\n",
+                     (int)hb->instance_len, hb->instance, hb->nonce, hb->started_ms, hb->seq,
+                     hb->sent_ms, hb->shard, hb->shards, hb->digest);
+    else
+        n = snprintf(
+            buf, cap, HEARTBEAT_MAGIC "%.*s\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\n",
+            (int)hb->instance_len, hb->instance, hb->nonce, hb->started_ms, hb->seq, hb->sent_ms);
 
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
@@ -85,23 +95,50 @@ static int fields(const char *p, size_t len, const char **f, size_t *flen, size_
     return p == end + 1 ? 0 : -1; /* no tab left over */
 }
 
-/* Version 2: instance, nonce, started, seq, sent; version 1: instance, seq, sent. */
+/* Exactly 16 hex digits. Returns 0 or -1. */
+static int parse_hex64(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n != 16)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Version 3: version 2's fields, shard, shards, digest; version 2: instance, nonce, started,
+ * seq, sent; version 1: instance, seq, sent. */
 static enum redis_wire_kind decode_heartbeat(const char *p, size_t len, int version,
                                              struct redis_wire_heartbeat *hb)
 {
-    const char *f[5];
-    size_t n[5], k = version == 2 ? 5 : 3;
-    uint64_t v[5] = {0};
+    const char *f[8];
+    size_t n[8], k = version == 3 ? 8 : version == 2 ? 5 : 3;
+    uint64_t v[8] = {0};
 
     memset(hb, 0, sizeof(*hb));
     if (fields(p, len, f, n, k) < 0 || n[0] == 0)
         return REDIS_WIRE_UNKNOWN;
     for (size_t i = 1; i < k; i++)
-        if (parse_u64(f[i], n[i], &v[i]) < 0)
+        if (i == 7 ? parse_hex64(f[i], n[i], &v[i]) < 0 : parse_u64(f[i], n[i], &v[i]) < 0)
             return REDIS_WIRE_UNKNOWN;
+    if (version == 3 && (v[6] == 0 || v[6] > 65536 || v[5] >= v[6]))
+        return REDIS_WIRE_UNKNOWN; /* shard must be within shards */
     hb->instance = f[0];
     hb->instance_len = n[0];
-    if (version == 2) {
+    if (version == 3) {
+        hb->shard = (unsigned)v[5];
+        hb->shards = (unsigned)v[6];
+        hb->digest = v[7];
+    }
+    if (version >= 2) {
         hb->nonce = v[1];
         hb->started_ms = (int64_t)v[2];
         hb->seq = v[3];
@@ -159,6 +196,8 @@ enum redis_wire_kind redis_wire_decode(const char *p, size_t len, size_t max_fra
     const char *end = p + len;
 
     *bad = 0;
+    if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_V3_MAGIC, MAGIC_LEN))
+        return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 3, hb);
     if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_MAGIC, MAGIC_LEN))
         return decode_heartbeat(p + MAGIC_LEN, len - MAGIC_LEN, 2, hb);
     if (len >= MAGIC_LEN && !memcmp(p, HEARTBEAT_V1_MAGIC, MAGIC_LEN))

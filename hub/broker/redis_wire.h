@@ -4,6 +4,11 @@
  * the publish script in Redis itself (redis.c), where each event gets its seq:
  *   events:     "H2E\n" then, per event, "<channel>\t<epoch>\t<seq>\t<event frame JSON>\n"
  *   heartbeat:  "H2B\n<instance id>\t<nonce>\t<started unix ms>\t<sequence>\t<sent unix ms>\n"
+ * and, from a hub given several Redis shards (several --redis-url), heartbeat version 3:
+ *   "H3B\n<the five fields of H2B>\t<shard>\t<shards>\t<list digest, 16 hex digits>\n"
+ * saying which shard (0-based) of how many the sender takes this Redis for, and the digest of
+ * its whole list (common/shard.h), so that hubs given different lists notice. A hub with one
+ * Redis keeps writing H2B; hubs before version 3 skip (and count) H3B.
  * The frame JSON is exactly what clients receive, its "seq" equal to the record's. A payload
  * whose first line is not a kind this hub reads is counted and skipped, never half-read.
  * Version 1 events ("H1E", from hubs before sequence numbers) carry no seq: they are skipped
@@ -43,9 +48,14 @@ struct redis_wire_heartbeat {
     uint64_t seq;
     int64_t sent_ms;
     int has_nonce; /* 0 for a version 1 heartbeat */
+    /* version 3: the sender's Redis shards. shards 0: not said (H2B, H1B: one Redis, or a hub
+     * from before shards); encoding writes H3B when shards > 0. */
+    unsigned shard, shards;
+    uint64_t digest;
 };
 
-/* Encodes hb into buf (cap bytes); returns its length, or 0 if it does not fit. */
+/* Encodes hb into buf (cap bytes), as H3B when hb->shards > 0, else H2B; returns its length,
+ * or 0 if it does not fit. */
 size_t redis_wire_heartbeat(char *buf, size_t cap, const struct redis_wire_heartbeat *hb);
 
 enum redis_wire_kind { REDIS_WIRE_EVENTS, REDIS_WIRE_HEARTBEAT, REDIS_WIRE_UNKNOWN };

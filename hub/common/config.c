@@ -14,6 +14,7 @@
 #include "message.h"
 #include "netaddr.h"
 #include "redis_url.h"
+#include "shard.h"
 #include "tls.h"
 #include "xalloc.h"
 
@@ -29,7 +30,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum opt_type { OPT_ADDR, OPT_UINT, OPT_STRING, OPT_ENUM };
+/* OPT_LIST: a string holding a comma list; given several times on the command line (or as a
+ * JSON array in the file), the entries join. */
+enum opt_type { OPT_ADDR, OPT_UINT, OPT_STRING, OPT_ENUM, OPT_LIST };
 
 struct option_spec {
     const char *name;
@@ -43,6 +46,7 @@ struct option_spec {
 
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const onoff_choices[] = {"off", "on", NULL};
 
 #define F(field) offsetof(struct config, field)
 static const struct option_spec options[] = {
@@ -59,8 +63,10 @@ static const struct option_spec options[] = {
      "HTTP API connections at once; past it a new one gets 503 and is closed"},
     {"api-request-seconds", OPT_UINT, F(api_request_seconds), "10", 1, 3600, NULL,
      "an API request must arrive whole within this (else 408); an answer be taken as fast"},
-    {"redis-url", OPT_STRING, F(redis_url), NULL, 0, 0, NULL,
-     "redis://[[user]:password@]host[:port][/db]: share events with other hubs (default: alone)"},
+    {"redis-url", OPT_LIST, F(redis_url), NULL, 0, 0, NULL,
+     "redis://[[user]:password@]host[:port][/db]: share events with other hubs (default: alone); "
+     "several (repeated, or a comma list): Redis shards, each channel on one, every hub given the "
+     "same list in the same order"},
     {"redis-channel", OPT_STRING, F(redis_channel), "herald:events", 0, 0, NULL,
      "the Redis pub/sub channel the hubs share"},
     {"resolv-conf", OPT_STRING, F(resolv_conf), "/etc/resolv.conf", 0, 0, NULL,
@@ -120,6 +126,9 @@ static const struct option_spec options[] = {
      "bytes taken for delivery and not yet written, instance-wide (every plane's mailbox and "
      "connections' queues, each frame counted once per connection), past which POST /publish "
      "answers 503 overloaded with Retry-After"},
+    {"io-uring", OPT_ENUM, F(io_uring), "on", 0, 0, onoff_choices,
+     "on: each delivery plane sends a loop turn's frames through io_uring, thousands per system "
+     "call (plain writes where the kernel or a seccomp filter refuses it); off: plain writes"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},
@@ -208,7 +217,8 @@ static int apply(struct config *cfg, const struct option_spec *o, const char *va
         }
         *(unsigned *)(void *)field = (unsigned)n;
         return 0;
-    case OPT_STRING: {
+    case OPT_STRING:
+    case OPT_LIST: {
         char **p = (char **)(void *)field;
 
         if (!value[0]) {
@@ -252,6 +262,36 @@ static const char *env_get(char *const envp[], const char *name)
     return NULL;
 }
 
+/* A JSON array of strings for an OPT_LIST: its entries joined with commas. */
+static int apply_array(struct config *cfg, const struct option_spec *o, json_t *arr,
+                       const char *source, char *err, size_t errlen)
+{
+    size_t i, len = 1;
+    json_t *v;
+    char *joined;
+    int rc;
+
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v)) {
+            errbuf_set(err, errlen, "--%s: every entry of the array in %s must be a string",
+                       o->name, source);
+            return -1;
+        }
+        len += json_string_length(v) + 1;
+    }
+    joined = xcalloc(1, len);
+    json_array_foreach(arr, i, v)
+    {
+        if (i)
+            strcat(joined, ",");
+        strcat(joined, json_string_value(v));
+    }
+    rc = apply(cfg, o, joined, source, err, errlen);
+    free(joined);
+    return rc;
+}
+
 static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
 {
     json_error_t jerr;
@@ -280,6 +320,11 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
             errbuf_set(err, errlen, "--config: %s: unknown option \"%s\"", path, key);
             goto out;
         }
+        if (json_is_array(val) && o->type == OPT_LIST) {
+            if (apply_array(cfg, o, val, source, err, errlen) < 0)
+                goto out;
+            continue;
+        }
         if (json_is_string(val)) {
             s = json_string_value(val);
         } else if (json_is_integer(val) && o->type == OPT_UINT) {
@@ -287,7 +332,9 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
             s = num;
         } else {
             errbuf_set(err, errlen, "--%s: the value in %s must be a %s", o->name, path,
-                       o->type == OPT_UINT ? "whole number" : "string");
+                       o->type == OPT_UINT   ? "whole number"
+                       : o->type == OPT_LIST ? "string or an array of strings"
+                                             : "string");
             goto out;
         }
         if (apply(cfg, o, s, source, err, errlen) < 0)
@@ -345,7 +392,9 @@ void config_man(FILE *out)
                  "WebSocket client subscribed to the event's channel on \\fB\\-\\-listen\\fR (path "
                  "\\fI/ws\\fR) receives it. Alone, a hub uses its in\\-process broker; with "
                  "\\fB\\-\\-redis\\-url\\fR, hubs share events through one Redis pub/sub channel "
-                 "and can run behind a load balancer.\n"
+                 "and can run behind a load balancer. Given several \\fB\\-\\-redis\\-url\\fR "
+                 "(the same list, in the same order, on every hub), the Redis instances are "
+                 "shards: each channel lives on one of them.\n"
                  ".PP\nEach option is also read from the environment variable "
                  "\\fBHERALD_\\fINAME\\fR (upper case, dashes as underscores) and from the "
                  "JSON object of \\fB\\-\\-config\\fR \\fIFILE\\fR (or \\fBHERALD_CONFIG\\fR). "
@@ -385,7 +434,8 @@ void config_man(FILE *out)
           "bad option.\n"
           ".SH HTTP API\n"
           "\\fBPOST /publish\\fR (202 once the broker took the event), \\fBGET /health\\fR, "
-          "\\fBGET /ready\\fR (503 while draining or while Redis is down), "
+          "\\fBGET /ready\\fR (503 while draining or while Redis is down; with shards, while "
+          "none is up or hubs were given different lists, each shard's state in the body), "
           "\\fBGET /stats\\fR, \\fBGET /metrics\\fR (Prometheus).\n"
           ".SH FILES\n/etc/herald/herald.json, /etc/herald/\\fIINSTANCE\\fR.json and .env "
           "(systemd units herald.service and herald@.service).\n"
@@ -399,6 +449,7 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
 {
     const char *config_file = env_get(envp, "HERALD_CONFIG");
     char source[80];
+    bool list_flag_seen[N_OPTIONS] = {false};
 
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -461,13 +512,25 @@ enum config_result config_load(struct config *cfg, int argc, char *const argv[],
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
         const char *v = eq ? eq + 1 : argv[i + 1];
         const struct option_spec *o = find_option(a, len);
+        char *joined = NULL;
+        int rc;
 
         if (!eq)
             i++;
         if (!o)
             continue; /* --config, already read */
         snprintf(source, sizeof(source), "the command line");
-        if (apply(cfg, o, v, source, err, errlen) < 0)
+        if (o->type == OPT_LIST && list_flag_seen[o - options] && v[0]) {
+            const char *had = *(char **)(void *)((char *)cfg + o->offset);
+
+            joined = xmalloc(strlen(had) + strlen(v) + 2);
+            sprintf(joined, "%s,%s", had, v); /* a repeated list flag adds to the list */
+            v = joined;
+        }
+        list_flag_seen[o - options] = true;
+        rc = apply(cfg, o, v, source, err, errlen);
+        free(joined);
+        if (rc < 0)
             return CONFIG_ERROR;
     }
     return CONFIG_OK;
@@ -502,6 +565,81 @@ static int parse_origins(struct config *cfg, char *err, size_t errlen)
         while (*p == ',' || *p == ' ')
             p++;
     }
+    return 0;
+}
+
+/* Where the --redis-url entry that starts at p ends: at a comma followed (after spaces) by
+ * redis://, so that a password may hold a comma, or at the end. */
+static const char *entry_end(const char *p)
+{
+    for (; *p; p++) {
+        const char *q = p + 1;
+
+        if (*p != ',')
+            continue;
+        while (*q == ' ')
+            q++;
+        if (!strncmp(q, "redis://", 8))
+            return p;
+    }
+    return p;
+}
+
+/* --redis-url: one URL, or several separated by commas (shards). Each entry must parse; no two
+ * may name the same Redis and database (shard_name(), so credentials and spelling of the
+ * port do not tell two apart); the names and their digest are kept. */
+static int resolve_redis_urls(struct config *cfg, char *err, size_t errlen)
+{
+    const char *p = cfg->redis_url;
+    unsigned n = 0;
+
+    cfg->redis_urls = xcalloc(SHARD_MAX + 1, sizeof(char *));
+    cfg->redis_shard_names = xcalloc(SHARD_MAX + 1, sizeof(char *));
+    while (*p) {
+        const char *end;
+        size_t len;
+        struct redis_url u;
+        char why[160], name[SHARD_NAME_MAX];
+
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        end = entry_end(p);
+        len = (size_t)(end - p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == ','))
+            len--;
+        if (n == SHARD_MAX) {
+            errbuf_set(err, errlen, "--redis-url: more than %d entries", SHARD_MAX);
+            return -1;
+        }
+        cfg->redis_urls[n] = xstrndup(p, len);
+        if (redis_url_parse(cfg->redis_urls[n], &u, why, sizeof(why)) < 0) {
+            if (*end || n) /* never the URL itself: it may hold a password */
+                errbuf_set(err, errlen, "--redis-url: entry %u: %s", n + 1, why);
+            else
+                errbuf_set(err, errlen, "--redis-url: %s", why);
+            return -1;
+        }
+        shard_name(&u, name);
+        for (unsigned i = 0; i < n; i++) {
+            if (!strcmp(cfg->redis_shard_names[i], name)) {
+                errbuf_set(err, errlen,
+                           "--redis-url: entries %u and %u are both %s: each shard must be "
+                           "another Redis or database",
+                           i + 1, n + 1, name);
+                return -1;
+            }
+        }
+        cfg->redis_shard_names[n++] = xstrdup(name);
+        p = end;
+    }
+    if (!n) {
+        errbuf_set(err, errlen, "--redis-url: no URL given");
+        return -1;
+    }
+    cfg->redis_shards = n;
+    cfg->redis_shard_digest = shard_list_digest(cfg->redis_shard_names, n);
     return 0;
 }
 
@@ -547,15 +685,8 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
         errbuf_set(err, errlen, "--web-root: '%s' is not a directory", cfg->web_root);
         return -1;
     }
-    if (cfg->redis_url) {
-        struct redis_url u;
-        char why[160];
-
-        if (redis_url_parse(cfg->redis_url, &u, why, sizeof(why)) < 0) {
-            errbuf_set(err, errlen, "--redis-url: %s", why);
-            return -1;
-        }
-    }
+    if (cfg->redis_url && resolve_redis_urls(cfg, err, errlen) < 0)
+        return -1;
     if ((unsigned long)cfg->send_queue_bytes <
         (unsigned long)cfg->max_message_bytes + MESSAGE_EVENT_OVERHEAD) {
         errbuf_set(err, errlen,
@@ -608,6 +739,14 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 
 void config_free(struct config *cfg)
 {
+    for (unsigned i = 0; cfg->redis_urls && cfg->redis_urls[i]; i++)
+        free(cfg->redis_urls[i]);
+    for (unsigned i = 0; cfg->redis_shard_names && cfg->redis_shard_names[i]; i++)
+        free(cfg->redis_shard_names[i]);
+    free(cfg->redis_urls);
+    free(cfg->redis_shard_names);
+    cfg->redis_urls = cfg->redis_shard_names = NULL;
+    cfg->redis_shards = 0;
     free(cfg->redis_url);
     free(cfg->redis_channel);
     free(cfg->resolv_conf);

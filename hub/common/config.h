@@ -4,6 +4,7 @@
 #define HERALD_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct apikeys;
@@ -25,7 +26,7 @@ struct config {
     unsigned api_max_connections;  /* HTTP API connections at once */
     unsigned api_request_seconds;  /* a request's first byte to its last */
     char *web_root;                /* --web-root; NULL: the installed or source web/ */
-    char *redis_url;               /* NULL: the in-process broker */
+    char *redis_url; /* NULL: the in-process broker; several URLs (comma list): shards */
     char *redis_channel;
     char *resolv_conf; /* name servers for the Redis host name */
     unsigned max_message_bytes;
@@ -60,9 +61,14 @@ struct config {
     struct netaddr_list *trusted; /* never NULL after config_resolve */
     struct tls_pair *tls;         /* --tls-cert and --tls-key as loaded at start-up; NULL: plain.
                                    * SIGHUP's pairs go to the planes, never here. */
+    char **redis_urls;            /* each --redis-url entry, NULL-terminated; NULL: none */
+    char **redis_shard_names;     /* each as shard_name() writes it: no credentials */
+    unsigned redis_shards;        /* entries: 0 (in-process), 1 (one Redis), more (shards) */
+    uint64_t redis_shard_digest;  /* shard_list_digest() of the names, in order */
     char **origins;               /* NULL: any origin; else NULL-terminated */
     int log_level;                /* enum log_level */
     int log_format;               /* enum log_format */
+    int io_uring;                 /* 0 off, 1 on */
 };
 
 enum config_result {

@@ -120,6 +120,11 @@ static double backlog_bytes(const struct metrics_context *ctx)
     return (double)ctx->backlog_bytes;
 }
 
+static double io_uring_planes(const struct metrics_context *ctx)
+{
+    return (double)ctx->io_uring_planes;
+}
+
 static double max_backlog_bytes(const struct metrics_context *ctx)
 {
     return (double)ctx->max_backlog_bytes;
@@ -136,13 +141,20 @@ static double now_ms(const struct metrics_context *ctx)
 {
     return (double)ctx->now_ms;
 }
-static double heartbeat_lag(const struct metrics_context *ctx)
-{
-    (void)ctx;
-    return (double)LOAD(metrics.redis_heartbeat_lag_ms) / 1000.0;
-}
-
 enum metric_type { COUNTER, GAUGE, HISTOGRAM };
+/* A value each Redis shard has (struct metrics_redis): rendered unlabelled with one Redis, with
+ * a shard="i" label per shard with several. */
+enum redis_field {
+    R_NONE,
+    R_CONNECTED,
+    R_READY,
+    R_MISMATCH,
+    R_RECONNECTS,
+    R_PUBLISH_ERRORS,
+    R_SKIPPED,
+    R_HEARTBEAT_LAG,
+    R_INFO, /* herald_redis_shard_info{shard,url} 1 */
+};
 enum json_form { JSON_NONE, JSON_INT, JSON_BOOL };
 
 struct metric {
@@ -151,12 +163,12 @@ struct metric {
     const char *help;
     const char *json; /* key in /stats and $stats; NULL: only in /metrics */
     enum json_form form;
-    bool is_redis; /* only with the Redis broker */
-    bool is_tls;   /* only with --tls-cert */
+    enum redis_field redis; /* R_NONE: not a Redis value */
+    bool is_sharded;        /* only with several Redis shards */
+    bool is_tls;            /* only with --tls-cert */
     /* where the value is: exactly one of these */
     atomic_ullong *counter;
     atomic_llong *gauge;
-    atomic_int *flag;
     atomic_ullong *by_reason; /* one counter per label value */
     const char *const *reasons;
     size_t n_reasons;
@@ -323,6 +335,12 @@ static const struct metric table[] = {
      .help = "Frames queued past a connection's --send-queue-bytes because its socket kept up "
              "(the hub was behind, not the reader).",
      .counter = &metrics.queue_overruns},
+    {.name = "herald_delivery_io_uring_planes",
+     .type = GAUGE,
+     .help = "Delivery planes sending through io_uring (--io-uring; the others write with send()).",
+     .json = "io_uring_planes",
+     .form = JSON_INT,
+     .computed = io_uring_planes},
     {.name = "herald_delivery_planes",
      .type = GAUGE,
      .help = "Delivery threads.",
@@ -330,28 +348,23 @@ static const struct metric table[] = {
     {.name = "herald_redis_connected",
      .type = GAUGE,
      .help = "1 when both Redis links are up.",
-     .is_redis = true,
-     .flag = &metrics.redis_connected},
+     .redis = R_CONNECTED},
     {.name = "herald_redis_reconnects_total",
      .type = COUNTER,
      .help = "Attempts to reconnect a Redis link.",
-     .is_redis = true,
-     .counter = &metrics.redis_reconnects},
+     .redis = R_RECONNECTS},
     {.name = "herald_redis_publish_errors_total",
      .type = COUNTER,
      .help = "PUBLISHes that failed.",
-     .is_redis = true,
-     .counter = &metrics.redis_publish_errors},
+     .redis = R_PUBLISH_ERRORS},
     {.name = "herald_redis_skipped_payloads_total",
      .type = COUNTER,
      .help = "Payloads or records not understood.",
-     .is_redis = true,
-     .counter = &metrics.redis_unknown_payloads},
+     .redis = R_SKIPPED},
     {.name = "herald_redis_heartbeat_lag_seconds",
      .type = GAUGE,
      .help = "Publish to receipt of our last heartbeat.",
-     .is_redis = true,
-     .computed = heartbeat_lag,
+     .redis = R_HEARTBEAT_LAG,
      .decimals = 3},
     {.name = "herald_tls_certificate_expiry_timestamp_seconds",
      .type = GAUGE,
@@ -368,6 +381,21 @@ static const struct metric table[] = {
      .help = "SIGHUPs whose certificate or key failed its checks (the one before is kept).",
      .is_tls = true,
      .counter = &metrics.tls_reload_failures},
+    {.name = "herald_redis_shard_info",
+     .type = GAUGE,
+     .help = "Each Redis shard, by its place in --redis-url and its address.",
+     .redis = R_INFO,
+     .is_sharded = true},
+    {.name = "herald_redis_shard_ready",
+     .type = GAUGE,
+     .help = "1 when the shard takes publishes: links up, own heartbeat heard.",
+     .redis = R_READY,
+     .is_sharded = true},
+    {.name = "herald_redis_shard_list_mismatch",
+     .type = GAUGE,
+     .help = "1 when a hub given another --redis-url list was heard on the shard lately.",
+     .redis = R_MISMATCH,
+     .is_sharded = true},
     {.name = "herald_process_resident_memory_bytes",
      .type = GAUGE,
      .help = "Resident set size.",
@@ -390,6 +418,55 @@ static const struct metric table[] = {
      .help = "An event's publish time (ts) to the write() that carried it to a client."},
 };
 
+static double redis_value(const struct metric *m, unsigned shard)
+{
+    const struct metrics_redis *r = &metrics.redis[shard];
+
+    switch (m->redis) {
+    case R_CONNECTED: return LOAD(r->connected);
+    case R_READY: return LOAD(r->ready);
+    case R_MISMATCH: return LOAD(r->mismatch);
+    case R_RECONNECTS: return (double)LOAD(r->reconnects);
+    case R_PUBLISH_ERRORS: return (double)LOAD(r->publish_errors);
+    case R_SKIPPED: return (double)LOAD(r->unknown_payloads);
+    case R_HEARTBEAT_LAG: return (double)LOAD(r->heartbeat_lag_ms) / 1000.0;
+    case R_INFO: return 1;
+    case R_NONE: break;
+    }
+    return 0;
+}
+
+/* A label value: quotes, backslashes and newlines escaped. */
+static void put_label(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            put(b, "\\%c", *s);
+        else if (*s == '\n')
+            put(b, "\\n");
+        else
+            put(b, "%c", *s);
+    }
+}
+
+/* A Redis value: unlabelled with one Redis (as before shards), one line per shard else. */
+static void put_redis(struct buf *b, const struct metric *m, const struct metrics_context *ctx)
+{
+    if (ctx->redis_shards == 1) {
+        put(b, "%s %.*f\n", m->name, m->decimals, redis_value(m, 0));
+        return;
+    }
+    for (unsigned i = 0; i < ctx->redis_shards && i < SHARD_MAX; i++) {
+        put(b, "%s{shard=\"%u\"", m->name, i);
+        if (m->redis == R_INFO) {
+            put(b, ",url=\"");
+            put_label(b, ctx->shard_names[i]);
+            put(b, "\"");
+        }
+        put(b, "} %.*f\n", m->decimals, redis_value(m, i));
+    }
+}
+
 /* The value of a scalar metric (not by_reason, not a histogram). */
 static double value_of(const struct metric *m, const struct metrics_context *ctx)
 {
@@ -397,8 +474,6 @@ static double value_of(const struct metric *m, const struct metrics_context *ctx
         return (double)LOAD(*m->counter);
     if (m->gauge)
         return (double)LOAD(*m->gauge);
-    if (m->flag)
-        return (double)LOAD(*m->flag);
     return m->computed(ctx);
 }
 
@@ -425,7 +500,11 @@ static void put_histogram(struct buf *b, const char *name, const struct histogra
 
 static bool is_shown(const struct metric *m, const struct metrics_context *ctx)
 {
-    return (!m->is_redis || !strcmp(ctx->broker, "redis")) && (!m->is_tls || ctx->is_tls);
+    if (m->is_tls && !ctx->is_tls)
+        return false;
+    if (m->redis == R_NONE)
+        return true;
+    return m->is_sharded ? ctx->redis_shards > 1 : ctx->redis_shards > 0;
 }
 
 char *metrics_render_prometheus(const struct metrics_context *ctx)
@@ -450,6 +529,8 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
                 put_histogram(&b, m->name, publish_parts, 1);
             else
                 put_histogram(&b, m->name, ctx->delivery, ctx->planes);
+        } else if (m->redis != R_NONE) {
+            put_redis(&b, m, ctx);
         } else if (m->by_reason) {
             for (size_t k = 0; k < m->n_reasons; k++)
                 put(&b, "%s{reason=\"%s\"} %llu\n", m->name, m->reasons[k], LOAD(m->by_reason[k]));
@@ -458,6 +539,26 @@ char *metrics_render_prometheus(const struct metrics_context *ctx)
         }
     }
     return b.p;
+}
+
+/* Each shard's state for /stats and $stats. */
+static json_t *shards_json(const struct metrics_context *ctx)
+{
+    json_t *a = json_array();
+
+    for (unsigned i = 0; i < ctx->redis_shards && i < SHARD_MAX; i++) {
+        const struct metrics_redis *r = &metrics.redis[i];
+
+        json_array_append_new(
+            a, json_pack("{s:I,s:s,s:b,s:b,s:b,s:I,s:I,s:I,s:I}", "shard", (json_int_t)i, "url",
+                         ctx->shard_names[i], "ready", LOAD(r->ready), "connected",
+                         LOAD(r->connected), "list_mismatch", LOAD(r->mismatch), "reconnects",
+                         (json_int_t)LOAD(r->reconnects), "publish_errors",
+                         (json_int_t)LOAD(r->publish_errors), "skipped_payloads",
+                         (json_int_t)LOAD(r->unknown_payloads), "heartbeat_lag_ms",
+                         (json_int_t)LOAD(r->heartbeat_lag_ms)));
+    }
+    return a;
 }
 
 char *metrics_render_json(const struct metrics_context *ctx)
@@ -471,7 +572,7 @@ char *metrics_render_json(const struct metrics_context *ctx)
         const struct metric *m = &table[i];
         json_t *v;
 
-        if (!m->json || !is_shown(m, ctx))
+        if (!m->json || !is_shown(m, ctx) || m->redis != R_NONE)
             continue;
         if (m->by_reason) {
             v = json_object();
@@ -485,6 +586,8 @@ char *metrics_render_json(const struct metrics_context *ctx)
         }
         json_object_set_new(o, m->json, v);
     }
+    if (ctx->redis_shards > 1)
+        json_object_set_new(o, "shards", shards_json(ctx));
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)

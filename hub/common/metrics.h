@@ -3,6 +3,8 @@
 #ifndef HERALD_METRICS_H
 #define HERALD_METRICS_H
 
+#include "shard.h"
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +44,18 @@ enum api_refuse_reason {
     API_REFUSE_REASONS
 };
 
+/* One Redis's state and counters (broker/redis.c): one per --redis-url, the first alone when
+ * there is one Redis. */
+struct metrics_redis {
+    atomic_int connected; /* both links up */
+    atomic_int ready;     /* connected and our own heartbeat heard: it takes publishes */
+    atomic_int mismatch;  /* a hub given another --redis-url list was heard on it lately */
+    atomic_ullong reconnects;
+    atomic_ullong publish_errors;
+    atomic_ullong unknown_payloads;
+    atomic_llong heartbeat_lag_ms; /* publish to receipt of our own last heartbeat */
+};
+
 struct metrics {
     atomic_llong connections;   /* gauge */
     atomic_llong subscriptions; /* gauge */
@@ -70,12 +84,8 @@ struct metrics {
     atomic_ullong refused[REFUSE_REASONS];
     atomic_llong api_connections; /* gauge */
     atomic_ullong api_refused[API_REFUSE_REASONS];
-    /* Redis broker */
-    atomic_int redis_connected; /* both links up */
-    atomic_ullong redis_reconnects;
-    atomic_ullong redis_publish_errors;
-    atomic_ullong redis_unknown_payloads;
-    atomic_llong redis_heartbeat_lag_ms; /* publish to receipt of our own last heartbeat */
+    /* Redis broker: one entry per shard */
+    struct metrics_redis redis[SHARD_MAX];
     /* TLS on --listen */
     atomic_llong tls_not_after;        /* the served certificate's notAfter, Unix seconds */
     atomic_ullong tls_reloads;         /* SIGHUPs that gave the planes a new pair */
@@ -115,9 +125,12 @@ struct metrics_context {
     size_t mailbox_depth; /* summed over the planes */
     size_t backlog_bytes; /* summed over the planes: taken for delivery, not yet written */
     size_t max_backlog_bytes;
+    unsigned io_uring_planes; /* planes sending through io_uring */
     unsigned planes;
     int is_ready;
     int is_draining;
+    unsigned redis_shards;                /* --redis-url entries: 0 without Redis */
+    char *const *shard_names;             /* their names (shard_name()), redis_shards of them */
     int is_tls;                           /* --listen serves TLS: its metrics are shown */
     const struct histogram *delivery[64]; /* one per plane */
 };

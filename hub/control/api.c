@@ -350,6 +350,14 @@ static void publish_body(struct api *api, struct http_request *rq)
 
 /* --- GET /history ------------------------------------------------------------------------- */
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 /* Query argument name of rq, percent-decoded into out (cap bytes). Returns 1 found, 0 absent,
  * -1 malformed or too long. */
 static int query_arg(const struct http_request *rq, const char *name, char *out, size_t cap)
@@ -369,11 +377,11 @@ static int query_arg(const struct http_request *rq, const char *name, char *out,
                 int c = (unsigned char)*v;
 
                 if (c == '%') {
-                    unsigned x;
+                    int hi = e - v >= 3 ? hex_digit(v[1]) : -1, lo = hi >= 0 ? hex_digit(v[2]) : -1;
 
-                    if (e - v < 3 || sscanf(v + 1, "%2x", &x) != 1)
+                    if (lo < 0)
                         return -1;
-                    c = (int)x;
+                    c = hi << 4 | lo;
                     v += 2;
                 } else if (c == '+') {
                     c = ' ';
@@ -485,8 +493,15 @@ static void on_history_head(struct api *api, struct http_request *rq)
 static void on_ready(struct api *api, struct http_request *rq)
 {
     const struct api_host *h = &api->host;
+    bool ready = h->is_ready(h->arg);
+    char *body = h->ready_body ? h->ready_body(h->arg, ready) : NULL;
 
-    if (h->is_ready(h->arg))
+    if (body) { /* with Redis shards: each shard's state too */
+        respond_json(rq, ready ? 200 : 503, NULL, body);
+        free(body);
+        return;
+    }
+    if (ready)
         respond_json(rq, 200, NULL, "{\"status\":\"ready\"}");
     else
         http_respond_error(rq, 503, "unavailable",

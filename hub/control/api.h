@@ -31,6 +31,9 @@ struct api_host {
     bool (*is_ready)(void *arg);
     bool (*is_overloaded)(void *arg); /* delivery is behind past --max-backlog-bytes */
     void (*metrics_context)(void *arg, struct metrics_context *ctx);
+    /* Optional: /ready's JSON body given the hub's readiness (malloc'd), or NULL for the
+     * plain one (the body with Redis shards: hub.c). */
+    char *(*ready_body)(void *arg, bool is_ready);
     void *arg;
 };
 

@@ -24,6 +24,7 @@
 #include "common/overflow.h"
 #include "common/position.h"
 #include "common/registry.h"
+#include "common/shard.h"
 #include "common/tls.h"
 #include "common/xalloc.h"
 #include "delivery/admission.h"
@@ -34,6 +35,7 @@
 #include "sequencer.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -56,12 +58,15 @@ static void hub_metrics_context(const struct hub *h, struct metrics_context *ctx
     for (unsigned i = 0; i < h->n_planes; i++) {
         ctx->mailbox_depth += plane_mailbox_depth(h->planes[i]);
         ctx->backlog_bytes += plane_backlog_bytes(h->planes[i]);
+        ctx->io_uring_planes += plane_uses_io_uring(h->planes[i]);
         ctx->delivery[i] = plane_delivery_latency(h->planes[i]);
     }
     ctx->max_backlog_bytes = h->cfg->max_backlog_bytes;
     ctx->is_ready = hub_is_ready(h);
     ctx->is_draining = h->is_draining;
     ctx->is_tls = h->cfg->tls != NULL;
+    ctx->redis_shards = h->cfg->redis_shards;
+    ctx->shard_names = h->cfg->redis_shard_names;
 }
 
 /* Overload: bytes taken for delivery and not yet written, over every plane, past
@@ -75,13 +80,15 @@ static bool hub_is_overloaded(const struct hub *h)
     return backlog > h->cfg->max_backlog_bytes;
 }
 
+/* overflow_send_fn: consumes gap when it returns 0 (a gap always fits a mailbox). */
 static int post_gap(struct message *gap, void *arg)
 {
     struct plane *p = arg;
-    int rc = plane_post_quiet(p, gap, 0); /* a gap always fits */
 
+    if (plane_post_quiet(p, gap, 0) < 0)
+        return -1;
     message_unref(&gap);
-    return rc;
+    return 0;
 }
 
 /* Posts msg to plane i, or, when its mailbox is full, adds it to the plane's pending gaps (and
@@ -99,8 +106,8 @@ static void post_to(struct hub *h, unsigned i, struct message *msg, size_t weigh
         if (msg->kind != MESSAGE_EVENT) {
             struct message *gap = overflow_take(o, msg->channel, msg->channel_len);
 
-            if (gap)
-                post_gap(gap, h->planes[i]);
+            if (gap && post_gap(gap, h->planes[i]) < 0)
+                message_unref(&gap);
         }
     }
     if (plane_post_quiet(h->planes[i], msg, weight) < 0) {
@@ -196,11 +203,11 @@ static void on_sequenced(struct message *msg, void *arg)
     post_all(arg, msg);
 }
 
-static void on_resubscribed(void *arg)
+static void on_resubscribed(void *arg, unsigned shard)
 {
     struct hub *h = arg;
 
-    sequencer_resubscribed(h->seq);
+    sequencer_resubscribed(h->seq, shard);
 }
 
 /* The sequencer's answer to a plane's subscribe. */
@@ -359,6 +366,45 @@ static void api_metrics_context(void *arg, struct metrics_context *ctx)
     hub_metrics_context(arg, ctx);
 }
 
+/* /ready's body with Redis shards: the hub's word and each shard's (hub/DESIGN.md, "Redis
+ * shards": ready while one shard is up and every hub was given the same list). */
+static char *api_ready_body(void *arg, bool is_ready)
+{
+    struct hub *h = arg;
+    struct broker_shard shards[SHARD_MAX];
+    size_t n = h->broker && h->broker->ops->shards
+                   ? h->broker->ops->shards(h->broker, shards, SHARD_MAX)
+                   : 0;
+    const char *why = NULL;
+    json_t *list, *o;
+    bool all = true;
+    char *s;
+
+    if (!n)
+        return NULL;
+    list = json_array();
+    for (size_t i = 0; i < n && i < SHARD_MAX; i++) {
+        json_array_append_new(
+            list, json_pack("{s:s,s:b}", "url", shards[i].name, "ready", shards[i].is_ready));
+        all &= shards[i].is_ready;
+    }
+    if (is_ready) {
+        o = json_pack("{s:s,s:o}", "status", all ? "ready" : "degraded", "shards", list);
+    } else {
+        if (h->is_draining)
+            why = "the hub is shutting down";
+        else if (h->broker->ops->not_ready_reason)
+            why = h->broker->ops->not_ready_reason(h->broker);
+        o = json_pack("{s:s,s:s,s:o}", "error", "unavailable", "message",
+                      why ? why : "the broker is not connected", "shards", list);
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        xalloc_fail(0);
+    return s;
+}
+
 void hub_drain(struct hub *h)
 {
     struct timeval tv = {.tv_sec = (time_t)h->cfg->drain_seconds + 1};
@@ -410,7 +456,11 @@ static int start_broker(struct hub *h, uint64_t seed, char *err, size_t errlen)
         .memory = 4u << 20, /* the hub's own $ channels: small */
     };
 
-    if (cfg->redis_url) {
+    if (cfg->redis_shards > 1) {
+        h->broker = broker_sharded_new(h->base, cfg, on_broker_deliver, h, err, errlen);
+        if (!h->broker)
+            return -1;
+    } else if (cfg->redis_url) {
         h->broker = broker_redis_new(h->base, cfg, on_broker_deliver, h, err, errlen);
         if (!h->broker)
             return -1;
@@ -468,6 +518,7 @@ static int start_api(struct hub *h, char *err, size_t errlen)
         .is_ready = api_is_ready,
         .is_overloaded = api_is_overloaded,
         .metrics_context = api_metrics_context,
+        .ready_body = api_ready_body,
         .arg = h,
     };
 
@@ -510,8 +561,10 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
              "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u%s (%u delivery "
-             "threads), API on %s:%u (plain HTTP), %s broker",
+             "threads, %s), API on %s:%u (plain HTTP), %s broker",
              cfg->listen.host, cfg->listen.port, cfg->tls ? " over TLS" : "", h->n_planes,
+             h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
+                                                              : "sending with send()",
              cfg->api_listen.host, cfg->api_listen.port, h->broker->ops->name);
     if (cfg->tls) {
         atomic_store_explicit(&metrics.tls_not_after, tls_pair_not_after(cfg->tls),

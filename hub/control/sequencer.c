@@ -371,6 +371,7 @@ static void start_check(struct chan *c)
     if (read_channel(c->s, ctx, BROKER_READ_POSITION, 0, 0) < 0) {
         ctx_free(ctx);
         c->is_reading = false;
+        c->wants_check = true; /* the broker cannot read now: the sweep tries again */
     }
 }
 
@@ -558,13 +559,14 @@ void sequencer_request(struct sequencer *s, struct position_request *q)
         start_init(c);
 }
 
-void sequencer_resubscribed(struct sequencer *s)
+void sequencer_resubscribed(struct sequencer *s, unsigned shard)
 {
     struct chan *c, *tmp;
 
     HASH_ITER(hh, s->chans, c, tmp)
     {
-        if (!c->is_ready)
+        if (!c->is_ready || c->name[0] == '$' ||
+            broker_shard_of(s->broker, c->name, c->len) != shard)
             continue;
         if (c->is_reading)
             c->wants_check = true;
@@ -589,6 +591,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             chan_free(s, c);
             continue;
         }
+        if (c->wants_check && c->is_ready && !c->is_reading)
+            start_check(c);
         if (c->nwaiting && !c->is_reading) {
             if (now - c->waiting_since_ms >= WAIT_MAX_MS) {
                 for (size_t i = 0; i < c->nwaiting; i++)

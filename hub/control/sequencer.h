@@ -36,8 +36,8 @@ void sequencer_free(struct sequencer *s); /* NULL is a no-op */
 void sequencer_event(struct sequencer *s, struct message *msg);
 /* A plane asks where a subscription starts. Takes q. */
 void sequencer_request(struct sequencer *s, struct position_request *q);
-/* The broker's subscription was lost and is back: check every held channel for what was
- * published meanwhile. */
-void sequencer_resubscribed(struct sequencer *s);
+/* The broker's subscription on shard `shard` was lost and is back: check every held channel of
+ * that shard (broker_shard_of(); all of them without shards) for what was published meanwhile. */
+void sequencer_resubscribed(struct sequencer *s, unsigned shard);
 
 #endif

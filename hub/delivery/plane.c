@@ -19,6 +19,7 @@
 #include "common/tls.h"
 #include "common/xalloc.h"
 #include "subscription.h"
+#include "uring.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -363,6 +364,13 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         goto fail;
     if (listen_open(p, err, errlen) < 0)
         goto fail;
+    if (cfg->io_uring) {
+        char why[128];
+
+        p->uring = uring_new(why, sizeof(why));
+        if (!p->uring && index == 0)
+            log_warn("ws", "%s: delivery planes write with plain send() calls", why);
+    }
     return p;
 fail:
     plane_free(p);
@@ -444,6 +452,7 @@ void plane_free(struct plane *p)
     mailbox_free(p->mb);
     overflow_free(p->overflow);
     pacer_clear(&p->pacer);
+    uring_free(p->uring);
     free(p->dirty);
     free(p->scratch);
     free(p);
@@ -467,4 +476,9 @@ size_t plane_mailbox_depth(const struct plane *p)
 size_t plane_backlog_bytes(const struct plane *p)
 {
     return mailbox_weight(p->mb) + atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
+}
+
+bool plane_uses_io_uring(const struct plane *p)
+{
+    return uring_is_usable(p->uring);
 }

@@ -4,6 +4,7 @@
 #ifndef HERALD_PLANE_H
 #define HERALD_PLANE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,8 @@ size_t plane_mailbox_depth(const struct plane *p);
 /* Bytes taken for delivery on this plane and not yet written: events in its mailbox and what
  * its connections have queued (as of its last loop turn). Any thread. */
 size_t plane_backlog_bytes(const struct plane *p);
+/* Whether the plane sends through io_uring (--io-uring, and the kernel allowed it). */
+bool plane_uses_io_uring(const struct plane *p);
 /* The plane's delivery latency histogram (written by its thread only). */
 const struct histogram *plane_delivery_latency(const struct plane *p);
 /* When the plane's loop last turned (clock_mono_ms()), for the watchdog. Any thread. */

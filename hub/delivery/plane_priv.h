@@ -23,6 +23,7 @@ struct conn;
 struct overflow;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct tls_pair;
+struct uring;
 
 struct plane {
     const struct config *cfg;
@@ -66,6 +67,7 @@ struct plane {
     size_t overflow_bytes;      /* queued past this, events become pending gaps */
     struct overflow *overflow;  /* those gaps */
     ev_prepare prepare;         /* once per loop turn: writer_flush_dirty and the gauges */
+    struct uring *uring;        /* NULL: sends go through lws_write one by one */
     struct pacer pacer;         /* paced subscriptions' timer entries (max_rate) */
     ev_timer pace_timer;
     int64_t pace_armed_us;      /* when pace_timer is set to fire; 0: not set */
@@ -117,6 +119,9 @@ void writer_replay(struct conn *c, struct message *msg);
 int writer_on_writeable(struct plane *p, struct conn *c);
 /* Once per loop turn: writes the queue of every connection marked dirty, straight. */
 void writer_flush_dirty(struct plane *p);
+/* Copies a due ping and the queued frames that fit in cap bytes into out, popping them and
+ * counting the events; returns the bytes. A first frame larger than cap stays queued. */
+size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t cap);
 /* Once per loop turn: sends the pending gaps once the plane's backlog is below its bound. */
 void writer_flush_overflow(struct plane *p);
 /* The pacer's due entries: paced events whose slot has come. */

@@ -31,6 +31,7 @@
 #include "common/overflow.h"
 #include "pacer.h"
 #include "subscription.h"
+#include "uring.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -208,12 +209,9 @@ static inline void observe(struct plane *p, const struct message *m, int64_t wal
                           wall_ms > m->ts_ms ? (uint64_t)(wall_ms - m->ts_ms) * 1000 : 0);
 }
 
-/* Writes a due ping and as much of c's queue as one write takes. Returns 0, or -1 when the
- * socket failed. */
-static int write_queue(struct plane *p, struct conn *c)
+size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t cap)
 {
     struct session *s = c->s;
-    unsigned char *out = p->scratch + LWS_PRE;
     size_t used = 0;
     unsigned long long events = 0;
     struct message *m;
@@ -225,30 +223,39 @@ static int write_queue(struct plane *p, struct conn *c)
         memcpy(out, "\x89\x02hb", 4);
         used = 4;
     }
-    while ((m = session_front(s))) {
-        size_t len = message_wire_len(m);
-
-        if (used + len > PLANE_SCRATCH_BYTES) {
-            if (used)
-                break;
-            /* larger than the scratch: alone, straight from the message (lws copies what
-             * the socket does not take) */
-            if (lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len)
-                return -1;
-            observe(p, m, wall, &events);
-            session_pop(s);
-            goto sent;
-        }
-        memcpy(out + used, message_wire(m), len);
-        used += len;
+    while ((m = session_front(s)) && used + message_wire_len(m) <= cap) {
+        memcpy(out + used, message_wire(m), message_wire_len(m));
+        used += message_wire_len(m);
         observe(p, m, wall, &events);
         session_pop(s);
     }
-    if (used && lws_write(c->wsi, out, used, LWS_WRITE_HTTP) < (int)used)
-        return -1;
-sent:
     if (events)
         metrics_add(&metrics.events_delivered, events);
+    return used;
+}
+
+/* Writes a due ping and as much of c's queue as one write takes. Returns 0, or -1 when the
+ * socket failed. */
+static int write_queue(struct plane *p, struct conn *c)
+{
+    unsigned char *out = p->scratch + LWS_PRE;
+    size_t used = writer_take(p, c, out, PLANE_SCRATCH_BYTES);
+    struct message *m = session_front(c->s);
+
+    if (used)
+        return lws_write(c->wsi, out, used, LWS_WRITE_HTTP) < (int)used ? -1 : 0;
+    if (m && message_wire_len(m) > PLANE_SCRATCH_BYTES) {
+        /* larger than the scratch: alone, straight from the message (lws copies what the
+         * socket does not take) */
+        unsigned long long events = 0;
+        size_t len = message_wire_len(m);
+
+        if (lws_write(c->wsi, (unsigned char *)message_wire(m), len, LWS_WRITE_HTTP) < (int)len)
+            return -1;
+        observe(p, m, clock_wall_ms(), &events);
+        metrics_add(&metrics.events_delivered, events);
+        session_pop(c->s);
+    }
     return 0;
 }
 
@@ -274,6 +281,10 @@ int writer_on_writeable(struct plane *p, struct conn *c)
 
 void writer_flush_dirty(struct plane *p)
 {
+    if (uring_is_usable(p->uring)) {
+        uring_flush_dirty(p, p->uring);
+        return;
+    }
     for (size_t i = 0; i < p->n_dirty; i++) {
         struct conn *c = p->dirty[i];
 

@@ -142,6 +142,29 @@ class JsonLogTest(HubTestCase):
             self.assertNotIn(secret, line, "a payload reached the log")
 
 
+class IoUringTest(HubTestCase):
+    def test_io_uring_on_or_said_why_not_and_off_when_asked(self):
+        """--io-uring on (the default): every plane sends through io_uring, or the log says
+        the kernel refused it; off: none does. Both deliver the same."""
+        for setting in ("on", "off"):
+            ch = unique_channel("uring")
+            with Hub(io_uring=setting, delivery_threads=2) as hub:
+                ws = WS.open(hub, channels=[ch])
+                self.assertEqual(publish(hub, {"channel": ch, "data": setting})[0], 202)
+                self.assertEqual(ws.recv_event()["data"], setting)
+                ws.close()
+                planes = metrics(hub).get("herald_delivery_io_uring_planes")
+                text = hub.log_text()
+                if setting == "off":
+                    self.assertEqual(planes, 0)
+                    self.assertIn("sending with send()", text)
+                elif "io_uring refused" in text:
+                    self.assertEqual(planes, 0)
+                else:
+                    self.assertEqual(planes, 2)
+                    self.assertIn("sending through io_uring", text)
+
+
 class MetricsCompleteTest(HubTestCase):
     hub_options = {}
 
@@ -157,7 +180,7 @@ class MetricsCompleteTest(HubTestCase):
         gauges = ["herald_connections", "herald_subscriptions", "herald_channels",
                   "herald_mailbox_depth", "herald_process_resident_memory_bytes",
                   "herald_ready", "herald_draining", "herald_backlog_bytes",
-                  "herald_max_backlog_bytes"]
+                  "herald_max_backlog_bytes", "herald_delivery_io_uring_planes"]
         counters = ["herald_connections_accepted_total", "herald_events_published_total",
                     "herald_events_delivered_total", "herald_publish_requests_total",
                     "herald_publish_overloaded_total", "herald_send_queue_overruns_total"]

@@ -1,34 +1,79 @@
 // harness.mjs -- shared helpers for the JavaScript tests: a real `herald` on free loopback
-// ports, publishing through its HTTP API, and bounded waits.
+// ports, publishing through its HTTP API, a redis-server, nginx from the shipped config, and
+// bounded waits.
 //
 // Environment (CTest sets them; the defaults suit a build in <repo>/build):
 //   HERALD_BIN          the hub binary
 //   HERALD_PUB_BIN      the herald-pub binary
 //   HERALD_WEB_ROOT     the dashboard directory
 //   HERALD_ARTIFACT_DIR where screenshots go (default: a temporary directory)
-//   HERALD_KEEP_LOGS    when set, the hubs' logs are kept and their paths printed
+//   HERALD_KEEP_LOGS    when set, the hubs' (and redis-server's, nginx's) logs are kept and
+//                       their directory printed
+//   HERALD_REDIS_SERVER redis-server (default: on PATH)
+//   HERALD_NGINX        nginx (default /usr/sbin/nginx)
+//   HERALD_NGINX_CONF   the shipped site config (default systemd/nginx-herald.conf)
 //
 // Every wait has a deadline and fails with a message that says what it waited for.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, openSync, closeSync, readFileSync, rmSync,
+  writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+/** The first `name` on PATH that is executable, or null. */
+export function which(name) {
+  for (const dir of (process.env.PATH || '').split(delimiter)) {
+    const p = join(dir, name);
+    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
+  }
+  return null;
+}
+
+/** True when path is an executable file. */
+export function executable(path) {
+  try { accessSync(path, constants.X_OK); return true; } catch { return false; }
+}
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const HERALD_BIN = process.env.HERALD_BIN || join(REPO, 'build', 'hub', 'herald');
 export const HERALD_PUB_BIN = process.env.HERALD_PUB_BIN || join(REPO, 'build', 'clients', 'herald-pub');
 export const HERALD_WEB_ROOT = process.env.HERALD_WEB_ROOT || join(REPO, 'build', 'web');
+export const REDIS_SERVER = process.env.HERALD_REDIS_SERVER || which('redis-server');
+export const NGINX = process.env.HERALD_NGINX || '/usr/sbin/nginx';
+export const NGINX_CONF = process.env.HERALD_NGINX_CONF || join(REPO, 'systemd', 'nginx-herald.conf');
 
 const logDir = mkdtempSync(join(tmpdir(), 'herald-js-'));
-const children = new Set();
+const children = new Set(); /* every process started here: killed at exit if still running */
 process.on('exit', () => {
-  for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ }
-  if (process.env.HERALD_KEEP_LOGS) console.error(`[harness] hub logs in ${logDir}`);
+  for (const c of children) {
+    /* nginx's workers outlive a killed master: they go first, while /proc still lists them */
+    if (c.killChildren) for (const pid of childPids(c.pid)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    try { c.kill('SIGKILL'); } catch { /* gone */ }
+  }
+  if (process.env.HERALD_KEEP_LOGS) console.error(`[harness] logs in ${logDir}`);
   else rmSync(logDir, { recursive: true, force: true });
 });
+
+/** Starts a child process that is killed when this process exits (with its own children
+ *  when killChildren); proc.exited resolves with {code, signal}. */
+function spawnTracked(cmd, args, options, { killChildren = false } = {}) {
+  const proc = spawn(cmd, args, options);
+  proc.killChildren = killChildren;
+  children.add(proc);
+  proc.exited = new Promise((res) => proc.once('exit', (code, signal) => {
+    children.delete(proc);
+    res({ code, signal });
+  }));
+  return proc;
+}
+
+/** The last n lines of a file, or '(none)'. */
+export function tail(path, n = 20) {
+  try { return readFileSync(path, 'utf8').split('\n').slice(-n).join('\n'); } catch { return '(none)'; }
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -155,6 +200,34 @@ export class Hub {
     return result;
   }
 
+  /** Sends signal (SIGKILL: a crash) and waits for the exit; returns {code, signal}.
+   *  start() afterwards starts it again on the same ports. */
+  async kill(signal = 'SIGKILL') {
+    const proc = this.proc;
+    if (!proc) return null;
+    this.proc = null;
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    return this.exit;
+  }
+
+  /** True when GET /ready answers 200. */
+  async isReady() {
+    const r = await fetch(`${this.apiUrl}/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+    if (r) await r.arrayBuffer().catch(() => null);
+    return !!r && r.status === 200;
+  }
+
+  /** GET /metrics as {'name' or 'name{labels}': number}. */
+  async metrics() {
+    const r = await fetch(`${this.apiUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const out = {};
+    for (const line of (await r.text()).split('\n')) {
+      const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)$/.exec(line);
+      if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
+  }
+
   log() {
     try {
       return readFileSync(this.logPath, 'utf8').split('\n').slice(-15).join('\n');
@@ -226,4 +299,253 @@ let channelCount = 0;
 /** A channel name no other test uses. */
 export function uniqueChannel(prefix = 'ch') {
   return `${prefix}-${process.pid}-${++channelCount}`;
+}
+
+// --- redis-server ---------------------------------------------------------------------------
+
+/* One RESP reply from buf at offset i: [value, next offset], or null when incomplete. An
+ * error reply is an Error value. */
+function respParse(buf, i = 0) {
+  const eol = buf.indexOf('\r\n', i);
+  if (eol < 0) return null;
+  const kind = String.fromCharCode(buf[i]);
+  const line = buf.toString('utf8', i + 1, eol);
+  const next = eol + 2;
+  switch (kind) {
+  case '+': return [line, next];
+  case '-': return [new Error(line), next];
+  case ':': return [Number(line), next];
+  case '$': {
+    const n = Number(line);
+    if (n < 0) return [null, next];
+    if (buf.length < next + n + 2) return null;
+    return [buf.toString('utf8', next, next + n), next + n + 2];
+  }
+  case '*': {
+    const n = Number(line);
+    if (n < 0) return [null, next];
+    const out = [];
+    let at = next;
+    for (let k = 0; k < n; k++) {
+      const r = respParse(buf, at);
+      if (!r) return null;
+      out.push(r[0]);
+      at = r[1];
+    }
+    return [out, at];
+  }
+  default: throw new Error(`not RESP: ${JSON.stringify(buf.toString('utf8', i, Math.min(buf.length, i + 40)))}`);
+  }
+}
+
+/** One Redis command on a fresh connection to 127.0.0.1:port; resolves with the reply,
+ *  rejects on an error reply, a refused connection or no answer within timeoutMs. */
+export function redisCall(port, args, { timeoutMs = 2000 } = {}) {
+  return new Promise((res, reject) => {
+    const s = tcpConnect({ port, host: '127.0.0.1' });
+    let buf = Buffer.alloc(0);
+    const done = (err, v) => { clearTimeout(timer); s.destroy(); err ? reject(err) : res(v); };
+    const timer = setTimeout(() => done(new Error(`redis ${args[0]}: no answer within ${timeoutMs} ms`)),
+      timeoutMs);
+    s.once('connect', () => {
+      s.write(`*${args.length}\r\n` + args.map((a) => {
+        const b = String(a);
+        return `$${Buffer.byteLength(b)}\r\n${b}\r\n`;
+      }).join(''));
+    });
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      let r;
+      try { r = respParse(buf); } catch (err) { done(err); return; }
+      if (!r) return;
+      if (r[0] instanceof Error) done(new Error(`redis ${args[0]}: ${r[0].message}`));
+      else done(null, r[0]);
+    });
+    s.once('error', (err) => done(err));
+  });
+}
+
+let redisCount = 0;
+
+/**
+ * A redis-server on 127.0.0.1 without persistence (--save '' --appendonly no): a restart
+ * starts empty. start() picks a free port the first time and reuses it after a stop() or
+ * kill(); each waits until PING answers (or the exit).
+ */
+export class RedisServer {
+  constructor({ args = [] } = {}) {
+    this.args = args;
+    this.port = 0;
+    this.proc = null;
+    this.dir = '';
+  }
+
+  get url() { return `redis://127.0.0.1:${this.port}`; }
+  get pid() { return this.proc ? this.proc.pid : 0; }
+  get logPath() { return join(this.dir, 'redis.log'); }
+
+  async start() {
+    if (!REDIS_SERVER) throw new Error('redis-server is absent (apt-get install redis-server)');
+    if (!this.port) this.port = await freePort();
+    if (!this.dir) this.dir = mkdtempSync(join(logDir, `redis-${++redisCount}-`));
+    const proc = spawnTracked(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1',
+      '--save', '', '--appendonly', 'no', '--dir', this.dir, '--logfile', this.logPath, ...this.args],
+    { stdio: 'ignore' });
+    this.proc = proc;
+    await waitFor(async () => {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}: ${tail(this.logPath)}`);
+      return (await this.call('PING', { timeoutMs: 500 }).catch(() => null)) === 'PONG';
+    }, { timeoutMs: 5000, what: `redis-server on ${this.port}` });
+    return this;
+  }
+
+  /** One command: redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); a last argument
+   *  {timeoutMs} bounds the wait. */
+  call(...args) {
+    const opts = typeof args.at(-1) === 'object' ? args.pop() : {};
+    return redisCall(this.port, args, opts);
+  }
+
+  /** SIGSTOP: Redis hangs (its sockets stay open, nothing answers). */
+  pause() { this.proc.kill('SIGSTOP'); }
+
+  /** SIGCONT after pause(). */
+  resume() { this.proc.kill('SIGCONT'); }
+
+  /** SIGKILL (a crash); resolves with the exit. */
+  async kill() {
+    const proc = this.proc;
+    if (!proc) return null;
+    this.proc = null;
+    proc.kill('SIGCONT');
+    proc.kill('SIGKILL');
+    return proc.exited;
+  }
+
+  /** SIGTERM (SIGCONT first, in case it is paused), SIGKILL after timeoutMs. */
+  async stop({ timeoutMs = 5000 } = {}) {
+    const proc = this.proc;
+    if (!proc) return null;
+    this.proc = null;
+    return stopProc(proc, timeoutMs);
+  }
+}
+
+/** SIGCONT and SIGTERM to proc, then SIGKILL (to it and to the pids extraPids() gave before)
+ *  when it has not exited within ms; resolves with {code, signal}. */
+async function stopProc(proc, ms, extraPids = () => []) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exited;
+  const extra = extraPids();
+  try { proc.kill('SIGCONT'); proc.kill('SIGTERM'); } catch { /* gone */ }
+  let timer;
+  const late = new Promise((res) => { timer = setTimeout(() => res('late'), ms); });
+  const first = await Promise.race([proc.exited, late]);
+  clearTimeout(timer);
+  if (first !== 'late') return first;
+  for (const pid of [proc.pid, ...extra]) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  return proc.exited;
+}
+
+function childPids(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+// --- nginx from the shipped config (as tests/integration/test_load_balancer.py does) --------
+
+function subOnce(text, re, repl, what) {
+  if (!re.test(text)) throw new Error(`the shipped nginx config changed shape: no ${what} to replace`);
+  return text.replace(re, repl);
+}
+
+/** In `upstream NAME { ... }`, one server line per address, with the first line's parameters. */
+function replaceServers(text, upstream, addrs) {
+  const m = new RegExp(`(upstream\\s+${upstream}\\s*\\{)([\\s\\S]*?)(\\n\\})`).exec(text);
+  if (!m) throw new Error(`the shipped nginx config has no upstream ${upstream}`);
+  const lineRe = /^([ \t]*)server\s+\S+([^;\n]*);[ \t]*\n?/gm;
+  const servers = [...m[2].matchAll(lineRe)];
+  if (!servers.length) throw new Error(`upstream ${upstream} has no server lines`);
+  const [, indent, params] = servers[0];
+  const lines = addrs.map((a) => `${indent}server ${a}${params};\n`).join('');
+  let first = true;
+  const body = m[2].replace(lineRe, () => (first ? ((first = false), lines) : ''));
+  const start = m.index + m[1].length;
+  return text.slice(0, start) + body + text.slice(start + m[2].length);
+}
+
+/**
+ * Debian's nginx as a non-daemon from a generated main config in a temporary directory that
+ * includes the shipped site config (NGINX_CONF) with the hubs' ports in its two upstreams
+ * and its listens moved to free loopback ports: `wsUrl` is the balancer's /ws, `apiUrl` its
+ * publishers' port. hubs: objects with `port` and `apiPort` (Hub), started or not.
+ */
+export class Nginx {
+  constructor(hubs) {
+    this.hubs = hubs;
+    this.port = 0;
+    this.apiPort = 0;
+    this.proc = null;
+    this.dir = '';
+  }
+
+  get wsUrl() { return `ws://127.0.0.1:${this.port}/ws`; }
+  get apiUrl() { return `http://127.0.0.1:${this.apiPort}`; }
+  get publishUrl() { return `${this.apiUrl}/publish`; }
+  get errorLogPath() { return join(this.dir, 'error.log'); }
+
+  site() {
+    let text = readFileSync(NGINX_CONF, 'utf8');
+    text = replaceServers(text, 'herald_ws', this.hubs.map((h) => `127.0.0.1:${h.port}`));
+    text = replaceServers(text, 'herald_api', this.hubs.map((h) => `127.0.0.1:${h.apiPort}`));
+    text = subOnce(text, /^\s*listen\s+\[::\]:80;\n/m, '', 'IPv6 listen');
+    text = subOnce(text, /listen\s+80;/, `listen 127.0.0.1:${this.port};`, 'public listen');
+    text = subOnce(text, /listen\s+127\.0\.0\.1:8001;/, `listen 127.0.0.1:${this.apiPort};`, 'API listen');
+    return text;
+  }
+
+  async start() {
+    if (!executable(NGINX)) throw new Error(`${NGINX} is absent (apt-get install nginx-light)`);
+    if (!this.port) this.port = await freePort();
+    if (!this.apiPort) this.apiPort = await freePort();
+    const d = this.dir = mkdtempSync(join(logDir, 'nginx-'));
+    writeFileSync(join(d, 'herald.conf'), this.site());
+    /* run as root, nginx's workers would be `nobody`, who cannot write request bodies of
+     * over 16 KiB to client_body_temp_path in this test's private directory (a 500) */
+    const user = process.getuid && process.getuid() === 0 ? 'user root;\n' : '';
+    writeFileSync(join(d, 'nginx.conf'), `daemon off;
+${user}worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/error.log info;
+events { worker_connections 1024; }
+http {
+    access_log ${d}/access.log;
+    client_body_temp_path ${d}/body;
+    proxy_temp_path ${d}/proxy;
+    fastcgi_temp_path ${d}/fastcgi;
+    uwsgi_temp_path ${d}/uwsgi;
+    scgi_temp_path ${d}/scgi;
+    include ${d}/herald.conf;
+}
+`);
+    const proc = this.proc = spawnTracked(NGINX, ['-p', `${d}/`, '-c', join(d, 'nginx.conf'), '-e', this.errorLogPath],
+      { stdio: 'ignore' }, { killChildren: true });
+    await waitFor(async () => {
+      if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}: ${tail(this.errorLogPath)}`);
+      return (await canConnect(this.port)) && canConnect(this.apiPort);
+    }, { timeoutMs: 5000, what: `nginx on ${this.port}/${this.apiPort}` });
+    return this;
+  }
+
+  /** SIGTERM (a fast shutdown), SIGKILL to the master and its workers after timeoutMs. */
+  async stop({ timeoutMs = 5000 } = {}) {
+    const proc = this.proc;
+    if (!proc) return null;
+    this.proc = null;
+    return stopProc(proc, timeoutMs, () => childPids(proc.pid));
+  }
+
+  errorLog(n = 30) { return tail(this.errorLogPath, n); }
 }

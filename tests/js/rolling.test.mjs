@@ -14,12 +14,8 @@
 // clients "502 no live upstreams" and sends them into backoff (seen while writing this test:
 // the clients were not back within 5 s).
 //
-// Environment (CTest sets the first three; the defaults suit a build in <repo>/build):
-//   HERALD_BIN, HERALD_WEB_ROOT   see harness.mjs
-//   HERALD_NGINX_CONF             the shipped site config (default systemd/nginx-herald.conf)
-//   HERALD_NGINX                  nginx (default /usr/sbin/nginx)
-//   HERALD_REDIS_SERVER           redis-server (default: on PATH)
-// The test is skipped when nginx or redis-server is missing.
+// Environment: HERALD_BIN, HERALD_WEB_ROOT, HERALD_NGINX_CONF, HERALD_NGINX and
+// HERALD_REDIS_SERVER, see harness.mjs (which also starts redis-server and nginx). The test is skipped when nginx or redis-server is missing.
 //
 // Timing rules the assertions follow (performance.now() in this one process):
 //   - a client's subscription on a connection is acknowledged when herald.js emits
@@ -34,21 +30,13 @@
 //     twice or out of order, across its connections too.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, test } from 'node:test';
 import WebSocket from 'ws';
 
 import { Herald } from '../../clients/js/herald.js';
-import { Hub, REPO, freePort, sleep, uniqueChannel, waitFor } from './harness.mjs';
-
-const NGINX = process.env.HERALD_NGINX || '/usr/sbin/nginx';
-const NGINX_CONF = process.env.HERALD_NGINX_CONF || join(REPO, 'systemd', 'nginx-herald.conf');
-const REDIS_SERVER = process.env.HERALD_REDIS_SERVER || which('redis-server');
+import { Hub, NGINX, Nginx, REDIS_SERVER, RedisServer, executable, sleep, uniqueChannel,
+  waitFor } from './harness.mjs';
 
 const N_CLIENTS = 10;
 const DRAIN_S = 5;
@@ -59,161 +47,8 @@ const STOP_MARGIN_MS = 50;         /* see the timing rules above */
 
 const now = () => performance.now();
 
-function which(name) {
-  for (const dir of (process.env.PATH || '').split(delimiter)) {
-    const p = join(dir, name);
-    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
-  }
-  return null;
-}
-
-function executable(path) {
-  try { accessSync(path, constants.X_OK); return true; } catch { return false; }
-}
-
 const skip = !executable(NGINX) ? `${NGINX} is absent (apt-get install nginx-light)` :
   !REDIS_SERVER ? 'redis-server is absent (apt-get install redis-server)' : false;
-
-// --- processes this file starts besides the hubs (which harness.mjs tracks) ----------------
-
-const tmp = mkdtempSync(join(tmpdir(), 'herald-rolling-'));
-const procs = new Set();
-process.on('exit', () => {
-  for (const p of procs) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-  if (!process.env.HERALD_KEEP_LOGS) rmSync(tmp, { recursive: true, force: true });
-  else console.error(`[rolling] nginx and redis files in ${tmp}`);
-});
-
-function track(proc) {
-  procs.add(proc);
-  proc.exited = new Promise((res) => proc.once('exit', (code, signal) => {
-    procs.delete(proc);
-    res({ code, signal });
-  }));
-  return proc;
-}
-
-/** SIGTERM to pid, then SIGKILL (and to `extra` pids) when it has not exited in ms. */
-async function stopProc(proc, ms = 5000, extraPids = () => []) {
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  const extra = extraPids();
-  try { process.kill(proc.pid, 'SIGTERM'); } catch { return; }
-  let timer;
-  const late = new Promise((res) => { timer = setTimeout(() => res('late'), ms); });
-  if (await Promise.race([proc.exited, late]) === 'late') {
-    for (const pid of [proc.pid, ...extra]) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    await proc.exited;
-  }
-  clearTimeout(timer);
-}
-
-function children(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function redisPing(port) {
-  return new Promise((res) => {
-    const s = tcpConnect({ port, host: '127.0.0.1' });
-    let buf = '';
-    const done = (ok) => { s.destroy(); res(ok); };
-    s.setTimeout(500, () => done(false));
-    s.once('connect', () => s.write('PING\r\n'));
-    s.on('data', (d) => { buf += d; if (buf.includes('\r\n')) done(buf.startsWith('+PONG')); });
-    s.once('error', () => done(false));
-  });
-}
-
-async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmp, 'redis-'));
-  const proc = track(spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log')],
-  { stdio: 'ignore' }));
-  await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`);
-    return redisPing(port);
-  }, { timeoutMs: 5000, what: `redis-server on ${port}` });
-  return { proc, port, url: `redis://127.0.0.1:${port}` };
-}
-
-// --- nginx from the shipped config (as tests/integration/test_load_balancer.py does) -------
-
-function subOnce(text, re, repl, what) {
-  if (!re.test(text)) throw new Error(`the shipped nginx config changed shape: no ${what} to replace`);
-  return text.replace(re, repl);
-}
-
-/** In `upstream NAME { ... }`, one server line per address, with the first line's parameters. */
-function replaceServers(text, upstream, addrs) {
-  const m = new RegExp(`(upstream\\s+${upstream}\\s*\\{)([\\s\\S]*?)(\\n\\})`).exec(text);
-  if (!m) throw new Error(`the shipped nginx config has no upstream ${upstream}`);
-  const lineRe = /^([ \t]*)server\s+\S+([^;\n]*);[ \t]*\n?/gm;
-  const servers = [...m[2].matchAll(lineRe)];
-  if (!servers.length) throw new Error(`upstream ${upstream} has no server lines`);
-  const [, indent, params] = servers[0];
-  const lines = addrs.map((a) => `${indent}server ${a}${params};\n`).join('');
-  let first = true;
-  const body = m[2].replace(lineRe, () => (first ? ((first = false), lines) : ''));
-  const start = m.index + m[1].length;
-  return text.slice(0, start) + body + text.slice(start + m[2].length);
-}
-
-function renderSite(hubs, port, apiPort) {
-  let text = readFileSync(NGINX_CONF, 'utf8');
-  text = replaceServers(text, 'herald_ws', hubs.map((h) => `127.0.0.1:${h.port}`));
-  text = replaceServers(text, 'herald_api', hubs.map((h) => `127.0.0.1:${h.apiPort}`));
-  text = subOnce(text, /^\s*listen\s+\[::\]:80;\n/m, '', 'IPv6 listen');
-  text = subOnce(text, /listen\s+80;/, `listen 127.0.0.1:${port};`, 'public listen');
-  text = subOnce(text, /listen\s+127\.0\.0\.1:8001;/, `listen 127.0.0.1:${apiPort};`, 'API listen');
-  return text;
-}
-
-async function startNginx(hubs) {
-  const port = await freePort();
-  const apiPort = await freePort();
-  const d = mkdtempSync(join(tmp, 'nginx-'));
-  writeFileSync(join(d, 'herald.conf'), renderSite(hubs, port, apiPort));
-  writeFileSync(join(d, 'nginx.conf'), `daemon off;
-worker_processes 1;
-pid ${d}/nginx.pid;
-error_log ${d}/error.log info;
-events { worker_connections 1024; }
-http {
-    access_log ${d}/access.log;
-    client_body_temp_path ${d}/body;
-    proxy_temp_path ${d}/proxy;
-    fastcgi_temp_path ${d}/fastcgi;
-    uwsgi_temp_path ${d}/uwsgi;
-    scgi_temp_path ${d}/scgi;
-    include ${d}/herald.conf;
-}
-`);
-  const proc = track(spawn(NGINX, ['-p', `${d}/`, '-c', join(d, 'nginx.conf'), '-e', join(d, 'error.log')],
-    { stdio: 'ignore' }));
-  const canConnect = (p) => new Promise((res) => {
-    const s = tcpConnect({ port: p, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); res(true); });
-    s.once('error', () => res(false));
-  });
-  await waitFor(async () => {
-    if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}: ${tail(join(d, 'error.log'))}`);
-    return (await canConnect(port)) && canConnect(apiPort);
-  }, { timeoutMs: 5000, what: `nginx on ${port}/${apiPort}` });
-  return {
-    proc, port, apiPort, dir: d,
-    wsUrl: `ws://127.0.0.1:${port}/ws`,
-    publishUrl: `http://127.0.0.1:${apiPort}/publish`,
-    stop: () => stopProc(proc, 5000, () => children(proc.pid)),
-  };
-}
-
-function tail(path, n = 20) {
-  try { return readFileSync(path, 'utf8').split('\n').slice(-n).join('\n'); } catch { return '(none)'; }
-}
 
 // --- the publisher ------------------------------------------------------------------------
 
@@ -306,14 +141,14 @@ after(async () => {
   if (publisher) await publisher.stop();
   if (nginx) await nginx.stop();
   for (const hub of hubs) await hub.stop().catch(() => {});
-  if (redis) await stopProc(redis.proc);
+  if (redis) await redis.stop();
 });
 
 test('rolling restart behind nginx: clients move within the drain time and lose no later event',
   { skip, timeout: 60000 }, async (t) => {
     const testStart = now();
     const log = (msg) => t.diagnostic(msg);
-    redis = await startRedis();
+    redis = await new RedisServer().start();
     const redisChannel = uniqueChannel('herald-rolling');
     for (const id of ['herald-a', 'herald-b']) {
       hubs.push(new Hub({ 'redis-url': redis.url, 'redis-channel': redisChannel, 'drain-seconds': DRAIN_S,
@@ -326,11 +161,11 @@ test('rolling restart behind nginx: clients move within the drain time and lose 
     };
     for (const hub of hubs) await hub.start();
     for (const hub of hubs) await waitFor(() => isReady(hub), { timeoutMs: 5000, what: `${hub.options['instance-id']} /ready 200` });
-    nginx = await startNginx(hubs);
+    nginx = await new Nginx(hubs).start();
 
     const dump = () => [
       ...hubs.map((h) => `--- ${h.options['instance-id']} ---\n${h.log()}`),
-      `--- nginx error.log ---\n${tail(join(nginx.dir, 'error.log'), 30)}`,
+      `--- nginx error.log ---\n${nginx.errorLog(30)}`,
     ].join('\n');
 
     try {

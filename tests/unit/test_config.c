@@ -550,6 +550,99 @@ static void error_after_strings_were_set(void **state)
     run_free(&r);
 }
 
+/* --redis-url given several times, as a comma list, from the environment or as a JSON array:
+ * the Redis shards, in order; a repeated flag adds to the list, and the flags replace what the
+ * environment and the file said. */
+static void redis_url_lists(void **state)
+{
+    char *file = temp_file("{\"redis-url\": [\"redis://10.0.0.1\", \"redis://10.0.0.2:6380/1\"]}");
+    char config_env[300];
+    const char *const env[] = {"HERALD_REDIS_URL=redis://e1, redis://e2", NULL};
+    const char *const file_env[] = {config_env, NULL};
+    const char *const flags[] = {
+        "--redis-url", "redis://a:1", "--redis-url=redis://b:2,redis://c:3",
+        "--web-root",  "/",           NULL};
+    const char *const one[] = {"--redis-url", "redis://:pa,ss@h:7/3", "--web-root", "/", NULL};
+    const char *const bare[] = {"--web-root", "/", NULL};
+    char err[ERRLEN];
+    struct run r;
+
+    (void)state;
+    snprintf(config_env, sizeof(config_env), "HERALD_CONFIG=%s", file);
+    expect_ok(&r, flags, env);
+    assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), 0);
+    assert_int_equal(r.cfg.redis_shards, 3);
+    assert_string_equal(r.cfg.redis_urls[0], "redis://a:1");
+    assert_string_equal(r.cfg.redis_urls[2], "redis://c:3");
+    assert_null(r.cfg.redis_urls[3]);
+    assert_string_equal(r.cfg.redis_shard_names[1], "redis://b:2/0");
+    run_free(&r);
+
+    expect_ok(&r, bare, env);
+    assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), 0);
+    assert_int_equal(r.cfg.redis_shards, 2);
+    assert_string_equal(r.cfg.redis_urls[1], "redis://e2");
+    run_free(&r);
+
+    expect_ok(&r, bare, file_env);
+    assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), 0);
+    assert_int_equal(r.cfg.redis_shards, 2);
+    assert_string_equal(r.cfg.redis_shard_names[0], "redis://10.0.0.1:6379/0");
+    assert_string_equal(r.cfg.redis_shard_names[1], "redis://10.0.0.2:6380/1");
+    run_free(&r);
+
+    /* one URL: as before, a comma in its password included */
+    expect_ok(&r, one, no_env);
+    assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), 0);
+    assert_int_equal(r.cfg.redis_shards, 1);
+    assert_string_equal(r.cfg.redis_urls[0], "redis://:pa,ss@h:7/3");
+    assert_string_equal(r.cfg.redis_shard_names[0], "redis://h:7/3");
+    run_free(&r);
+
+    /* without Redis: no shards */
+    expect_ok(&r, bare, no_env);
+    assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), 0);
+    assert_int_equal(r.cfg.redis_shards, 0);
+    assert_null(r.cfg.redis_urls);
+    run_free(&r);
+    remove_temp(file);
+}
+
+static void redis_url_list_errors(void **state)
+{
+    static const struct {
+        const char *value, *want;
+    } bad[] = {
+        {"redis://h:1,redis://H:1/0", "entries 1 and 2 are both redis://h:1/0"},
+        {"redis://a:s3cret@h,redis://x:99999", "entry 2: the port"},
+        {"redis://a:s3cret@,redis://x", "entry 1: the host"},
+        {"redis://h,redis://", "entry 2"},
+        {"http://x", "--redis-url: must start with redis://"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *const args[] = {"--redis-url", bad[i].value, "--web-root", "/", NULL};
+        char err[ERRLEN];
+        struct run r;
+
+        expect_ok(&r, args, no_env);
+        assert_int_equal(config_resolve(&r.cfg, err, sizeof(err)), -1);
+        if (!strstr(err, bad[i].want))
+            print_error("%s: '%s', wanted '%s'\n", bad[i].value, err, bad[i].want);
+        assert_non_null(strstr(err, bad[i].want));
+        assert_null(strstr(err, "s3cret"));
+        run_free(&r);
+    }
+    {
+        char *file = temp_file("{\"redis-url\": [\"redis://a\", 7]}");
+        const char *const args[] = {"--config", file, NULL};
+
+        expect_error(args, no_env, "every entry of the array");
+        remove_temp(file);
+    }
+}
+
 static void help_and_version(void **state)
 {
     struct run r;
@@ -620,6 +713,8 @@ int main(void)
         cmocka_unit_test(missing_value),
         cmocka_unit_test(config_file_errors),
         cmocka_unit_test(error_after_strings_were_set),
+        cmocka_unit_test(redis_url_lists),
+        cmocka_unit_test(redis_url_list_errors),
         cmocka_unit_test(help_and_version),
     };
 

@@ -68,6 +68,50 @@ static void heartbeat_malformed(void **state)
     assert_int_equal(hb.seq, 7);
 }
 
+/* Version 3 (a hub with Redis shards) carries which shard of how many, and the list's digest;
+ * version 2 says nothing of shards. */
+static void heartbeat_with_shards(void **state)
+{
+    struct redis_wire_heartbeat out = {.instance = "web-1",
+                                       .instance_len = 5,
+                                       .nonce = 7,
+                                       .started_ms = 1,
+                                       .seq = 2,
+                                       .sent_ms = 3,
+                                       .shard = 2,
+                                       .shards = 3,
+                                       .digest = UINT64_C(0x0123456789abcdef)},
+                                in;
+    static const char *const bad[] = {
+        "H3B\nweb-1\t1\t2\t3\t4\t3\t3\t0123456789abcdef\n",    /* shard past shards */
+        "H3B\nweb-1\t1\t2\t3\t4\t0\t0\t0123456789abcdef\n",    /* no shards */
+        "H3B\nweb-1\t1\t2\t3\t4\t0\t2\t0123456789abcde\n",     /* a digit short */
+        "H3B\nweb-1\t1\t2\t3\t4\t0\t2\t0123456789ABCDEF\n",    /* upper case */
+        "H3B\nweb-1\t1\t2\t3\t4\t0\t2\t0123456789abcdef\tx\n", /* a field more */
+        "H3B\nweb-1\t1\t2\t3\t4\t0\t2\n",                      /* no digest */
+    };
+    char buf[256];
+    size_t len = redis_wire_heartbeat(buf, sizeof(buf), &out), n = 0;
+
+    (void)state;
+    assert_string_equal(buf, "H3B\nweb-1\t7\t1\t2\t3\t2\t3\t0123456789abcdef\n");
+    assert_int_equal(redis_wire_decode(buf, len, 4096, NULL, NULL, &in, &n), REDIS_WIRE_HEARTBEAT);
+    assert_int_equal(in.shard, 2);
+    assert_int_equal(in.shards, 3);
+    assert_true(in.digest == UINT64_C(0x0123456789abcdef));
+    assert_int_equal(in.nonce, 7);
+    assert_true(in.has_nonce);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(redis_wire_decode(bad[i], strlen(bad[i]), 4096, NULL, NULL, &in, &n),
+                         REDIS_WIRE_UNKNOWN);
+    /* one Redis: version 2, as before */
+    out.shards = 0;
+    len = redis_wire_heartbeat(buf, sizeof(buf), &out);
+    assert_memory_equal(buf, "H2B\n", 4);
+    assert_int_equal(redis_wire_decode(buf, len, 4096, NULL, NULL, &in, &n), REDIS_WIRE_HEARTBEAT);
+    assert_int_equal(in.shards, 0);
+}
+
 struct seen {
     char channels[16][32];
     size_t n;
@@ -156,6 +200,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(heartbeat_round_trip),
         cmocka_unit_test(heartbeat_malformed),
+        cmocka_unit_test(heartbeat_with_shards),
         cmocka_unit_test(records_are_checked_like_a_publish),
         cmocka_unit_test(records_over_the_size_are_dropped),
     };
