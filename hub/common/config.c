@@ -128,7 +128,8 @@ static const struct option_spec options[] = {
      "answers 503 overloaded with Retry-After"},
     {"io-uring", OPT_ENUM, F(io_uring), "on", 0, 0, onoff_choices,
      "on: each delivery plane sends a loop turn's frames through io_uring, thousands per system "
-     "call (plain writes where the kernel or a seccomp filter refuses it); off: plain writes"},
+     "call (plain writes where the kernel or a seccomp filter refuses it, and with --tls-cert); "
+     "off: plain writes"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},

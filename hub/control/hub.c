@@ -563,8 +563,9 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
              "herald " HERALD_VERSION ": /ws and the dashboard on %s:%u%s (%u delivery "
              "threads, %s), API on %s:%u (plain HTTP), %s broker",
              cfg->listen.host, cfg->listen.port, cfg->tls ? " over TLS" : "", h->n_planes,
-             h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
-                                                              : "sending with send()",
+             cfg->tls                                           ? "sending through OpenSSL"
+             : h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
+                                                                : "sending with send()",
              cfg->api_listen.host, cfg->api_listen.port, h->broker->ops->name);
     if (cfg->tls) {
         atomic_store_explicit(&metrics.tls_not_after, tls_pair_not_after(cfg->tls),

@@ -364,7 +364,12 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         goto fail;
     if (listen_open(p, err, errlen) < 0)
         goto fail;
-    if (cfg->io_uring) {
+    /* io_uring sends a connection's bytes to its socket itself: under TLS those bytes must go
+     * through OpenSSL (lws_write), so TLS keeps the planes on the lws_write path. */
+    if (cfg->io_uring && cfg->tls) {
+        if (index == 0)
+            log_info("ws", "--io-uring is off with --tls-cert: OpenSSL writes to the sockets");
+    } else if (cfg->io_uring) {
         char why[128];
 
         p->uring = uring_new(why, sizeof(why));

@@ -182,6 +182,9 @@ class TlsTest(HubTestCase):
         m = metrics(self.hub)
         self.assertAlmostEqual(m.get("herald_tls_certificate_expiry_timestamp_seconds"),
                                not_after(self.crt), delta=1)
+        # io_uring would send bytes past OpenSSL: with TLS every plane writes with lws_write
+        self.assertEqual(m.get("herald_delivery_io_uring_planes"), 0)
+        self.assertIn("--io-uring is off with --tls-cert", self.hub.log_text())
 
     def test_plain_http_on_the_tls_port_fails_cleanly(self):
         for request in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
