@@ -73,6 +73,7 @@ static BIO *open_pem(const char *opt, const char *path, char *err, size_t errlen
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
+    BIO *bio;
 
     if (!f) {
         errbuf_set(err, errlen, "%s %s: %s", opt, path, strerror(errno));
@@ -88,7 +89,10 @@ static BIO *open_pem(const char *opt, const char *path, char *err, size_t errlen
         fclose(f);
         return NULL;
     }
-    return BIO_new_fp(f, BIO_CLOSE);
+    bio = BIO_new_fp(f, BIO_CLOSE);
+    if (!bio)
+        xalloc_fail(sizeof(BIO *)); /* OpenSSL ran out of memory */
+    return bio;
 }
 
 /* A key with a passphrase is refused: never ask the terminal for one. */
