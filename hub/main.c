@@ -43,6 +43,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct hub *h = arg;
 
     (void)what;
+    if (sig == SIGHUP) {
+        hub_reload(h);
+        return;
+    }
     log_info("main", "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     hub_drain(h);
 }
@@ -52,7 +56,7 @@ int main(int argc, char **argv)
     struct config cfg;
     struct hub hub;
     struct event_base *base = NULL;
-    struct event *sigs[2] = {NULL, NULL};
+    struct event *sigs[3] = {NULL, NULL, NULL};
     char err[512];
     int rc = 1;
 
@@ -89,15 +93,16 @@ int main(int argc, char **argv)
     }
     sigs[0] = evsignal_new(base, SIGTERM, on_signal, &hub);
     sigs[1] = evsignal_new(base, SIGINT, on_signal, &hub);
-    event_add(sigs[0], NULL);
-    event_add(sigs[1], NULL);
+    sigs[2] = evsignal_new(base, SIGHUP, on_signal, &hub); /* re-read --tls-cert, --tls-key */
+    for (int i = 0; i < 3; i++)
+        event_add(sigs[i], NULL);
 
     event_base_dispatch(base);
     hub_stop(&hub);
     log_info("main", "stopped");
     rc = 0;
 out:
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
     if (base)

@@ -15,6 +15,7 @@
 #include "netaddr.h"
 #include "redis_url.h"
 #include "shard.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -51,6 +52,11 @@ static const char *const onoff_choices[] = {"off", "on", NULL};
 static const struct option_spec options[] = {
     {"listen", OPT_ADDR, F(listen), "0.0.0.0:8080", 0, 0, NULL,
      "HOST:PORT of the WebSocket endpoint /ws, server-sent events /sse and the dashboard"},
+    {"tls-cert", OPT_STRING, F(tls_cert), NULL, 0, 0, NULL,
+     "PEM certificate and its intermediates: --listen speaks TLS (https, wss); needs "
+     "--tls-key; both re-read on SIGHUP"},
+    {"tls-key", OPT_STRING, F(tls_key), NULL, 0, 0, NULL,
+     "PEM private key of --tls-cert (no passphrase)"},
     {"api-listen", OPT_ADDR, F(api_listen), "127.0.0.1:8081", 0, 0, NULL,
      "HOST:PORT of the HTTP API (publish, health, ready, stats, metrics)"},
     {"api-max-connections", OPT_UINT, F(api_max_connections), "1024", 1, 1000000, NULL,
@@ -122,7 +128,8 @@ static const struct option_spec options[] = {
      "answers 503 overloaded with Retry-After"},
     {"io-uring", OPT_ENUM, F(io_uring), "on", 0, 0, onoff_choices,
      "on: each delivery plane sends a loop turn's frames through io_uring, thousands per system "
-     "call (plain writes where the kernel or a seccomp filter refuses it); off: plain writes"},
+     "call (plain writes where the kernel or a seccomp filter refuses it, and with --tls-cert); "
+     "off: plain writes"},
     {"log-level", OPT_ENUM, F(log_level), "info", 0, 0, level_choices,
      "debug, info, warn or error"},
     {"log-format", OPT_ENUM, F(log_format), "text", 0, 0, format_choices, "text or json"},
@@ -421,6 +428,9 @@ void config_man(FILE *out)
           "SIGTERM or SIGINT drains: \\fI/ready\\fR answers 503, publishes answer 503, every "
           "client is closed with 1001 within \\fB\\-\\-drain\\-seconds\\fR, and the hub "
           "exits 0.\n"
+          ".PP\nSIGHUP re-reads \\fB\\-\\-tls\\-cert\\fR and \\fB\\-\\-tls\\-key\\fR: "
+          "new TLS handshakes get the new pair, open connections stay. A pair that fails its "
+          "checks is logged and the current one kept; the hub never exits on SIGHUP.\n"
           ".SH EXIT STATUS\n0 after a drain; 1 when start\\-up fails (a port in use); 2 for a "
           "bad option.\n"
           ".SH HTTP API\n"
@@ -717,6 +727,14 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->allowed_origins && parse_origins(cfg, err, errlen) < 0)
         return -1;
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        errbuf_set(err, errlen, "%s: needed with %s (give both, or neither)",
+                   cfg->tls_cert ? "--tls-key" : "--tls-cert",
+                   cfg->tls_cert ? "--tls-cert" : "--tls-key");
+        return -1;
+    }
+    if (cfg->tls_cert && !(cfg->tls = tls_pair_load(cfg->tls_cert, cfg->tls_key, err, errlen)))
+        return -1;
     return 0;
 }
 
@@ -740,6 +758,10 @@ void config_free(struct config *cfg)
     free(cfg->api_key);
     free(cfg->api_keys_file);
     free(cfg->jwt_secret_file);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    cfg->tls_cert = cfg->tls_key = NULL;
+    tls_pair_unref(&cfg->tls);
     free(cfg->allowed_origins);
     free(cfg->trusted_proxies);
     apikeys_free(cfg->keys);

@@ -9,6 +9,7 @@
 
 struct apikeys;
 struct netaddr_list;
+struct tls_pair;
 
 #define CONFIG_HOST_MAX 256
 
@@ -19,6 +20,8 @@ struct config_addr {
 
 struct config {
     struct config_addr listen;     /* --listen */
+    char *tls_cert;                /* --tls-cert; NULL: --listen is plain HTTP */
+    char *tls_key;                 /* --tls-key */
     struct config_addr api_listen; /* --api-listen */
     unsigned api_max_connections;  /* HTTP API connections at once */
     unsigned api_request_seconds;  /* a request's first byte to its last */
@@ -56,6 +59,8 @@ struct config {
     unsigned char *jwt_secret; /* NULL: /ws is open */
     size_t jwt_secret_len;
     struct netaddr_list *trusted; /* never NULL after config_resolve */
+    struct tls_pair *tls;         /* --tls-cert and --tls-key as loaded at start-up; NULL: plain.
+                                   * SIGHUP's pairs go to the planes, never here. */
     char **redis_urls;            /* each --redis-url entry, NULL-terminated; NULL: none */
     char **redis_shard_names;     /* each as shard_name() writes it: no credentials */
     unsigned redis_shards;        /* entries: 0 (in-process), 1 (one Redis), more (shards) */

@@ -8,6 +8,7 @@
 
 #include "message.h"
 #include "position.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #include <pthread.h>
@@ -56,6 +57,8 @@ static void drop_all(struct mail_array *a)
             position_answer_free(a->v[i].data);
         else if (a->v[i].kind == MAIL_SUBSCRIBE)
             position_request_free(a->v[i].data);
+        else if (a->v[i].kind == MAIL_TLS)
+            tls_pair_unref((struct tls_pair **)&a->v[i].data);
     }
     free(a->v);
     a->v = NULL;

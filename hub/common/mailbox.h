@@ -12,13 +12,14 @@ enum mail_kind {
     MAIL_DRAIN,     /* to a plane: shutting down, close every client with 1001 */
     MAIL_POSITION,  /* to a plane: data is a struct position_answer */
     MAIL_SUBSCRIBE, /* to the control plane: data is a struct position_request */
+    MAIL_TLS,       /* to a plane: data is a struct tls_pair (one reference) for new handshakes */
 };
 
 struct mail {
     enum mail_kind kind;
     size_t weight;       /* MAIL_EVENT: the bytes it becomes in its subscribers' queues */
     struct message *msg; /* MAIL_EVENT: one reference, owned by the mail */
-    void *data;          /* MAIL_POSITION, MAIL_SUBSCRIBE: owned by the mail */
+    void *data;          /* MAIL_POSITION, MAIL_SUBSCRIBE, MAIL_TLS: owned by the mail */
 };
 
 /* Called by mailbox_post() when the queue turns non-empty, on the posting thread: it must be
@@ -30,8 +31,7 @@ typedef void mailbox_handle_fn(struct mail *mail, void *arg);
 
 /* max_bytes bounds the wire bytes of the events waiting (SIZE_MAX: no bound). */
 struct mailbox *mailbox_new(size_t max_bytes, mailbox_wake_fn *wake, void *wake_arg);
-/* Drops whatever is still queued (data of either kind freed as a position request or
- * answer). NULL is a no-op. */
+/* Drops whatever is still queued (data freed as its kind says). NULL is a no-op. */
 void mailbox_free(struct mailbox *mb);
 
 /* Queues a mail; takes a reference to msg (if any) and ownership of data (if any) only on

@@ -165,6 +165,7 @@ struct metric {
     enum json_form form;
     enum redis_field redis; /* R_NONE: not a Redis value */
     bool is_sharded;        /* only with several Redis shards */
+    bool is_tls;            /* only with --tls-cert */
     /* where the value is: exactly one of these */
     atomic_ullong *counter;
     atomic_llong *gauge;
@@ -371,6 +372,21 @@ static const struct metric table[] = {
      .help = "Publish to receipt of our last heartbeat.",
      .redis = R_HEARTBEAT_LAG,
      .decimals = 3},
+    {.name = "herald_tls_certificate_expiry_timestamp_seconds",
+     .type = GAUGE,
+     .help = "notAfter of the certificate new TLS handshakes get, in Unix seconds.",
+     .is_tls = true,
+     .gauge = &metrics.tls_not_after},
+    {.name = "herald_tls_reloads_total",
+     .type = COUNTER,
+     .help = "SIGHUPs that gave new TLS handshakes a newly read certificate and key.",
+     .is_tls = true,
+     .counter = &metrics.tls_reloads},
+    {.name = "herald_tls_reload_failures_total",
+     .type = COUNTER,
+     .help = "SIGHUPs whose certificate or key failed its checks (the one before is kept).",
+     .is_tls = true,
+     .counter = &metrics.tls_reload_failures},
     {.name = "herald_redis_shard_info",
      .type = GAUGE,
      .help = "Each Redis shard, by its place in --redis-url and its address.",
@@ -490,6 +506,8 @@ static void put_histogram(struct buf *b, const char *name, const struct histogra
 
 static bool is_shown(const struct metric *m, const struct metrics_context *ctx)
 {
+    if (m->is_tls && !ctx->is_tls)
+        return false;
     if (m->redis == R_NONE)
         return true;
     return m->is_sharded ? ctx->redis_shards > 1 : ctx->redis_shards > 0;

@@ -89,6 +89,10 @@ struct metrics {
     atomic_ullong api_refused[API_REFUSE_REASONS];
     /* Redis broker: one entry per shard */
     struct metrics_redis redis[SHARD_MAX];
+    /* TLS on --listen */
+    atomic_llong tls_not_after;        /* the served certificate's notAfter, Unix seconds */
+    atomic_ullong tls_reloads;         /* SIGHUPs that gave the planes a new pair */
+    atomic_ullong tls_reload_failures; /* SIGHUPs whose pair failed its checks (kept the old) */
 };
 
 extern struct metrics metrics;
@@ -130,6 +134,7 @@ struct metrics_context {
     int is_draining;
     unsigned redis_shards;                /* --redis-url entries: 0 without Redis */
     char *const *shard_names;             /* their names (shard_name()), redis_shards of them */
+    int is_tls;                           /* --listen serves TLS: its metrics are shown */
     const struct histogram *delivery[64]; /* one per plane */
 };
 

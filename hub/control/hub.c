@@ -25,6 +25,7 @@
 #include "common/position.h"
 #include "common/registry.h"
 #include "common/shard.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "delivery/admission.h"
 #include "delivery/plane.h"
@@ -63,6 +64,7 @@ static void hub_metrics_context(const struct hub *h, struct metrics_context *ctx
     ctx->max_backlog_bytes = h->cfg->max_backlog_bytes;
     ctx->is_ready = hub_is_ready(h);
     ctx->is_draining = h->is_draining;
+    ctx->is_tls = h->cfg->tls != NULL;
     ctx->redis_shards = h->cfg->redis_shards;
     ctx->shard_names = h->cfg->redis_shard_names;
 }
@@ -418,6 +420,32 @@ void hub_drain(struct hub *h)
     evtimer_add(h->ev_drain_deadline, &tv);
 }
 
+void hub_reload(struct hub *h)
+{
+    const struct config *cfg = h->cfg;
+    struct tls_pair *pair;
+    char err[512];
+
+    if (!cfg->tls) {
+        log_info("hub", "SIGHUP: nothing to reload (no --tls-cert)");
+        return;
+    }
+    pair = tls_pair_load(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+    if (!pair) {
+        metrics_add(&metrics.tls_reload_failures, 1);
+        log_error("tls", "SIGHUP: %s: still serving the certificate loaded before", err);
+        return;
+    }
+    for (unsigned i = 0; i < h->n_planes; i++)
+        plane_post_tls(h->planes[i], pair);
+    metrics_add(&metrics.tls_reloads, 1);
+    atomic_store_explicit(&metrics.tls_not_after, tls_pair_not_after(pair), memory_order_relaxed);
+    log_info("tls", "SIGHUP: new handshakes get %s", tls_pair_describe(pair));
+    if (tls_pair_not_after(pair) * 1000 < clock_wall_ms())
+        log_warn("tls", "the certificate in %s has expired", cfg->tls_cert);
+    tls_pair_unref(&pair);
+}
+
 /* The broker (Redis or in-process), the hub's local history and the sequencer. */
 static int start_broker(struct hub *h, uint64_t seed, char *err, size_t errlen)
 {
@@ -532,12 +560,20 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
     event_add(h->ev_systemd, &quarter);
     on_systemd_tick(-1, 0, h); /* the in-process broker is ready at once */
     log_info("hub",
-             "herald " HERALD_VERSION ": /ws, /sse and the dashboard on %s:%u (%u delivery "
-             "threads, %s), API on %s:%u, %s broker",
-             cfg->listen.host, cfg->listen.port, h->n_planes,
-             h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
-                                                              : "sending with send()",
+             "herald " HERALD_VERSION ": /ws, /sse and the dashboard on %s:%u%s (%u delivery "
+             "threads, %s), API on %s:%u (plain HTTP), %s broker",
+             cfg->listen.host, cfg->listen.port, cfg->tls ? " over TLS" : "", h->n_planes,
+             cfg->tls                                           ? "sending through OpenSSL"
+             : h->n_planes && plane_uses_io_uring(h->planes[0]) ? "sending through io_uring"
+                                                                : "sending with send()",
              cfg->api_listen.host, cfg->api_listen.port, h->broker->ops->name);
+    if (cfg->tls) {
+        atomic_store_explicit(&metrics.tls_not_after, tls_pair_not_after(cfg->tls),
+                              memory_order_relaxed);
+        log_info("tls", "serving %s", tls_pair_describe(cfg->tls));
+        if (tls_pair_not_after(cfg->tls) * 1000 < clock_wall_ms())
+            log_warn("tls", "the certificate in %s has expired", cfg->tls_cert);
+    }
     return 0;
 fail:
     hub_stop(h);

@@ -59,6 +59,10 @@ int hub_start(struct hub *h, const struct config *cfg, struct event_base *base, 
 /* Begins the drain (SIGTERM/SIGINT): /ready 503, publishes 503, clients closed with 1001;
  * the event loop exits when every plane is done or the drain time has passed. */
 void hub_drain(struct hub *h);
+/* SIGHUP: re-reads --tls-cert and --tls-key; a pair that passes its checks goes to every plane
+ * for its new handshakes (open connections stay), one that does not is logged and the current
+ * one kept. Never stops the hub. Without TLS, only logs. */
+void hub_reload(struct hub *h);
 /* Stops the planes and frees every part, in reverse order. */
 void hub_stop(struct hub *h);
 

@@ -565,6 +565,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             on_closed(p, c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: plane_on_wake(p); return 0;
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: /* user: the vhost's SSL_CTX */
+        return plane_tls_ctx(p, user) < 0 ? 1 : 0;
     default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }

@@ -96,8 +96,15 @@ static void on_acceptable(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!lws_adopt_socket_vhost(p->vh, fd)) /* lws closed fd */
-            log_warn("ws", "plane %u: could not adopt a connection", p->index);
+        /* with TLS, adoption runs the handshake's first step: a client whose first bytes are
+         * not a TLS hello it accepts (plain HTTP, an old protocol) fails here, and lws closes
+         * fd. Internet noise, not worth a warning each. */
+        if (!lws_adopt_socket_vhost(p->vh, fd)) {
+            if (p->tls)
+                log_debug("ws", "plane %u: a TLS handshake failed at its first step", p->index);
+            else
+                log_warn("ws", "plane %u: could not adopt a connection", p->index);
+        }
     }
 }
 

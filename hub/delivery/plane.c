@@ -4,7 +4,9 @@
  * drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED; each goes to writer_fanout(). Once per loop
  * turn (an ev_prepare watcher) the connections whose queues turned non-empty are written
  * (writer.c) and the plane's backlog is published for the control plane. Connections come
- * from listen.c and live in conn.c. */
+ * from listen.c and live in conn.c. With --tls-cert the vhost speaks TLS on every socket
+ * listen.c adopts, with the plane's current certificate pair (common/tls.c), which MAIL_TLS
+ * replaces on SIGHUP for the handshakes that follow. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
@@ -14,6 +16,7 @@
 #include "common/message.h"
 #include "common/overflow.h"
 #include "common/position.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "subscription.h"
 #include "uring.h"
@@ -102,6 +105,26 @@ static void start_drain(struct plane *p)
     on_drain_tick(&p->sul_drain);
 }
 
+/* SIGHUP's pair (takes a reference): the certificate callback (common/tls.c) hands it to every
+ * handshake from now on; open connections keep theirs. */
+static void swap_tls(struct plane *p, struct tls_pair *pair)
+{
+    if (!p->tls) { /* a plain plane: nothing to serve it with */
+        tls_pair_unref(&pair);
+        return;
+    }
+    tls_pair_unref(&p->tls);
+    p->tls = pair;
+    log_debug("ws", "plane %u: new handshakes get %s", p->index, tls_pair_describe(pair));
+}
+
+int plane_tls_ctx(struct plane *p, struct ssl_ctx_st *ctx)
+{
+    if (!p->tls)
+        return 0;
+    return tls_ctx_serve(ctx, &p->tls, p->tls_err, sizeof(p->tls_err)) < 0 ? -1 : 0;
+}
+
 static void on_mail(struct mail *mail, void *arg)
 {
     struct plane *p = arg;
@@ -113,6 +136,7 @@ static void on_mail(struct mail *mail, void *arg)
         break;
     case MAIL_DRAIN: start_drain(p); break;
     case MAIL_POSITION: conn_position(p, mail->data); break;
+    case MAIL_TLS: swap_tls(p, mail->data); break;
     case MAIL_SUBSCRIBE: position_request_free(mail->data); break; /* not a plane's mail */
     }
 }
@@ -316,11 +340,30 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     info.count_threads = 1;
+    /* also bounds a TLS handshake (PENDING_TIMEOUT_SSL_ACCEPT), then the HTTP request */
     info.timeout_secs = 10;
+    if (cfg->tls) {
+        /* TLS on the vhost although it listens nowhere (CONTEXT_PORT_NO_LISTEN_SERVER still
+         * gets an SSL_CTX in lws 4.1.6): lws makes the SSL_CTX and, in
+         * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS, conn.c hands it to
+         * plane_tls_ctx(), which gives it the pair; lws_adopt_socket_vhost() (listen.c) then
+         * starts each adopted socket with a TLS handshake. ALPN offers http/1.1 only: Debian's
+         * lws has HTTP/2, and the writer's frames (writer.c) are WebSocket bytes for a socket
+         * of their own, not an HTTP/2 stream. */
+        p->tls = tls_pair_ref(cfg->tls);
+        p->client_ctx = tls_client_ctx_new();
+        info.provided_client_ssl_ctx = p->client_ctx; /* see tls_client_ctx_new() */
+        info.options |=
+            LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+        info.alpn = "http/1.1";
+    }
 
     p->ctx = lws_create_context(&info);
     if (!p->ctx) {
-        snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
+        if (p->tls_err[0])
+            snprintf(err, errlen, "%s", p->tls_err);
+        else
+            snprintf(err, errlen, "cannot create the lws context of delivery plane %u", index);
         goto fail;
     }
     p->vh = lws_get_vhost_by_name(p->ctx, "herald");
@@ -328,7 +371,12 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         goto fail;
     if (listen_open(p, err, errlen) < 0)
         goto fail;
-    if (cfg->io_uring) {
+    /* io_uring sends a connection's bytes to its socket itself: under TLS those bytes must go
+     * through OpenSSL (lws_write), so TLS keeps the planes on the lws_write path. */
+    if (cfg->io_uring && cfg->tls) {
+        if (index == 0)
+            log_info("ws", "--io-uring is off with --tls-cert: OpenSSL writes to the sockets");
+    } else if (cfg->io_uring) {
         char why[128];
 
         p->uring = uring_new(why, sizeof(why));
@@ -381,6 +429,11 @@ void plane_post_position(struct plane *p, struct position_answer *a)
     mailbox_post(p->mb, MAIL_POSITION, NULL, a);
 }
 
+void plane_post_tls(struct plane *p, struct tls_pair *pair)
+{
+    mailbox_post(p->mb, MAIL_TLS, NULL, tls_pair_ref(pair));
+}
+
 void plane_drain(struct plane *p)
 {
     mailbox_post(p->mb, MAIL_DRAIN, NULL, NULL);
@@ -405,6 +458,8 @@ void plane_free(struct plane *p)
         lws_context_destroy(p->ctx);
     if (p->loop)
         ev_loop_destroy(p->loop);
+    tls_pair_unref(&p->tls); /* after the context: its certificate callback reads it */
+    tls_ctx_free(p->client_ctx);
     channel_index_free(p->idx);
     mailbox_free(p->mb);
     overflow_free(p->overflow);

@@ -15,6 +15,7 @@ struct message;
 struct plane;
 struct position_answer;
 struct position_request;
+struct tls_pair;
 
 /* A drain finished on plane (every client closed, or the drain time ran out). Fires once,
  * on the plane's own thread: it must be thread-safe (hub.c uses event_active). */
@@ -47,6 +48,9 @@ void plane_flush(struct plane *p);
 /* Hands the plane the answer to one of its position requests (takes a), and wakes it. Any
  * thread. */
 void plane_post_position(struct plane *p, struct position_answer *a);
+/* Hands the plane a new certificate pair for its new TLS handshakes (takes a reference of its
+ * own; open connections keep theirs). Any thread. */
+void plane_post_tls(struct plane *p, struct tls_pair *pair);
 /* Asks the plane to close its clients with 1001 within --drain-seconds and refuse new ones;
  * done fires when it has. Any thread. */
 void plane_drain(struct plane *p);

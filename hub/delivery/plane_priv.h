@@ -23,6 +23,8 @@ struct conn;
 struct cursor_pos;
 struct overflow;
 struct sse_stream;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct tls_pair;
 struct uring;
 
 struct plane {
@@ -34,6 +36,9 @@ struct plane {
     struct ev_loop *loop; /* libev, epoll: the plane's thread runs it */
     void *foreign_loops[1];
     struct lws_vhost *vh;
+    struct tls_pair *tls; /* the pair new TLS handshakes get (swapped on SIGHUP); NULL: plain */
+    char tls_err[256];    /* why the TLS context could not be set up */
+    struct ssl_ctx_st *client_ctx; /* the vhost's unused client context (common/tls.h) */
     /* listen.c */
     int listen_fd;
     int spare_fd; /* kept free for accept-and-close when out of descriptors */
@@ -162,6 +167,10 @@ void listen_start(struct plane *p);
 void listen_close(struct plane *p);
 
 /* plane.c */
+/* LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: sets up the vhost's SSL_CTX for the
+ * plane's pair (common/tls.c). Returns 0, or -1 (the callback's answer: lws then fails the
+ * context) with p->tls_err set. */
+int plane_tls_ctx(struct plane *p, struct ssl_ctx_st *ctx);
 /* LWS_CALLBACK_EVENT_WAIT_CANCELLED: the mailbox was posted to, or the plane is stopping. */
 void plane_on_wake(struct plane *p);
 /* A connection was established or closed: the plane's list and the drain. */

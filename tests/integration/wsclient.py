@@ -1,5 +1,5 @@
-"""wsclient.py -- the RFC 6455 WebSocket client the tests speak to the hub with: raw sockets,
-handshake, masking, fragmentation-aware frame parsing, close codes and automatic pongs (WS
+"""wsclient.py -- the RFC 6455 WebSocket client the tests speak to the hub with: raw sockets
+(or TLS over them: wss), handshake, masking, fragmentation-aware frame parsing, close codes and automatic pongs (WS
 and its errors; token_path and upgrade_request build what it sends), opening many clients
 (open_many), reading many at once (recv_many, recv_many_while: while publishers run in
 threads), the exactly-once check (assert_nothing_more), and reading one client in a thread
@@ -11,6 +11,7 @@ import json
 import os
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -87,19 +88,19 @@ def upgrade_request(host, port, path, headers=None):
 
 
 def _target_address(target, path):
-    """(host, port, path) for a port number, a ws:// URL, or a Hub (anything else with a
-    .port: the client does not depend on hubproc)."""
+    """(host, port, path) for a port number, a ws:// or wss:// URL, or a Hub (anything else
+    with a .port: the client does not depend on hubproc)."""
     if isinstance(target, int):
         return "127.0.0.1", target, path
     if not isinstance(target, str):
         return "127.0.0.1", target.port, path
     u = urllib.parse.urlsplit(target)
-    if u.scheme != "ws":
-        raise ValueError(f"only ws:// URLs: {target}")
+    if u.scheme not in ("ws", "wss"):
+        raise ValueError(f"only ws:// and wss:// URLs: {target}")
     p = u.path or path
     if u.query:
         p += "?" + u.query
-    return u.hostname, u.port or 80, p
+    return u.hostname, u.port or (443 if u.scheme == "wss" else 80), p
 
 
 class WS:
@@ -126,9 +127,12 @@ class WS:
 
     # -- connecting --------------------------------------------------------------------
     @classmethod
-    def connect(cls, target, path="/ws", headers=None, timeout=None, rcvbuf=None, source=None):
+    def connect(cls, target, path="/ws", headers=None, timeout=None, rcvbuf=None, source=None,
+                tls=None):
         """Open a connection to a Hub, a port or a ws:// URL and complete the handshake.
-        source binds the client to a local address first (any of 127.0.0.0/8 on Linux)."""
+        source binds the client to a local address first (any of 127.0.0.0/8 on Linux).
+        tls (an ssl.SSLContext) speaks TLS first (wss), naming the host as the server; the
+        TLS socket is then .sock, with its certificate, version and session."""
         timeout = T(5) if timeout is None else timeout
         host, port, path = _target_address(target, path)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -140,6 +144,8 @@ class WS:
             sock.settimeout(timeout)
             sock.connect((host, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
             key, request = upgrade_request(host, port, path, headers)
             sock.sendall(request)
             deadline = time.monotonic() + timeout
@@ -355,10 +361,19 @@ class WS:
         except (ConnectionResetError, BrokenPipeError):
             self.closed = ConnectionClosed("reset")
             raise self.closed
+        except ssl.SSLEOFError:  # TCP FIN without TLS's close_notify
+            self.closed = ConnectionClosed("eof")
+            raise self.closed
+        except ssl.SSLError as e:
+            self.closed = ConnectionClosed("reset", reason=str(e))
+            raise self.closed
         if not data:
             self.closed = ConnectionClosed("eof")
             raise self.closed
         self._buf += data
+        # TLS: the rest of a record already decrypted, which no select() would announce
+        while isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            self._buf += self.sock.recv(self.sock.pending())
         return True
 
     def recv_message(self, timeout=None):

@@ -151,8 +151,10 @@ export class Hub {
     this.logPath = '';
   }
 
-  get wsUrl() { return `ws://127.0.0.1:${this.port}/ws`; }
-  get pageUrl() { return `http://127.0.0.1:${this.port}/`; }
+  /* with --tls-cert, --listen speaks TLS: wss:// and https:// */
+  get #s() { return this.options['tls-cert'] ? 's' : ''; }
+  get wsUrl() { return `ws${this.#s}://127.0.0.1:${this.port}/ws`; }
+  get pageUrl() { return `http${this.#s}://127.0.0.1:${this.port}/`; }
   get apiUrl() { return `http://127.0.0.1:${this.apiPort}`; }
 
   async start() {
