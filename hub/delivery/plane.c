@@ -295,7 +295,14 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
     };
     p->listen_fd = p->spare_fd = -1;
     p->idx = channel_index_new(index, cfg->max_channels, subscription_free_extra);
-    p->mb = mailbox_new(cfg->max_backlog_bytes, wake, p);
+    /* The mailbox bound is above what admission lets in: a publish is taken while the backlog
+     * is at most --max-backlog-bytes, and one publish (a batch of up to EVENT_BATCH_MAX events
+     * whose body is at most --max-message-bytes) adds at most 8 times its body in wire bytes.
+     * Bounding the mailbox at the admission limit itself turned a batch taken on an idle hub
+     * into a gap. The second --max-backlog-bytes is room for events from other hubs, which
+     * admission does not see. */
+    p->mb = mailbox_new(2 * (size_t)cfg->max_backlog_bytes + 8 * (size_t)cfg->max_message_bytes,
+                        wake, p);
     p->overflow = overflow_new();
     p->overflow_bytes = 2 * (size_t)cfg->max_backlog_bytes;
     p->scratch = xmalloc(LWS_PRE + PLANE_SCRATCH_BYTES);
