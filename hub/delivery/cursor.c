@@ -51,8 +51,8 @@ static int parse_entry(const char *s, size_t len, struct cursor_pos *out)
     return 0;
 }
 
-int cursor_parse(const char *text, size_t len, struct cursor_pos *out, size_t n, char *err,
-                 size_t errlen)
+int cursor_parse(const char *what, const char *text, size_t len, struct cursor_pos *out, size_t n,
+                 char *err, size_t errlen)
 {
     size_t i = 0, at = 0;
 
@@ -61,12 +61,12 @@ int cursor_parse(const char *text, size_t len, struct cursor_pos *out, size_t n,
         size_t elen = comma ? (size_t)(comma - (text + at)) : len - at;
 
         if (i == n) {
-            errbuf_set(err, errlen, "Last-Event-ID has more entries than channels= has channels");
+            errbuf_set(err, errlen, "%s has more entries than channels= has channels", what);
             return -1;
         }
         if (parse_entry(text + at, elen, &out[i]) < 0) {
             errbuf_set(err, errlen,
-                       "Last-Event-ID entry %zu is not EPOCH:SEQ as an id: of this stream gave it",
+                       "%s entry %zu is not EPOCH:SEQ as an id: of this stream gave it", what,
                        i + 1);
             return -1;
         }
@@ -76,7 +76,7 @@ int cursor_parse(const char *text, size_t len, struct cursor_pos *out, size_t n,
         at += elen + 1;
     }
     if (i != n) {
-        errbuf_set(err, errlen, "Last-Event-ID has %zu entries for %zu channels", i, n);
+        errbuf_set(err, errlen, "%s has %zu entries for %zu channels", what, i, n);
         return -1;
     }
     return 0;

@@ -26,9 +26,9 @@ struct cursor_pos {
 /* Reads text (len bytes, not NUL-terminated) as exactly n entries into out[0..n). Strict:
  * the number of entries, epochs of 1 to MESSAGE_EPOCH_MAX letters and digits, seqs in
  * decimal without sign or leading zero up to INT64_MAX. Returns 0, or -1 with err set (out
- * is then undefined). */
-int cursor_parse(const char *text, size_t len, struct cursor_pos *out, size_t n, char *err,
-                 size_t errlen);
+ * is then undefined); what names the text in err ("Last-Event-ID", "since="). */
+int cursor_parse(const char *what, const char *text, size_t len, struct cursor_pos *out, size_t n,
+                 char *err, size_t errlen);
 
 /* Length of one entry as cursor_write() writes it (0 for no position). */
 size_t cursor_entry_len(const struct cursor_pos *pos);

@@ -84,7 +84,29 @@ static struct sse_stream *parse_query(struct plane *p, struct lws *wsi, uint32_t
                           errlen);
 }
 
-/* Last-Event-ID, when sent and not empty, into x's positions. Returns 0, or -1 with err set. */
+/* since=, the same cursor as Last-Event-ID for a client that opens a new stream (a new set of
+ * channels) and cannot set headers (EventSource): herald.js. Returns 0, or -1 with err set. */
+static int parse_since_arg(struct sse_stream *x, struct lws *wsi, char *err, size_t errlen)
+{
+    size_t cap = sse_stream_channels(x) * (CURSOR_ENTRY_MAX + 1) + 1;
+    char *text = xmalloc(cap);
+    struct hdr arg = conn_query_arg(wsi, "since=", text, cap);
+    int rc = 0;
+
+    if (arg.state == HDR_TOO_LONG) {
+        snprintf(err, errlen, "since= is longer than any id: of this stream");
+        rc = -1;
+    } else if (arg.state == HDR_PRESENT && text[0]) {
+        rc = cursor_parse("since=", text, strlen(text), sse_stream_positions(x),
+                          sse_stream_channels(x), err, errlen);
+    }
+    free(text);
+    return rc;
+}
+
+/* Last-Event-ID, when sent and not empty, into x's positions; else since= (an EventSource's
+ * own reconnect sends the URL it first opened and the newer Last-Event-ID: that one wins).
+ * Returns 0, or -1 with err set. */
 static int parse_last_event_id(struct sse_stream *x, struct lws *wsi, char *err, size_t errlen)
 {
     int len = lws_hdr_custom_length(wsi, LAST_EVENT_ID, (int)strlen(LAST_EVENT_ID));
@@ -92,7 +114,7 @@ static int parse_last_event_id(struct sse_stream *x, struct lws *wsi, char *err,
     int rc;
 
     if (len <= 0)
-        return 0;
+        return parse_since_arg(x, wsi, err, errlen);
     if ((size_t)len > sse_stream_channels(x) * (CURSOR_ENTRY_MAX + 1)) {
         snprintf(err, errlen, "Last-Event-ID is longer than any id: of this stream");
         return -1;
@@ -103,8 +125,8 @@ static int parse_last_event_id(struct sse_stream *x, struct lws *wsi, char *err,
         free(text);
         return -1;
     }
-    rc = cursor_parse(text, (size_t)len, sse_stream_positions(x), sse_stream_channels(x), err,
-                      errlen);
+    rc = cursor_parse("Last-Event-ID", text, (size_t)len, sse_stream_positions(x),
+                      sse_stream_channels(x), err, errlen);
     free(text);
     return rc;
 }

@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     n = 1 + data[0] % 8;
-    if (cursor_parse((const char *)data + 1, size - 1, pos, n, err, sizeof(err)) < 0)
+    if (cursor_parse("Last-Event-ID", (const char *)data + 1, size - 1, pos, n, err, sizeof(err)) <
+        0)
         return 0;
     len = cursor_write(pos, n, out);
     if (len != size - 1 || memcmp(out, data + 1, len) != 0)

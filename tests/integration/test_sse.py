@@ -194,6 +194,37 @@ class StreamTest(HubTestCase):
             self.assertEqual([e.json["data"] for e in rest], list(range(5, 11)))
             assert_no_more(self, sse)
 
+    def test_since_in_the_query_resumes_and_last_event_id_wins_over_it(self):
+        """since= carries the cursor for a client that opens a new stream and cannot set
+        headers (an EventSource, herald.js changing its channels): it resumes as
+        Last-Event-ID does. An EventSource's own reconnect sends its first URL (the old
+        since=) with a newer Last-Event-ID: the header wins."""
+        a, b = unique_channel("sse-qa"), unique_channel("sse-qb")
+        sse, subs = open_stream(self.hub, [a])
+        with sse:
+            publish_batch(self.hub, [{"channel": a, "data": n} for n in (1, 2)])
+            old = sse.last_event_id
+            cursor = events_of(sse, 2)[-1].id
+        self.assertEqual(cursor, f"{subs[a]['epoch']}:2")
+        publish_batch(self.hub, [{"channel": a, "data": n} for n in (3, 4)])
+        # a new stream, with a channel added: since= keeps a's place, b has none yet
+        sse, subs2 = open_stream(self.hub, [a, b], since=cursor + ",")
+        with sse:
+            self.assertTrue(subs2[a]["recovered"])
+            self.assertNotIn("recovered", subs2[b])
+            self.assertEqual([e.json["data"] for e in events_of(sse, 2)], [3, 4])
+            assert_no_more(self, sse)
+        sse, subs3 = open_stream(self.hub, [a], since=old, headers={"Last-Event-ID": cursor})
+        with sse:
+            self.assertTrue(subs3[a]["recovered"])
+            self.assertEqual([e.json["data"] for e in events_of(sse, 2)], [3, 4])
+            assert_no_more(self, sse)
+        for bad in ["zz", f"{subs[a]['epoch']}:1,x:2", "a:01"]:
+            with self.assertRaises(SSERefused, msg=bad) as cm:
+                SSE.connect(self.hub, path([a], since=bad))
+            self.assertEqual(cm.exception.status, 400, bad)
+            self.assertIn("since=", cm.exception.json["message"])
+
     def test_a_lost_position_is_not_recovered(self):
         a, b = unique_channel("sse-lost"), unique_channel("sse-kept")
         sse, subs = open_stream(self.hub, [a, b], headers={"Last-Event-ID": "ffffffff:3,"})

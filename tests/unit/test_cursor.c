@@ -14,7 +14,7 @@
 static int parse(const char *text, struct cursor_pos *out, size_t n)
 {
     char err[160] = "";
-    int rc = cursor_parse(text, strlen(text), out, n, err, sizeof(err));
+    int rc = cursor_parse("Last-Event-ID", text, strlen(text), out, n, err, sizeof(err));
 
     if (rc < 0)
         assert_true(err[0] != '\0'); /* a refusal says why */
@@ -105,8 +105,8 @@ static void a_nul_inside_is_refused(void **state)
     char err[160];
 
     (void)state;
-    assert_int_equal(cursor_parse("a:1\0", 4, &v, 1, err, sizeof(err)), -1);
-    assert_int_equal(cursor_parse("a\0:1", 4, &v, 1, err, sizeof(err)), -1);
+    assert_int_equal(cursor_parse("Last-Event-ID", "a:1\0", 4, &v, 1, err, sizeof(err)), -1);
+    assert_int_equal(cursor_parse("Last-Event-ID", "a\0:1", 4, &v, 1, err, sizeof(err)), -1);
 }
 
 int main(void)

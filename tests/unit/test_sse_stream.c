@@ -110,7 +110,9 @@ static void a_resumed_stream_starts_from_last_event_id(void **state)
     char err[160];
 
     (void)state;
-    assert_int_equal(cursor_parse("E1:4,F2:7", 9, sse_stream_positions(x), 2, err, sizeof(err)), 0);
+    assert_int_equal(
+        cursor_parse("Last-Event-ID", "E1:4,F2:7", 9, sse_stream_positions(x), 2, err, sizeof(err)),
+        0);
     /* b's subscribed, before a's: a's entry stays what the client had */
     assert_frame(x, proto_subscribed("b", "F2", 7, 1, NULL),
                  "id: E1:4,F2:7\nevent: subscribed\ndata: {\"type\":\"subscribed\",\"channel\":"
