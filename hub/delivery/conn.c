@@ -22,6 +22,7 @@
 #include "subscription.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -140,12 +141,15 @@ static void peer_address(struct lws *wsi, char out[NETADDR_STRLEN])
 
 int conn_http_error(struct lws *wsi, unsigned status, const char *code, const char *text)
 {
-    unsigned char buf[LWS_PRE + 512], body[LWS_PRE + 256];
+    unsigned char buf[LWS_PRE + 512], body[LWS_PRE + 512];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
-    int n = snprintf((char *)body + LWS_PRE, sizeof(body) - LWS_PRE,
-                     "{\"error\":\"%s\",\"message\":\"%s\"}", code, text);
+    json_t *err = json_pack("{s:s, s:s}", "error", code, "message", text);
+    size_t n = err ? json_dumpb(err, (char *)body + LWS_PRE, sizeof(body) - LWS_PRE,
+                                JSON_COMPACT | JSON_PRESERVE_ORDER)
+                   : 0;
 
-    if (n < 0 || (size_t)n >= sizeof(body) - LWS_PRE)
+    json_decref(err); /* the text may hold quotes (a name from the query): jansson escapes */
+    if (!n || n > sizeof(body) - LWS_PRE)
         return -1;
     if (lws_add_http_header_status(wsi, status, &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"content-type:",
@@ -157,7 +161,7 @@ int conn_http_error(struct lws *wsi, unsigned status, const char *code, const ch
         return -1;
     if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
         return -1;
-    return lws_write(wsi, body + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
+    return lws_write(wsi, body + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
 }
 
 void conn_admit(struct plane *p, struct conn *c, struct lws *wsi, const char *want)

@@ -56,13 +56,15 @@ static int refuse(struct conn *c, struct lws *wsi, unsigned status, const char *
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* channels= into a new stream, and last=. Returns NULL with err set. */
+/* channels= into a new stream, last= and names=. Returns NULL with err set. */
 static struct sse_stream *parse_query(struct plane *p, struct lws *wsi, uint32_t *last, char *err,
                                       size_t errlen)
 {
-    char list[LIST_MAX], num[16];
+    char list[LIST_MAX], num[16], names[4];
     struct hdr arg = conn_query_arg(wsi, "channels=", list, sizeof(list));
     struct hdr last_arg = conn_query_arg(wsi, "last=", num, sizeof(num));
+    struct hdr names_arg;
+    struct sse_stream *x;
 
     *last = 0;
     if (last_arg.state != HDR_ABSENT) {
@@ -80,8 +82,16 @@ static struct sse_stream *parse_query(struct plane *p, struct lws *wsi, uint32_t
         snprintf(err, errlen, "channels= is too long");
         return NULL;
     }
-    return sse_stream_new(arg.state == HDR_PRESENT ? list : "", p->lim.max_subscriptions, err,
-                          errlen);
+    names_arg = conn_query_arg(wsi, "names=", names, sizeof(names));
+    if (names_arg.state != HDR_ABSENT &&
+        (names_arg.state != HDR_PRESENT || (strcmp(names, "0") && strcmp(names, "1")))) {
+        snprintf(err, errlen, "names= must be 0 (every event a \"message\") or 1");
+        return NULL;
+    }
+    x = sse_stream_new(arg.state == HDR_PRESENT ? list : "", p->lim.max_subscriptions, err, errlen);
+    if (x)
+        sse_stream_set_unnamed(x, names_arg.state == HDR_PRESENT && !strcmp(names, "0"));
+    return x;
 }
 
 /* since=, the same cursor as Last-Event-ID for a client that opens a new stream (a new set of

@@ -34,6 +34,7 @@ struct sse_stream {
     uint32_t n;              /* channels of the query, in order */
     char *names;             /* the channels= list */
     struct sse_name *name;   /* [n] */
+    bool is_unnamed;         /* names=0: no event: line, every event is a "message" */
     struct cursor_pos pos[]; /* [n]: each channel's position */
 };
 
@@ -106,6 +107,11 @@ const char *sse_stream_channel(const struct sse_stream *x, uint32_t i, size_t *l
 struct cursor_pos *sse_stream_positions(struct sse_stream *x)
 {
     return x->pos;
+}
+
+void sse_stream_set_unnamed(struct sse_stream *x, bool is_unnamed)
+{
+    x->is_unnamed = is_unnamed;
 }
 
 /* What the event: line says of a message. */
@@ -241,8 +247,8 @@ size_t sse_stream_frame(struct sse_stream *x, const struct message *m, unsigned 
         }
     }
     breaks = count_breaks(json, m->json_len, &break_bytes);
-    len = (has_id ? 4 + id_len + 1 : 0) + 7 + nm.len + 1 + 6 + m->json_len - break_bytes +
-          7 * breaks + 2;
+    len = (has_id ? 4 + id_len + 1 : 0) + (x->is_unnamed ? 0 : 7 + nm.len + 1) + 6 + m->json_len -
+          break_bytes + 7 * breaks + 2;
     if (len > room)
         return len;
 
@@ -254,9 +260,12 @@ size_t sse_stream_frame(struct sse_stream *x, const struct message *m, unsigned 
         o += cursor_write(x->pos, x->n, (char *)o);
         *o++ = '\n';
     }
-    o = put(o, "event: ", 7);
-    o = put(o, nm.s, nm.len);
-    o = put(o, "\ndata: ", 7);
+    if (!x->is_unnamed) {
+        o = put(o, "event: ", 7);
+        o = put(o, nm.s, nm.len);
+        *o++ = '\n';
+    }
+    o = put(o, "data: ", 6);
     if (!breaks) {
         o = put(o, json, m->json_len);
     } else {

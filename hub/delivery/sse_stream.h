@@ -4,6 +4,7 @@
 #ifndef HERALD_SSE_STREAM_H
 #define HERALD_SSE_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,10 +25,15 @@ const char *sse_stream_channel(const struct sse_stream *x, uint32_t i, size_t *l
  * Last-Event-ID gave, before anything is written; then what the stream wrote. */
 struct cursor_pos *sse_stream_positions(struct sse_stream *x);
 
+/* names=0 in the query: no event: line, so that every event reaches an EventSource's
+ * onmessage (a client that cannot know the event names in advance: herald.js). */
+void sse_stream_set_unnamed(struct sse_stream *x, bool is_unnamed);
+
 /* msg as an event of stream x:
  *   id: <cursor>            (when msg positions one of its channels: an event, gap, reset
  *                            or subscribed reply with a position)
- *   event: <name>           (an event's name, "message" without one; else the frame's type)
+ *   event: <name>           (an event's name, "message" without one; else the frame's type;
+ *                            no such line on an unnamed stream)
  *   data: <msg's JSON>      (a line break in the JSON starts another data: line)
  *   <blank line>
  * Returns its length; writes it at out and moves the stream's cursor only when it fits in

@@ -225,6 +225,25 @@ class StreamTest(HubTestCase):
             self.assertEqual(cm.exception.status, 400, bad)
             self.assertIn("since=", cm.exception.json["message"])
 
+    def test_names_0_sends_every_frame_as_a_message(self):
+        """names=0: no event: line, so an EventSource's onmessage gets every frame (herald.js
+        cannot know the event names in advance); the data and the ids are the same."""
+        a = unique_channel("sse-unnamed")
+        sse = SSE.connect(self.hub, path([a], names=0))
+        with sse:
+            frames = [sse.next_event(T(5)) for _ in range(2)]
+            self.assertEqual([(f.event, f.json["type"]) for f in frames],
+                             [("message", "welcome"), ("message", "subscribed")])
+            publish_ok(self.hub, a, {"n": 1}, event="created")
+            ev = sse.next_event(T(5))
+            self.assertEqual((ev.event, ev.json["event"], ev.id),
+                             ("message", "created", f"{frames[1].json['epoch']}:1"))
+        for bad in ("2", "", "yes"):
+            with self.assertRaises(SSERefused, msg=bad) as cm:
+                SSE.connect(self.hub, path([a], names=bad))
+            self.assertEqual(cm.exception.status, 400, bad)
+            self.assertIn("names=", cm.exception.json["message"])
+
     def test_a_lost_position_is_not_recovered(self):
         a, b = unique_channel("sse-lost"), unique_channel("sse-kept")
         sse, subs = open_stream(self.hub, [a, b], headers={"Last-Event-ID": "ffffffff:3,"})

@@ -7,6 +7,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -196,6 +197,18 @@ static void line_breaks_in_the_json_start_data_lines(void **state)
     sse_stream_free(x);
 }
 
+static void an_unnamed_stream_has_no_event_lines(void **state)
+{
+    struct sse_stream *x = stream("a");
+
+    (void)state;
+    sse_stream_set_unnamed(x, true);
+    assert_frame(x, event("a", "\"created\"", "E", 4),
+                 "id: E:4\ndata: {\"type\":\"event\",\"channel\":\"a\",\"event\":\"created\","
+                 "\"id\":\"x\",\"seq\":4,\"data\":1}\n\n");
+    sse_stream_free(x);
+}
+
 static void nothing_moves_when_it_does_not_fit(void **state)
 {
     struct sse_stream *x = stream("a");
@@ -220,6 +233,7 @@ int main(void)
         cmocka_unit_test(a_reset_is_a_subscribed_event),
         cmocka_unit_test(event_names_are_decoded_or_message),
         cmocka_unit_test(line_breaks_in_the_json_start_data_lines),
+        cmocka_unit_test(an_unnamed_stream_has_no_event_lines),
         cmocka_unit_test(nothing_moves_when_it_does_not_fit),
     };
 
