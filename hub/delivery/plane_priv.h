@@ -154,6 +154,9 @@ void writer_pace(struct plane *p);
  * the callback's answer. */
 int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi);
 #define SSE_PING ": hb\n" /* a heartbeat: a comment line */
+/* on an unnamed stream (names=0) an event, which an EventSource reports (comments it does
+ * not): herald.js tells a quiet stream from a dead one by it */
+#define SSE_PING_EVENT "data: {\"type\":\"heartbeat\"}\n\n"
 /* The stream of c (closing, its queue written) ends with a comment saying why. Returns -1,
  * the callback's answer that closes the connection. */
 int sse_end(struct conn *c);

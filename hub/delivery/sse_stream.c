@@ -114,6 +114,11 @@ void sse_stream_set_unnamed(struct sse_stream *x, bool is_unnamed)
     x->is_unnamed = is_unnamed;
 }
 
+bool sse_stream_is_unnamed(const struct sse_stream *x)
+{
+    return x->is_unnamed;
+}
+
 /* What the event: line says of a message. */
 struct name {
     const char *s;

@@ -28,6 +28,7 @@ struct cursor_pos *sse_stream_positions(struct sse_stream *x);
 /* names=0 in the query: no event: line, so that every event reaches an EventSource's
  * onmessage (a client that cannot know the event names in advance: herald.js). */
 void sse_stream_set_unnamed(struct sse_stream *x, bool is_unnamed);
+bool sse_stream_is_unnamed(const struct sse_stream *x);
 
 /* msg as an event of stream x:
  *   id: <cursor>            (when msg positions one of its channels: an event, gap, reset

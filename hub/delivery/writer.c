@@ -258,8 +258,10 @@ size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t c
     if (session_take_ping(s)) {
         /* a ping ahead of the queue; on a WebSocket with a payload, because lws 4.1.6 does
          * not report an empty pong to the protocol (ops-ws.c: "PONG && !len goto
-         * already_done"); on an SSE stream a comment line */
-        const char *ping = c->sse ? SSE_PING : "\x89\x02hb";
+         * already_done"); on an SSE stream a comment line (an event on an unnamed one) */
+        const char *ping = !c->sse                         ? "\x89\x02hb"
+                           : sse_stream_is_unnamed(c->sse) ? SSE_PING_EVENT
+                                                           : SSE_PING;
 
         used = strlen(ping);
         memcpy(out, ping, used);

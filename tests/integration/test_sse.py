@@ -342,6 +342,27 @@ class HeartbeatTest(HubTestCase):
                              0)
 
 
+    def test_an_unnamed_stream_beats_with_events(self):
+        """names=0: the heartbeat is an event {"type":"heartbeat"} (an EventSource reports
+        no comment), so a client tells a quiet stream from a dead one."""
+        ch = unique_channel("sse-hb0")
+        sse = SSE.connect(self.hub, path([ch], names=0))
+        with sse:
+            beats = []
+            deadline = time.monotonic() + T(5)
+            while len(beats) < 2 and time.monotonic() < deadline:
+                ev = sse.next_event(T(3))
+                if ev.json["type"] == "heartbeat":
+                    beats.append((ev.event, ev.had_id))
+            self.assertEqual(beats, [("message", False)] * 2)
+            self.assertEqual(sse.comments, [])
+            publish_ok(self.hub, ch, "after")
+            ev = sse.next_event(T(5))
+            while ev.json["type"] == "heartbeat":
+                ev = sse.next_event(T(5))
+            self.assertEqual(ev.json["data"], "after")
+
+
 class AdmissionTest(HubTestCase):
     def test_no_or_bad_token_is_401_and_a_good_one_streams(self):
         ch = unique_channel("sse-auth")
