@@ -30,6 +30,7 @@
 #include "sse_stream.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -240,14 +241,36 @@ int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi)
     return 0;
 }
 
+/* The last words of a stream: a comment, or on an unnamed stream (which an EventSource reads
+ * through: it hides comments) an event {"type":"close","code":N,"reason":"..."}, which
+ * herald.js takes as a WebSocket's close code (1001: reconnect at once). */
+static int last_words(struct conn *c, char *out, size_t cap)
+{
+    unsigned code = session_close_code(c->s);
+    const char *reason = session_close_reason(c->s);
+    json_t *o;
+    size_t n;
+
+    if (!sse_stream_is_unnamed(c->sse))
+        return snprintf(out, cap, ": close %u %s\n\n", code, reason);
+    o = json_pack("{s:s, s:I, s:s}", "type", "close", "code", (json_int_t)code, "reason",
+                  reason ? reason : "");
+    n = o ? json_dumpb(o, out + 6, cap - 8, JSON_COMPACT) : 0;
+    json_decref(o);
+    if (!n || n > cap - 8)
+        return -1;
+    memcpy(out, "data: ", 6);
+    memcpy(out + 6 + n, "\n\n", 2);
+    return (int)(n + 8);
+}
+
 int sse_end(struct conn *c)
 {
-    unsigned char buf[LWS_PRE + 128];
+    unsigned char buf[LWS_PRE + 256];
     char *line = (char *)buf + LWS_PRE;
-    int n = snprintf(line, 128, ": close %u %s\n\n", session_close_code(c->s),
-                     session_close_reason(c->s));
+    int n = last_words(c, line, 256);
 
-    if (n > 0 && n < 128) /* LWS_WRITE_HTTP_FINAL: on h2 it ends the stream */
+    if (n > 0 && n < 256) /* LWS_WRITE_HTTP_FINAL: on h2 it ends the stream */
         lws_write(c->wsi, (unsigned char *)line, (size_t)n, LWS_WRITE_HTTP_FINAL);
     return -1;
 }
