@@ -136,8 +136,11 @@ client.on('state', (state, info) => {
   clearInterval(retryTimer);
   retryTimer = null;
   document.body.classList.toggle('offline', state !== 'open');
+  connPill.dataset.transport = state === 'open' ? info.transport : '';
   if (state === 'open') {
-    connDetail.textContent = `${info.welcome.instance} · ${info.welcome.connection}`;
+    /* SSE: a WebSocket could not be opened (a proxy that refuses upgrades) */
+    connDetail.textContent = `${info.welcome.instance} · ${info.welcome.connection}` +
+      (info.transport === 'sse' ? ' · SSE' : '');
   } else if (state === 'reconnecting') {
     const why = info.code === 1001 ? 'hub restarting' :
       info.code === 1013 ? 'too slow (1013)' : `link lost (${info.code})`;

@@ -135,6 +135,7 @@ export type HeraldErrorCode =
   | 'bad_request' | 'forbidden' | 'rate_limited' | 'too_large' | 'not_found'
   /** raised by the client itself: */
   | 'disconnected' | 'timeout' | 'closed' | 'refused' | 'unsubscribed' | 'connect' | 'token'
+  | 'transport'
   | (string & {});
 
 /** An error frame from the hub (code as in SPEC.md), or a request the client gave up on. */
@@ -161,6 +162,18 @@ export interface HeraldStateInfo {
   attempt?: number;
   /** 'open': the hub's welcome */
   welcome?: HeraldWelcome;
+  /** 'open': the link's transport ('sse' when a WebSocket could not be opened) */
+  transport?: HeraldTransport;
+}
+
+export type HeraldTransport = 'websocket' | 'sse';
+
+/** The EventSource API the client needs: the browser's, or Node's. */
+export interface EventSourceLike {
+  readonly readyState: number;
+  onmessage: ((ev: { data: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  close(): void;
 }
 
 export interface HeraldBackoff {
@@ -198,6 +211,13 @@ export interface HeraldOptions {
   channels?: string[];
   /** the WebSocket constructor; default globalThis.WebSocket (browsers, Node 22+) */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
+  /** the EventSource constructor for the SSE fallback; default globalThis.EventSource */
+  EventSource?: (new (url: string) => EventSourceLike) | (new (url: string) => unknown);
+  /** 'auto' (default): WebSocket, and SSE when a WebSocket fails before the hub's welcome;
+   *  'websocket': never SSE; 'sse': never a WebSocket */
+  transport?: 'auto' | HeraldTransport;
+  /** the hub's /sse; default: the WebSocket URL with its final /ws made /sse */
+  sseUrl?: string | URL;
   backoff?: HeraldBackoff;
   /** the hub's frame rate limit (--client-rate, --client-burst), which the client keeps to
    *  when it sends many subscribes at once; default {perSec: 10, burst: 20}. Halved each time
@@ -243,6 +263,8 @@ export declare class Herald {
    *  page in a browser). Nothing happens until connect(). */
   constructor(url: string | URL, options?: HeraldOptions);
   readonly state: HeraldState;
+  /** the open link's transport, or null when not open */
+  readonly transport: HeraldTransport | null;
   /** the current connection's welcome, or null when not open */
   readonly welcome: HeraldWelcome | null;
   /** the channels held (or to be held once connected) */

@@ -29,6 +29,16 @@
 // seconds (the welcome says how many) and treats a link that carried no frame at all for
 // 2 x heartbeat + heartbeatGraceMs as dead: it drops the socket and reconnects.
 //
+// Transport: where a WebSocket cannot be opened (a proxy that refuses upgrades), the client
+// falls back to server-sent events (the hub's /sse, read with EventSource) and says so
+// (`transport`, and the 'open' state's info). A stream's channels are fixed by its URL, so a
+// change of channels opens a new stream, each channel's place carried in the URL (`since=`):
+// nothing is lost across it. options.transport: 'auto' (default: WebSocket, SSE when a
+// WebSocket attempt fails before the hub's welcome; the next reconnection tries WebSocket
+// first again), 'websocket' or 'sse'. On SSE: no ping(), no maxRate pacing (the hub's /sse has
+// none: every event comes), and at most frameRate.burst channels (each join costs a frame
+// token, and a stream cannot send the rest later); the hub's heartbeat comes as an event.
+//
 // Time and randomness come from options.clock and options.random so that tests drive them.
 // Every client frame carries a `ref`; the hub answers each frame exactly once and in order
 // (or with a ref-less `rate_limited` error), which is how acks find their request.
@@ -47,6 +57,10 @@ const CHANNEL_CHARS = /^\$?[A-Za-z0-9_.:-]+$/;
 const MAX_RATE_MAX = 1000;
 const LAST_MAX = 1000;
 const EPOCH_CHARS = /^[A-Za-z0-9]{1,24}$/; /* what the hub gives, and takes back */
+const TRANSPORTS = Object.freeze(['auto', 'websocket', 'sse']);
+/* An SSE stream that failed before its welcome is asked again with fetch() for its status:
+ * EventSource hides it, and these mean that retrying cannot help (bad token, Origin, query). */
+const SSE_REFUSALS = Object.freeze({ 400: 'bad request', 401: 'unauthorized', 403: 'forbidden' });
 
 /** The connection states, in the order a connection usually meets them. */
 export const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed', 'refused']);
@@ -133,6 +147,14 @@ export class Herald {
   #clock;
   #random;
   #WebSocket;
+  #EventSource;
+  #transportOpt;           /* 'auto' | 'websocket' | 'sse' */
+  #sseUrl = null;          /* the hub's /sse, as http(s) */
+  #linkKind = null;        /* the current link's transport: 'websocket' | 'sse' */
+  #isWsFailing = false;    /* auto: a WebSocket failed before its welcome; SSE goes next */
+  #isSseWaiting = false;   /* an SSE link waits for a channel (a stream needs one) */
+  #isReopenQueued = false; /* the stream's channels changed: a new one after this turn */
+  #closeInfo = null;       /* an SSE stream's last words: {code, reason} */
   #listeners = new Map(); /* type -> Set of functions */
   #channels = new Map();  /* name -> channel entry: see #entry() */
   #state = 'closed';
@@ -174,10 +196,39 @@ export class Herald {
       throw new RangeError('frameRate: need perSec > 0 and burst >= 1');
     this.#clock = { ...systemClock, ...(options.clock || {}) };
     this.#random = options.random || Math.random;
+    this.#transportOpt = options.transport || 'auto';
+    if (!TRANSPORTS.includes(this.#transportOpt))
+      throw new RangeError(`transport: one of ${TRANSPORTS.join(', ')}`);
     this.#WebSocket = options.WebSocket || globalThis.WebSocket;
-    if (typeof this.#WebSocket !== 'function')
+    this.#EventSource = options.EventSource || globalThis.EventSource;
+    if (typeof this.#WebSocket !== 'function') this.#WebSocket = null;
+    if (typeof this.#EventSource !== 'function') this.#EventSource = null;
+    this.#sseUrl = options.sseUrl ? Herald.#normalizeHttpUrl(options.sseUrl) : Herald.#sseOf(this.#url);
+    if (!this.#WebSocket && (this.#transportOpt === 'websocket' || !this.#EventSource || !this.#sseUrl))
       throw new TypeError('no WebSocket: pass one in options.WebSocket (e.g. the ws package)');
+    if (this.#transportOpt === 'sse' && (!this.#EventSource || !this.#sseUrl))
+      throw new TypeError(!this.#EventSource ? 'no EventSource: pass one in options.EventSource'
+        : 'no SSE URL: the WebSocket URL does not end in /ws; pass options.sseUrl');
     for (const ch of options.channels || []) this.#entry(ch);
+  }
+
+  static #normalizeHttpUrl(url) {
+    const base = globalThis.location && globalThis.location.href;
+    const u = base ? new URL(String(url), base) : new URL(String(url));
+    if (u.protocol === 'ws:') u.protocol = 'http:';
+    else if (u.protocol === 'wss:') u.protocol = 'https:';
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new TypeError(`not an HTTP URL: ${url}`);
+    return u;
+  }
+
+  /* The hub's /sse beside its /ws (.../ws -> .../sse), or null for another path. */
+  static #sseOf(wsUrl) {
+    if (!/\/ws$/.test(wsUrl.pathname)) return null;
+    const u = new URL(wsUrl.href);
+    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+    u.pathname = u.pathname.replace(/\/ws$/, '/sse');
+    return u;
   }
 
   static #normalizeUrl(url) {
@@ -192,6 +243,9 @@ export class Herald {
 
   /** The current state: connecting | open | reconnecting | closed | refused. */
   get state() { return this.#state; }
+
+  /** The transport of the open connection: 'websocket' or 'sse' (null when not open). */
+  get transport() { return this.#isWelcomed ? this.#linkKind : null; }
 
   /** The hub's welcome frame of the current connection, or null when not open. */
   get welcome() { return this.#isWelcomed ? this.#welcome : null; }
@@ -265,6 +319,7 @@ export class Herald {
   close() {
     const wasActive = this.#wantOpen || this.#ws;
     this.#wantOpen = false;
+    this.#isSseWaiting = false;
     this.#dropSocket(1000, 'client closing');
     this.#clearTimer('retry');
     if (wasActive || this.#state !== 'closed') {
@@ -305,7 +360,7 @@ export class Herald {
     }
     const rec = { fn: handler || noop };
     e.handlers.add(rec);
-    if (isNew && this.#isWelcomed) this.#sendSubscribe(channel, e);
+    if (isNew) this.#onChannelAdded(channel, e);
     const ready = e.isActive ? Promise.resolve() :
       quietPromise((resolve, reject) => e.waiters.push({ resolve, reject }));
     let isDone = false;
@@ -316,7 +371,9 @@ export class Herald {
       if (e.handlers.size > 0 || this.#channels.get(channel) !== e) return;
       this.#channels.delete(channel);
       this.#settleWaiters(e, new HeraldError('unsubscribed', `unsubscribed from ${channel}`));
-      if (this.#isWelcomed) this.#sendUnsubscribe(channel);
+      if (!this.#isWelcomed) return;
+      if (this.#linkKind === 'sse') this.#queueReopen();
+      else this.#sendUnsubscribe(channel);
     };
     unsubscribe.channel = channel;
     unsubscribe.ready = ready;
@@ -354,6 +411,42 @@ export class Herald {
       this.#channels.set(channel, e);
     }
     return e;
+  }
+
+  /* A channel the application added: a subscribe frame on a WebSocket, a new stream on SSE
+   * (or the first one, when an SSE link waited for a channel). */
+  #onChannelAdded(channel, e) {
+    if (this.#isSseWaiting && this.#wantOpen) {
+      this.#isSseWaiting = false;
+      this.#open();
+      return;
+    }
+    if (!this.#isWelcomed) return;
+    if (this.#linkKind === 'sse') this.#queueReopen();
+    else this.#sendSubscribe(channel, e);
+  }
+
+  /* An SSE stream's channels are its URL's: after this turn's changes, a new stream takes
+   * over, each channel resuming from its place (since=). A stream needs a channel: with none
+   * left the old one stays (its events are dropped here). */
+  #queueReopen() {
+    if (this.#isReopenQueued) return;
+    this.#isReopenQueued = true;
+    Promise.resolve().then(() => {
+      this.#isReopenQueued = false;
+      if (!this.#isWelcomed || this.#linkKind !== 'sse' || !this.#wantOpen || !this.#channels.size)
+        return;
+      this.#dropSocket(1000, 'channels changed');
+      this.#open();
+    });
+  }
+
+  /* auto: WebSocket first; SSE after a WebSocket failed before its welcome. */
+  #pickTransport() {
+    if (this.#transportOpt !== 'auto') return this.#transportOpt;
+    if (!this.#WebSocket) return 'sse';
+    if (!this.#EventSource || !this.#sseUrl) return 'websocket';
+    return this.#isWsFailing ? 'sse' : 'websocket';
   }
 
   #settleWaiters(e, err) {
@@ -411,21 +504,57 @@ export class Herald {
     return { u, params };
   }
 
+  /* The URL of an SSE stream: every channel (up to frameRate.burst, each join costing the
+   * hub a frame token), each one's place (since=, empty without one), the largest `last`
+   * (each channel drops what it did not ask for), and names=0: every frame an unnamed event,
+   * so that onmessage gets them all, and heartbeats as events. */
+  #buildStreamUrl() {
+    const u = new URL(this.#sseUrl.href);
+    const params = u.search.slice(1).split('&')
+      .filter((kv) => kv && !/^(channels|token|last|since|names)=/.test(kv));
+    const names = [], since = [];
+    const max = Math.max(1, Math.floor(this.#frameRate.burst));
+    let last = 0, len = 0;
+    for (const [name, e] of this.#channels) {
+      const at = e.epoch !== null ? `${e.epoch}:${e.seq}` : '';
+      if (names.length >= max || len + name.length + at.length + 2 > URL_CHANNELS_MAX_CHARS) break;
+      names.push(name);
+      since.push(at);
+      e.asked = e.epoch !== null ? { epoch: e.epoch, seq: e.seq } : null;
+      if (e.last > last) last = e.last;
+      len += name.length + at.length + 2;
+    }
+    this.#urlJoins = names.slice();
+    this.#urlLast = last;
+    params.push('channels=' + names.join(','));
+    if (since.some((x) => x)) params.push('since=' + since.join(','));
+    if (last) params.push('last=' + last);
+    params.push('names=0');
+    return { u, params };
+  }
+
   #open() {
     this.#clearTimer('retry');
-    const { u, params } = this.#buildUrl();
+    const kind = this.#pickTransport();
+    if (kind === 'sse' && !this.#channels.size) {
+      this.#isSseWaiting = true; /* subscribe() opens it */
+      return;
+    }
+    this.#isSseWaiting = false;
+    const { u, params } = kind === 'sse' ? this.#buildStreamUrl() : this.#buildUrl();
+    const go = (tok) => (kind === 'sse' ? this.#openStream(u, params, tok) : this.#openSocket(u, params, tok));
     const token = this.#opts.token;
     if (typeof token === 'function') {
       const gen = ++this.#gen;
       Promise.resolve().then(token).then(
-        (tok) => { if (gen === this.#gen && this.#wantOpen) this.#openSocket(u, params, tok); },
+        (tok) => { if (gen === this.#gen && this.#wantOpen) go(tok); },
         (err) => {
           if (gen !== this.#gen || !this.#wantOpen) return;
           this.#emit('error', new HeraldError('token', `token provider failed: ${err}`));
           this.#onSocketGone(gen, 1006, 'token provider failed', false);
         });
     } else {
-      this.#openSocket(u, params, token);
+      go(token);
     }
   }
 
@@ -437,6 +566,7 @@ export class Herald {
     this.#welcome = null;
     this.#openedAt = 0;
     this.#lastFrameAt = this.#clock.now();
+    this.#linkKind = 'websocket';
     let ws;
     try {
       ws = new this.#WebSocket(u.href);
@@ -459,6 +589,67 @@ export class Herald {
     }, timeout);
   }
 
+  #openStream(u, params, token) {
+    if (token) params.push('token=' + encodeURIComponent(token));
+    u.search = '?' + params.join('&');
+    const gen = ++this.#gen;
+    this.#isWelcomed = false;
+    this.#welcome = null;
+    this.#openedAt = 0;
+    this.#closeInfo = null;
+    this.#lastFrameAt = this.#clock.now();
+    this.#linkKind = 'sse';
+    let es;
+    try {
+      es = new this.#EventSource(u.href);
+    } catch (err) {
+      this.#emit('error', new HeraldError('connect', `cannot open ${u.origin}: ${err.message}`));
+      this.#onSocketGone(gen, 1006, String(err.message || err), false);
+      return;
+    }
+    this.#ws = es;
+    es.onmessage = (ev) => { if (gen === this.#gen) this.#onFrame(ev.data); };
+    es.onerror = () => {
+      if (gen !== this.#gen) return;
+      /* an EventSource would reconnect by itself, to the URL it first opened: herald.js does
+       * it instead, with each channel's place in the new URL */
+      es.onmessage = es.onerror = null;
+      es.close();
+      const last = this.#closeInfo;
+      if (last) this.#onSocketGone(gen, last.code, last.reason, true);
+      else if (this.#isWelcomed) this.#onSocketGone(gen, 1006, 'the stream ended', true);
+      else {
+        Herald.#probeStatus(u.href).then((status) => {
+          if (gen !== this.#gen) return;
+          const why = SSE_REFUSALS[status];
+          this.#onSocketGone(gen, why ? 1008 : 1006,
+            status ? `HTTP ${status}${why ? ' ' + why : ''}` : 'the stream failed', true);
+        });
+      }
+    };
+    const timeout = this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#timers.connect = this.#clock.setTimeout(() => {
+      this.#timers.connect = null;
+      if (gen !== this.#gen || this.#isWelcomed) return;
+      this.#abandon(`no welcome within ${timeout} ms`);
+    }, timeout);
+  }
+
+  /* The status an SSE request gets (0 when it cannot be read: no fetch, a network error, a
+   * cross-origin refusal without CORS headers). A 200 stream is not read. */
+  static async #probeStatus(href) {
+    if (typeof fetch !== 'function') return 0;
+    const ac = typeof AbortController === 'function' ? new AbortController() : null;
+    try {
+      const r = await fetch(href, { headers: { accept: 'text/event-stream' }, cache: 'no-store',
+        signal: ac ? ac.signal : undefined });
+      if (ac) ac.abort();
+      return r.status;
+    } catch {
+      return 0;
+    }
+  }
+
   /* Drops the current socket: no further events from it reach us. */
   #dropSocket(code, reason) {
     const ws = this.#ws;
@@ -469,6 +660,7 @@ export class Herald {
     this.#markInactive();
     if (!ws) return;
     ws.onmessage = ws.onclose = null;
+    if (this.#linkKind === 'sse') ws.onerror = null; /* `ws` needs its no-op listener */
     try { ws.close(code, reason); } catch { /* not open yet in some runtimes */ }
   }
 
@@ -477,7 +669,7 @@ export class Herald {
     const wasOpen = this.#isWelcomed;
     this.#dropSocket(4000, reason);
     this.#emit('close', { code: 1006, reason });
-    this.#retry(1006, reason, wasOpen);
+    this.#retry(1006, reason, wasOpen, this.#fallBack(wasOpen));
   }
 
   #onSocketGone(gen, code, reason, fromSocket) {
@@ -500,17 +692,33 @@ export class Herald {
         { closeCode: code }));
       return;
     }
-    this.#retry(code, reason, wasOpen);
+    this.#retry(code, reason, wasOpen, this.#fallBack(wasOpen));
   }
 
-  #retry(code, reason, wasOpen) {
+  /* auto, after a link ended: a WebSocket that never reached its welcome is followed by SSE
+   * at once (true); after an SSE link the next attempt tries WebSocket again. */
+  #fallBack(wasOpen) {
+    if (this.#transportOpt !== 'auto' || !this.#WebSocket || !this.#EventSource || !this.#sseUrl)
+      return false;
+    if (this.#linkKind === 'sse') {
+      this.#isWsFailing = false;
+      return false;
+    }
+    if (wasOpen || this.#isWsFailing) return false;
+    this.#isWsFailing = true;
+    return true;
+  }
+
+  #retry(code, reason, wasOpen, isImmediate = false) {
     const now = this.#clock.now();
     if (wasOpen && now - this.#openedAt >= this.#backoff.resetAfterMs) {
       this.#attempt = 0;
       this.#isImmediateSpent = false;
     }
     let delayMs;
-    if (code === 1001 && wasOpen && !this.#isImmediateSpent) {
+    if (isImmediate) {
+      delayMs = 0;
+    } else if (code === 1001 && wasOpen && !this.#isImmediateSpent) {
       this.#isImmediateSpent = true;
       delayMs = 0;
     } else {
@@ -546,7 +754,7 @@ export class Herald {
 
   #send(obj) {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== 1) return false;
+    if (!ws || ws.readyState !== 1 || this.#linkKind !== 'websocket') return false;
     ws.send(JSON.stringify(obj));
     return true;
   }
@@ -560,6 +768,10 @@ export class Herald {
       const ws = this.#ws;
       if (!ws || ws.readyState !== 1) {
         reject(new HeraldError('disconnected', 'not connected'));
+        return;
+      }
+      if (this.#linkKind !== 'websocket') {
+        reject(new HeraldError('transport', `${frame.type} needs a WebSocket: this link is SSE`));
         return;
       }
       ref = this.#nextRef++;
@@ -678,12 +890,16 @@ export class Herald {
       if (msg.type === 'unsubscribed') this.#emit('unsubscribed', msg.channel);
       break;
     case 'error': this.#onError(msg); break;
-    default: break;
+    case 'close': /* an SSE stream's last words: why it ends, as a close code */
+      this.#closeInfo = { code: Number.isInteger(msg.code) ? msg.code : 1006, reason: String(msg.reason || '') };
+      break;
+    default: break; /* 'heartbeat' (SSE): a frame, which is all the dead-link check needs */
     }
   }
 
   #onEvent(msg) {
     const e = this.#channels.get(msg.channel);
+    if (!e && this.#linkKind === 'sse') return; /* dropped from the stream's next URL */
     if (e && e.epoch !== null && Number.isSafeInteger(msg.seq)) {
       if (msg.seq <= e.floor) return; /* delivered already on this subscription */
       e.floor = msg.seq;
@@ -720,16 +936,24 @@ export class Herald {
     this.#pausedUntil = 0;
     const hb = Number(msg.heartbeat);
     this.#heartbeatMs = hb > 0 ? hb * 1000 : 0;
-    this.#setState('open', { welcome: msg });
+    this.#setState('open', { welcome: msg, transport: this.#linkKind });
     this.#emit('open', msg);
     this.#settleOpenWaiters(null);
     const inUrl = new Set(this.#urlJoins);
-    for (const [channel, e] of this.#channels)
-      if (!inUrl.has(channel)) this.#sendSubscribe(channel, e);
-    for (const channel of inUrl) /* dropped by the application while we connected */
-      if (!this.#channels.has(channel)) this.#sendUnsubscribe(channel);
+    if (this.#linkKind === 'sse') {
+      const left = [...this.#channels.keys()].filter((ch) => !inUrl.has(ch));
+      if (left.length)
+        this.#emit('error', new HeraldError('transport', `an SSE stream holds ${inUrl.size} ` +
+          `channels: ${left.join(', ')} wait for a WebSocket`));
+      if ([...inUrl].some((ch) => !this.#channels.has(ch))) this.#queueReopen();
+    } else {
+      for (const [channel, e] of this.#channels)
+        if (!inUrl.has(channel)) this.#sendSubscribe(channel, e);
+      for (const channel of inUrl) /* dropped by the application while we connected */
+        if (!this.#channels.has(channel)) this.#sendUnsubscribe(channel);
+    }
     if (this.#heartbeatMs) {
-      this.#schedulePing();
+      if (this.#linkKind === 'websocket') this.#schedulePing(); /* SSE: the hub beats */
       this.#scheduleDeadCheck();
     }
   }
@@ -786,8 +1010,9 @@ export class Herald {
       if (epoch !== null && seq !== null) this.#onReset(channel, e, epoch, seq);
       return;
     }
-    const asked = hasRef ? e.asked : null;
-    const last = isUrlJoin ? this.#urlLast : e.last;
+    const asked = hasRef || isUrlJoin ? e.asked : null; /* a stream's URL carries since= */
+    const last = isUrlJoin ? this.#urlLast : e.last;    /* what the hub was asked for */
+    const want = e.last;                                /* what this channel wants */
     let recovery = null;
     if (epoch === null || seq === null) {
       e.epoch = null; /* a hub without sequence numbers: nothing to resume from */
@@ -798,7 +1023,7 @@ export class Herald {
       } else {
         /* only live events follow, and with `last` the newest kept ones first: of those,
          * the ones this client has had (same epoch, seq <= asked.seq) are dropped */
-        e.floor = last ? (asked.epoch === epoch ? asked.seq : 0) : seq;
+        e.floor = last ? Math.max(asked.epoch === epoch ? asked.seq : 0, seq - want) : seq;
         e.seq = seq;
       }
       e.epoch = epoch;
@@ -809,7 +1034,9 @@ export class Herald {
     } else {
       e.epoch = epoch;
       e.seq = seq;
-      e.floor = last ? 0 : seq; /* with `last`, the newest kept events (seq <= S) follow */
+      /* with `last`, the newest kept events (seq <= S) follow; a stream's URL has the largest
+       * `last` of its channels: a channel keeps only the newest it asked for */
+      e.floor = last ? Math.max(0, seq - want) : seq;
     }
     e.isActive = true;
     e.subRef = null;

@@ -18,6 +18,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, openSync, closeSync, readFileSync, rmSync,
   writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -287,6 +288,58 @@ export class Relay {
   dropAll() {
     for (const { down, up } of this.links) { down.destroy(); up.destroy(); }
     this.links.clear();
+  }
+
+  async stop() {
+    this.dropAll();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/** An HTTP proxy in front of a hub that refuses WebSocket upgrades (403), as some corporate
+ *  proxies do, and passes every other request through, streaming (an SSE response is never
+ *  held). dropAll() cuts every connection through it (the hub sees its streams end). */
+export class NoUpgradeProxy {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.upgradesRefused = 0;
+    this.paths = [];
+    this.sockets = new Set();
+    this.server = createHttpServer((req, res) => {
+      this.paths.push(req.url);
+      const up = httpRequest({
+        host: '127.0.0.1', port: this.targetPort, method: req.method, path: req.url,
+        headers: req.headers, agent: false,
+      }, (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      res.on('close', () => up.destroy());
+      req.pipe(up);
+    });
+    this.server.on('upgrade', (req, socket) => {
+      this.upgradesRefused++;
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    this.server.on('connection', (sock) => {
+      this.sockets.add(sock);
+      sock.on('close', () => this.sockets.delete(sock));
+    });
+  }
+
+  get origin() { return `http://127.0.0.1:${this.port}`; }
+  get wsUrl() { return `ws://127.0.0.1:${this.port}/ws`; }
+
+  async start() {
+    await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  dropAll() {
+    for (const sock of this.sockets) sock.destroy();
+    this.sockets.clear();
   }
 
   async stop() {
