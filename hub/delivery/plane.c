@@ -271,11 +271,10 @@ static void lws_log(int level, const char *line)
               "lws", "%.*s", (int)n, line);
 }
 
-struct plane *plane_new(const struct config *cfg, unsigned index, const struct plane_host *host,
-                        char *err, size_t errlen)
+/* The plane's own state before any loop exists: limits, channel index, mailbox, mounts. */
+static void plane_init(struct plane *p, const struct config *cfg, unsigned index,
+                       const struct plane_host *host)
 {
-    struct plane *p = xcalloc(1, sizeof(*p));
-    struct lws_context_creation_info info;
     static const uint32_t retry_table[] = {1000};
 
     p->cfg = cfg;
@@ -325,15 +324,69 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         .retry_ms_table = retry_table,
         .retry_ms_table_count = 1,
     };
+}
 
+/* What lws_create_context() gets: our protocol and mounts, no listener, p's libev loop, and
+ * TLS when configured. */
+static void context_info(struct plane *p, struct lws_context_creation_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen ourselves: see listen.c */
+    info->protocols = conn_protocol(p);
+    info->mounts = &p->mount;
+    info->vhost_name = "herald";
+    info->user = p;
+    info->retry_and_idle_policy = &p->retry;
+    p->foreign_loops[0] = p->loop;
+    info->foreign_loops = p->foreign_loops;
+    info->options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    info->count_threads = 1;
+    /* also bounds a TLS handshake (PENDING_TIMEOUT_SSL_ACCEPT), then the HTTP request */
+    info->timeout_secs = 10;
+    if (p->cfg->tls) {
+        /* TLS on the vhost although it listens nowhere (CONTEXT_PORT_NO_LISTEN_SERVER still
+         * gets an SSL_CTX in lws 4.1.6): lws makes the SSL_CTX and, in
+         * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS, conn.c hands it to
+         * plane_tls_ctx(), which gives it the pair; lws_adopt_socket_vhost() (listen.c) then
+         * starts each adopted socket with a TLS handshake. ALPN offers http/1.1 only: Debian's
+         * lws has HTTP/2, and the writer's frames (writer.c) are WebSocket bytes for a socket
+         * of their own, not an HTTP/2 stream. */
+        p->tls = tls_pair_ref(p->cfg->tls);
+        p->client_ctx = tls_client_ctx_new();
+        info->provided_client_ssl_ctx = p->client_ctx; /* see tls_client_ctx_new() */
+        info->options |=
+            LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+        info->alpn = "http/1.1";
+    }
+}
+
+/* io_uring sends a connection's bytes to its socket itself: under TLS those bytes must go
+ * through OpenSSL (lws_write), so TLS keeps the planes on the lws_write path. */
+static void start_uring(struct plane *p)
+{
+    char why[128];
+
+    if (!p->cfg->io_uring)
+        return;
+    if (p->cfg->tls) {
+        if (p->index == 0)
+            log_info("ws", "--io-uring is off with --tls-cert: OpenSSL writes to the sockets");
+        return;
+    }
+    p->uring = uring_new(why, sizeof(why));
+    if (!p->uring && p->index == 0)
+        log_warn("ws", "%s: delivery planes write with plain send() calls", why);
+}
+
+struct plane *plane_new(const struct config *cfg, unsigned index, const struct plane_host *host,
+                        char *err, size_t errlen)
+{
+    struct plane *p = xcalloc(1, sizeof(*p));
+    struct lws_context_creation_info info;
+
+    plane_init(p, cfg, index, host);
     lws_set_log_level(log_enabled(LOG_DEBUG) ? LLL_ERR | LLL_WARN : LLL_ERR, lws_log);
-    memset(&info, 0, sizeof(info));
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen ourselves: see listen.c */
-    info.protocols = conn_protocol(p);
-    info.mounts = &p->mount;
-    info.vhost_name = "herald";
-    info.user = p;
-    info.retry_and_idle_policy = &p->retry;
     /* lws's own loop polls every descriptor with poll() each turn; on libev (Debian's evlib
      * plugin) it waits with epoll. The loop is ours ("foreign"), so lws installs no signal
      * watcher of its own and the plane decides when it stops. */
@@ -342,29 +395,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         snprintf(err, errlen, "cannot create the event loop of delivery plane %u", index);
         goto fail;
     }
-    p->foreign_loops[0] = p->loop;
-    info.foreign_loops = p->foreign_loops;
-    info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
-    info.count_threads = 1;
-    /* also bounds a TLS handshake (PENDING_TIMEOUT_SSL_ACCEPT), then the HTTP request */
-    info.timeout_secs = 10;
-    if (cfg->tls) {
-        /* TLS on the vhost although it listens nowhere (CONTEXT_PORT_NO_LISTEN_SERVER still
-         * gets an SSL_CTX in lws 4.1.6): lws makes the SSL_CTX and, in
-         * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS, conn.c hands it to
-         * plane_tls_ctx(), which gives it the pair; lws_adopt_socket_vhost() (listen.c) then
-         * starts each adopted socket with a TLS handshake. ALPN offers http/1.1 only: Debian's
-         * lws has HTTP/2, and the writer's frames (writer.c) are WebSocket bytes for a socket
-         * of their own, not an HTTP/2 stream. */
-        p->tls = tls_pair_ref(cfg->tls);
-        p->client_ctx = tls_client_ctx_new();
-        info.provided_client_ssl_ctx = p->client_ctx; /* see tls_client_ctx_new() */
-        info.options |=
-            LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
-        info.alpn = "http/1.1";
-    }
-
+    context_info(p, &info);
     p->ctx = lws_create_context(&info);
     if (!p->ctx) {
         if (p->tls_err[0])
@@ -378,18 +409,7 @@ struct plane *plane_new(const struct config *cfg, unsigned index, const struct p
         goto fail;
     if (listen_open(p, err, errlen) < 0)
         goto fail;
-    /* io_uring sends a connection's bytes to its socket itself: under TLS those bytes must go
-     * through OpenSSL (lws_write), so TLS keeps the planes on the lws_write path. */
-    if (cfg->io_uring && cfg->tls) {
-        if (index == 0)
-            log_info("ws", "--io-uring is off with --tls-cert: OpenSSL writes to the sockets");
-    } else if (cfg->io_uring) {
-        char why[128];
-
-        p->uring = uring_new(why, sizeof(why));
-        if (!p->uring && index == 0)
-            log_warn("ws", "%s: delivery planes write with plain send() calls", why);
-    }
+    start_uring(p);
     return p;
 fail:
     plane_free(p);
