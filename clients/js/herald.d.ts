@@ -218,6 +218,10 @@ export interface HeraldOptions {
   transport?: 'auto' | HeraldTransport;
   /** the hub's /sse; default: the WebSocket URL with its final /ws made /sse */
   sseUrl?: string | URL;
+  /** on an SSE link 'auto' fell back to: a WebSocket is tried in the background after this
+   *  long, then twice as long each time (at most 5 min), and the client moves to it once one
+   *  reaches the hub's welcome; default 30000, 0: never */
+  upgradeProbeMs?: number;
   backoff?: HeraldBackoff;
   /** the hub's frame rate limit (--client-rate, --client-burst), which the client keeps to
    *  when it sends many subscribes at once; default {perSec: 10, burst: 20}. Halved each time

@@ -35,9 +35,11 @@
 // change of channels opens a new stream, each channel's place carried in the URL (`since=`):
 // nothing is lost across it. options.transport: 'auto' (default: WebSocket, SSE when a
 // WebSocket attempt fails before the hub's welcome; the next reconnection tries WebSocket
-// first again), 'websocket' or 'sse'. On SSE: no ping(), no maxRate pacing (the hub's /sse has
-// none: every event comes), and at most frameRate.burst channels (each join costs a frame
-// token, and a stream cannot send the rest later); the hub's heartbeat comes as an event.
+// first again; while on SSE a WebSocket is tried in the background, upgradeProbeMs and then
+// doubling, and the client moves to it once it gets a welcome), 'websocket' or 'sse'. On SSE:
+// no ping(), no maxRate pacing (the hub's /sse has none: every event comes), and at most
+// frameRate.burst channels (each join costs a frame token, and a stream cannot send the rest
+// later); the hub's heartbeat comes as an event.
 //
 // Time and randomness come from options.clock and options.random so that tests drive them.
 // Every client frame carries a `ref`; the hub answers each frame exactly once and in order
@@ -58,6 +60,8 @@ const MAX_RATE_MAX = 1000;
 const LAST_MAX = 1000;
 const EPOCH_CHARS = /^[A-Za-z0-9]{1,24}$/; /* what the hub gives, and takes back */
 const TRANSPORTS = Object.freeze(['auto', 'websocket', 'sse']);
+const DEFAULT_UPGRADE_PROBE_MS = 30000; /* on SSE (auto): the first background WebSocket try */
+const UPGRADE_PROBE_MAX_MS = 300000;
 /* An SSE stream that failed before its welcome is asked again with fetch() for its status:
  * EventSource hides it, and these mean that retrying cannot help (bad token, Origin, query). */
 const SSE_REFUSALS = Object.freeze({ 400: 'bad request', 401: 'unauthorized', 403: 'forbidden' });
@@ -177,7 +181,10 @@ export class Herald {
   #tokensAt = 0;
   #pausedUntil = 0;        /* after a rate_limited answer, nothing is sent before this */
   #nextRef = 1;
-  #timers = { retry: null, connect: null, ping: null, dead: null, pump: null };
+  #timers = { retry: null, connect: null, ping: null, dead: null, pump: null, probe: null };
+  #probe = null;           /* on SSE (auto): a WebSocket tried in the background */
+  #probeAttempt = 0;
+  #openTransport = null;   /* the transport the last 'open' state said */
   #openWaiters = [];
 
   /**
@@ -473,6 +480,66 @@ export class Herald {
     this.#clearTimer('ping');
     this.#clearTimer('dead');
     this.#clearTimer('pump');
+    this.#clearTimer('probe');
+    this.#endProbe();
+  }
+
+  #endProbe() {
+    const ws = this.#probe;
+    this.#probe = null;
+    if (!ws) return;
+    ws.onmessage = ws.onclose = null;
+    try { ws.close(1000, 'probe'); } catch { /* not open yet in some runtimes */ }
+  }
+
+  /* On an SSE link that auto chose (a WebSocket had failed), a WebSocket is tried again in
+   * the background, after upgradeProbeMs and then twice as long each time (at most 5 min):
+   * the failure may have been the hub's restart, not a proxy. When one reaches the hub's
+   * welcome, the client moves to a WebSocket, each channel resuming from its place. */
+  #scheduleProbe() {
+    const base = this.#opts.upgradeProbeMs ?? DEFAULT_UPGRADE_PROBE_MS;
+    if (!(base > 0) || this.#transportOpt !== 'auto' || !this.#WebSocket) return;
+    const wait = Math.min(UPGRADE_PROBE_MAX_MS, base * 2 ** this.#probeAttempt);
+    const gen = this.#gen;
+    this.#timers.probe = this.#clock.setTimeout(() => {
+      this.#timers.probe = null;
+      if (gen !== this.#gen || !this.#isWelcomed || this.#linkKind !== 'sse') return;
+      const token = this.#opts.token;
+      Promise.resolve().then(typeof token === 'function' ? token : () => token).then(
+        (tok) => { if (gen === this.#gen) this.#runProbe(gen, tok); },
+        () => { if (gen === this.#gen) this.#probeFailed(); });
+    }, wait * (0.75 + this.#random() / 2));
+  }
+
+  #runProbe(gen, token) {
+    const u = new URL(this.#url.href);
+    if (token) u.search = (u.search ? u.search + '&' : '?') + 'token=' + encodeURIComponent(token);
+    let ws;
+    try {
+      ws = new this.#WebSocket(u.href);
+    } catch {
+      this.#probeFailed();
+      return;
+    }
+    this.#probe = ws;
+    ws.onerror = noop;
+    ws.onclose = () => { if (this.#probe === ws) { this.#probe = null; this.#probeFailed(); } };
+    ws.onmessage = (ev) => {
+      let msg = null;
+      try { msg = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data)); } catch { /* not JSON */ }
+      if (!msg || msg.type !== 'welcome' || this.#probe !== ws) return;
+      this.#endProbe();
+      if (gen !== this.#gen || this.#linkKind !== 'sse' || !this.#wantOpen) return;
+      this.#probeAttempt = 0;
+      this.#isWsFailing = false; /* the next link is a WebSocket */
+      this.#dropSocket(1000, 'moving to a WebSocket');
+      this.#open();
+    };
+  }
+
+  #probeFailed() {
+    this.#probeAttempt++;
+    if (this.#isWelcomed && this.#linkKind === 'sse') this.#scheduleProbe();
   }
 
   /* The URL carries the channels that need no frame: no position to resume from, no
@@ -936,7 +1003,12 @@ export class Herald {
     this.#pausedUntil = 0;
     const hb = Number(msg.heartbeat);
     this.#heartbeatMs = hb > 0 ? hb * 1000 : 0;
-    this.#setState('open', { welcome: msg, transport: this.#linkKind });
+    /* a move between transports is said as 'open' again, with the new transport */
+    if (this.#state === 'open' && this.#openTransport !== this.#linkKind)
+      this.#emit('state', 'open', { welcome: msg, transport: this.#linkKind });
+    else
+      this.#setState('open', { welcome: msg, transport: this.#linkKind });
+    this.#openTransport = this.#linkKind;
     this.#emit('open', msg);
     this.#settleOpenWaiters(null);
     const inUrl = new Set(this.#urlJoins);
@@ -952,6 +1024,7 @@ export class Herald {
       for (const channel of inUrl) /* dropped by the application while we connected */
         if (!this.#channels.has(channel)) this.#sendUnsubscribe(channel);
     }
+    if (this.#linkKind === 'sse' && this.#isWsFailing) this.#scheduleProbe();
     if (this.#heartbeatMs) {
       if (this.#linkKind === 'websocket') this.#schedulePing(); /* SSE: the hub beats */
       this.#scheduleDeadCheck();

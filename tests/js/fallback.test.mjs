@@ -4,8 +4,9 @@
 // other request through (harness.mjs NoUpgradeProxy, as corporate proxies do). herald.js
 // ('auto') tries the WebSocket, falls back to the hub's /sse through EventSource, says so
 // (`transport`, the 'open' state's info), receives events, changes channels (a new stream
-// that resumes each channel from its place), and resumes without loss after the proxy cuts
-// the stream. In Node the EventSource is Node's own (node --experimental-eventsource; the
+// that resumes each channel from its place), resumes without loss after the proxy cuts
+// the stream, and moves back to a WebSocket (a background try) once the proxy passes
+// upgrades again. In Node the EventSource is Node's own (node --experimental-eventsource; the
 // Node part is skipped where Node has none); in Chromium it is the browser's, with the
 // browser's WebSocket meeting the proxy's refusal, both for herald.js alone and for the
 // dashboard, which shows the transport.
@@ -160,6 +161,37 @@ describe('herald.js in Node behind a proxy that refuses upgrades', { skip: noEve
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('once upgrades pass again, a background WebSocket try moves the client back, losing nothing',
+    { timeout: 30000 }, async () => {
+      const own = await new Hub().start();
+      const ownProxy = await new NoUpgradeProxy(own.port).start();
+      try {
+        const ch = uniqueChannel('fb-back');
+        const h = client(ownProxy.wsUrl, { upgradeProbeMs: 300 });
+        const opens = [];
+        h.on('state', (state, info) => { if (state === 'open') opens.push(info.transport); });
+        const c = collect(h, ch);
+        h.connect();
+        await waitFor(() => h.isActive(ch), { what: 'the SSE subscription' });
+        assert.equal(h.transport, 'sse');
+        await sleep(900); /* probes meanwhile meet the proxy's 403 */
+        assert.equal(h.transport, 'sse');
+        assert.ok(ownProxy.upgradesRefused >= 2, `refused ${ownProxy.upgradesRefused}`);
+        ownProxy.isPassingUpgrades = true;
+        const pub = (async () => { for (const n of range(1, 60)) { await own.publish({ channel: ch, data: n }); await sleep(20); } })();
+        await waitFor(() => h.transport === 'websocket', { timeoutMs: 10000, what: 'the move to a WebSocket' });
+        await pub;
+        await waitFor(() => c.datas.length === 60, { what: 'events 1..60' });
+        assert.deepEqual(c.datas, range(1, 60), 'each once, in order, across the move');
+        assert.deepEqual(opens, ['sse', 'websocket']);
+        assert.ok(!c.notes.some(([kind, ok]) => kind === 'gap' || ok === false), JSON.stringify(c.notes));
+        h.close();
+      } finally {
+        await ownProxy.stop();
+        await own.stop();
+      }
+    });
 
   test("transport: 'websocket' never falls back; straight to the hub 'auto' stays on WebSocket",
     { timeout: 20000 }, async () => {

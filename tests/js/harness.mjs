@@ -298,11 +298,14 @@ export class Relay {
 
 /** An HTTP proxy in front of a hub that refuses WebSocket upgrades (403), as some corporate
  *  proxies do, and passes every other request through, streaming (an SSE response is never
- *  held). dropAll() cuts every connection through it (the hub sees its streams end). */
+ *  held); with isPassingUpgrades set it passes upgrades too. dropAll() cuts every connection
+ *  through it (the hub sees its streams end). */
 export class NoUpgradeProxy {
   constructor(targetPort) {
     this.targetPort = targetPort;
     this.upgradesRefused = 0;
+    this.upgradesPassed = 0;
+    this.isPassingUpgrades = false; /* set: upgrades go through to the hub (the proxy is fixed) */
     this.paths = [];
     this.sockets = new Set();
     this.server = createHttpServer((req, res) => {
@@ -318,9 +321,22 @@ export class NoUpgradeProxy {
       res.on('close', () => up.destroy());
       req.pipe(up);
     });
-    this.server.on('upgrade', (req, socket) => {
-      this.upgradesRefused++;
-      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    this.server.on('upgrade', (req, socket, head) => {
+      if (!this.isPassingUpgrades) {
+        this.upgradesRefused++;
+        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      this.upgradesPassed++;
+      const up = tcpConnect({ port: this.targetPort, host: '127.0.0.1' }, () => {
+        const lines = [`${req.method} ${req.url} HTTP/1.1`];
+        for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        up.write(lines.join('\r\n') + '\r\n\r\n');
+        if (head && head.length) up.write(head);
+        socket.pipe(up).pipe(socket);
+      });
+      const end = () => { up.destroy(); socket.destroy(); };
+      up.on('error', end); socket.on('error', end); up.on('close', end); socket.on('close', end);
     });
     this.server.on('connection', (sock) => {
       this.sockets.add(sock);
