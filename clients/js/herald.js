@@ -37,9 +37,9 @@
 // WebSocket attempt fails before the hub's welcome; the next reconnection tries WebSocket
 // first again; while on SSE a WebSocket is tried in the background, upgradeProbeMs and then
 // doubling, and the client moves to it once it gets a welcome), 'websocket' or 'sse'. On SSE:
-// no ping(), no maxRate pacing (the hub's /sse has none: every event comes), and at most
-// frameRate.burst channels (each join costs a frame token, and a stream cannot send the rest
-// later); the hub's heartbeat comes as an event.
+// no ping(), each channel's maxRate in the URL (max_rate=), and at most frameRate.burst
+// channels (each join costs a frame token, and a stream cannot send the rest later); the
+// hub's heartbeat comes as an event.
 //
 // Time and randomness come from options.clock and options.random so that tests drive them.
 // Every client frame carries a `ref`; the hub answers each frame exactly once and in order
@@ -572,14 +572,14 @@ export class Herald {
   }
 
   /* The URL of an SSE stream: every channel (up to frameRate.burst, each join costing the
-   * hub a frame token), each one's place (since=, empty without one), the largest `last`
-   * (each channel drops what it did not ask for), and names=0: every frame an unnamed event,
-   * so that onmessage gets them all, and heartbeats as events. */
+   * hub a frame token), each one's place (since=, empty without one) and maxRate (max_rate=,
+   * likewise), the largest `last` (each channel drops what it did not ask for), and names=0:
+   * every frame an unnamed event, so that onmessage gets them all, and heartbeats as events. */
   #buildStreamUrl() {
     const u = new URL(this.#sseUrl.href);
     const params = u.search.slice(1).split('&')
       .filter((kv) => kv && !/^(channels|token|last|since|names)=/.test(kv));
-    const names = [], since = [];
+    const names = [], since = [], rates = [];
     const max = Math.max(1, Math.floor(this.#frameRate.burst));
     let last = 0, len = 0;
     for (const [name, e] of this.#channels) {
@@ -587,6 +587,7 @@ export class Herald {
       if (names.length >= max || len + name.length + at.length + 2 > URL_CHANNELS_MAX_CHARS) break;
       names.push(name);
       since.push(at);
+      rates.push(e.maxRate ? String(e.maxRate) : '');
       e.asked = e.epoch !== null ? { epoch: e.epoch, seq: e.seq } : null;
       if (e.last > last) last = e.last;
       len += name.length + at.length + 2;
@@ -596,6 +597,7 @@ export class Herald {
     params.push('channels=' + names.join(','));
     if (since.some((x) => x)) params.push('since=' + since.join(','));
     if (last) params.push('last=' + last);
+    if (rates.some((x) => x)) params.push('max_rate=' + rates.join(','));
     params.push('names=0');
     return { u, params };
   }

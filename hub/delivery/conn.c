@@ -305,9 +305,9 @@ void conn_position(struct plane *p, struct position_answer *a)
 }
 
 void conn_join_listed(struct plane *p, struct conn *c, const char *name, size_t len, uint32_t last,
-                      const struct cursor_pos *since)
+                      const struct cursor_pos *since, uint32_t max_rate)
 {
-    struct proto_cmd cmd = {.type = PROTO_SUBSCRIBE, .last = last};
+    struct proto_cmd cmd = {.type = PROTO_SUBSCRIBE, .last = last, .max_rate = max_rate};
     char text[200];
 
     if (session_rate_check(c->s, clock_mono_ms(), 1) != SESSION_RATE_OK) {
@@ -365,7 +365,7 @@ static void join_query(struct plane *p, struct conn *c, struct lws *wsi)
                     c, proto_error("bad_request",
                                    "invalid channel name (1 to 128 of A-Z a-z 0-9 _ - . :)", NULL));
             else
-                conn_join_listed(p, c, s, len, last, NULL);
+                conn_join_listed(p, c, s, len, last, NULL, 0);
         }
         if (!end)
             break;

@@ -115,9 +115,10 @@ void conn_open(struct plane *p, struct conn *c, struct lws *wsi);
 /* Queues the welcome frame. */
 void conn_welcome(struct plane *p, struct conn *c);
 /* Joins one valid channel named at connect (channels=), for a frame token as a subscribe
- * frame: with last, and since when not NULL (an SSE stream's Last-Event-ID). */
+ * frame: with last, since when not NULL (an SSE stream's Last-Event-ID) and max_rate (0:
+ * not paced; an SSE stream's max_rate=). */
 void conn_join_listed(struct plane *p, struct conn *c, const char *name, size_t len, uint32_t last,
-                      const struct cursor_pos *since);
+                      const struct cursor_pos *since, uint32_t max_rate);
 /* The answer to one of the plane's position requests (takes a). */
 void conn_position(struct plane *p, struct position_answer *a);
 /* Ends c from outside its own callback (or inside it): marks it closing with code, drops its

@@ -115,6 +115,50 @@ static int parse_since_arg(struct sse_stream *x, struct lws *wsi, char *err, siz
     return rc;
 }
 
+/* max_rate= into rates[0..n): one whole number from 1 to PROTO_RATE_MAX for every channel, or
+ * one entry per channel of channels= (empty: not paced), as since= has. herald.js keeps a
+ * maxRate per channel and writes the list. Returns 0, or -1 with err set. */
+static int parse_rates(struct lws *wsi, uint32_t *rates, uint32_t n, char *err, size_t errlen)
+{
+    size_t cap = (size_t)n * 5 + 1;
+    char *text = xmalloc(cap);
+    struct hdr arg = conn_query_arg(wsi, "max_rate=", text, cap);
+    uint32_t count = 1;
+    int rc = arg.state == HDR_ABSENT ? 0 : -1;
+
+    memset(rates, 0, n * sizeof(*rates));
+    if (arg.state == HDR_PRESENT) {
+        for (const char *q = text; *q; q++)
+            count += *q == ',';
+        rc = count == 1 || count == n ? 0 : -1;
+        for (uint32_t i = 0, at = 0; rc == 0 && i < count; i++) {
+            size_t len = strcspn(text + at, ",");
+            char *stop;
+            unsigned long v;
+
+            if (len == 0) { /* an empty entry: that channel is not paced */
+                rc = count == 1 ? -1 : 0;
+            } else if (text[at] < '1' || text[at] > '9' ||
+                       (v = strtoul(text + at, &stop, 10)) > PROTO_RATE_MAX ||
+                       stop != text + at + len) {
+                rc = -1;
+            } else {
+                rates[i] = (uint32_t)v;
+            }
+            at += (uint32_t)len + 1;
+        }
+        for (uint32_t k = 1; rc == 0 && count == 1 && k < n; k++)
+            rates[k] = rates[0];
+    }
+    if (rc < 0)
+        snprintf(err, errlen,
+                 "max_rate= is one whole number from 1 to %d, or one such entry (or none) per "
+                 "channel of channels=",
+                 PROTO_RATE_MAX);
+    free(text);
+    return rc;
+}
+
 /* Last-Event-ID, when sent and not empty, into x's positions; else since= (an EventSource's
  * own reconnect sends the URL it first opened and the newer Last-Event-ID: that one wins).
  * Returns 0, or -1 with err set. */
@@ -195,7 +239,7 @@ int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi)
     char err[160];
     struct sse_stream *x;
     struct cursor_pos *since;
-    uint32_t last;
+    uint32_t last, *rates;
 
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
         return refuse(c, wsi, 405, "method_not_allowed", "GET /sse only", REFUSE_BAD_REQUEST);
@@ -213,11 +257,15 @@ int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi)
     x = parse_query(p, wsi, &last, err, sizeof(err));
     if (!x)
         return refuse(c, wsi, 400, "bad_request", err, REFUSE_BAD_REQUEST);
-    if (parse_last_event_id(x, wsi, err, sizeof(err)) < 0) {
+    rates = xmalloc(sse_stream_channels(x) * sizeof(*rates));
+    if (parse_last_event_id(x, wsi, err, sizeof(err)) < 0 ||
+        parse_rates(wsi, rates, sse_stream_channels(x), err, sizeof(err)) < 0) {
+        free(rates);
         sse_stream_free(x);
         return refuse(c, wsi, 400, "bad_request", err, REFUSE_BAD_REQUEST);
     }
     if (send_head(wsi) < 0) {
+        free(rates);
         sse_stream_free(x);
         admission_release(&c->adm);
         return -1;
@@ -236,8 +284,9 @@ int sse_on_request(struct plane *p, struct conn *c, struct lws *wsi)
         size_t len;
         const char *name = sse_stream_channel(x, i, &len);
 
-        conn_join_listed(p, c, name, len, last, since[i].epoch[0] ? &since[i] : NULL);
+        conn_join_listed(p, c, name, len, last, since[i].epoch[0] ? &since[i] : NULL, rates[i]);
     }
+    free(rates);
     return 0;
 }
 

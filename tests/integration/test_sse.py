@@ -244,6 +244,32 @@ class StreamTest(HubTestCase):
             self.assertEqual(cm.exception.status, 400, bad)
             self.assertIn("names=", cm.exception.json["message"])
 
+    def test_max_rate_paces_each_channel_as_listed(self):
+        """max_rate=2, : channel a paced at 2 events a second per event name (the newest
+        wins, the last of a burst arrives), channel b not paced; one value paces every
+        channel; a bad list is 400."""
+        a, b = unique_channel("sse-ra"), unique_channel("sse-rb")
+        sse, _ = open_stream(self.hub, [a, b], max_rate="2,")
+        with sse:
+            publish_batch(self.hub, [{"channel": c, "event": "tick", "data": n}
+                                     for n in range(1, 21) for c in (a, b)])
+            got = {a: [], b: []}
+            deadline = time.monotonic() + T(5)
+            while (len(got[b]) < 20 or not got[a] or got[a][-1] != 20) and \
+                    time.monotonic() < deadline:
+                ev = sse.next_event(max(0.01, deadline - time.monotonic()))
+                if ev.json["type"] == "event":
+                    got[ev.json["channel"]].append(ev.json["data"])
+            self.assertEqual(got[b], list(range(1, 21)), "b is not paced")
+            self.assertEqual(got[a][-1], 20, "the last of the burst arrives")
+            self.assertLessEqual(len(got[a]), 3, f"a paced at 2/s: {got[a]}")
+            self.assertEqual(got[a], sorted(got[a]))
+        for bad in ("0", "1001", "x", "2,3,4", "", "02", "2,,"):
+            with self.assertRaises(SSERefused, msg=bad) as cm:
+                SSE.connect(self.hub, path([a, b], max_rate=bad))
+            self.assertEqual(cm.exception.status, 400, bad)
+            self.assertIn("max_rate=", cm.exception.json["message"])
+
     def test_a_lost_position_is_not_recovered(self):
         a, b = unique_channel("sse-lost"), unique_channel("sse-kept")
         sse, subs = open_stream(self.hub, [a, b], headers={"Last-Event-ID": "ffffffff:3,"})

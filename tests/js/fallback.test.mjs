@@ -115,6 +115,28 @@ describe('herald.js in Node behind a proxy that refuses upgrades', { skip: noEve
       h.close();
     });
 
+  test('maxRate on SSE: the paced channel gets the newest at 2/s and the last of the burst; the other all',
+    { timeout: 20000 }, async () => {
+      const slow = uniqueChannel('fb-slow');
+      const fast = uniqueChannel('fb-fast');
+      const h = client(proxy.wsUrl);
+      const got = { [slow]: [], [fast]: [] };
+      h.subscribe(slow, (e) => got[slow].push(e.data), { maxRate: 2 });
+      h.subscribe(fast, (e) => got[fast].push(e.data));
+      h.connect();
+      await waitFor(() => h.isActive(slow) && h.isActive(fast), { what: 'both channels' });
+      assert.equal(h.transport, 'sse');
+      assert.match(proxy.paths.filter((p) => p.startsWith('/sse')).at(-1), /max_rate=2(%2C|,)(&|$)/);
+      for (const n of range(1, 20)) {
+        await hub.publish({ channel: slow, event: 'gauge', data: n });
+        await hub.publish({ channel: fast, event: 'gauge', data: n });
+      }
+      await waitFor(() => got[fast].length === 20 && got[slow].at(-1) === 20, { what: 'the burst' });
+      assert.deepEqual(got[fast], range(1, 20));
+      assert.ok(got[slow].length <= 3, `paced: ${got[slow]}`);
+      h.close();
+    });
+
   test('a hub that drains: the stream says 1001 and herald.js is back at once', { timeout: 20000 }, async () => {
     const own = await new Hub({ 'drain-seconds': 2 }).start();
     const ownProxy = await new NoUpgradeProxy(own.port).start();
