@@ -18,6 +18,7 @@
 #include "common/message.h"
 #include "common/metrics.h"
 #include "common/netaddr.h"
+#include "common/shard.h"
 #include "common/xalloc.h"
 #include "event.h"
 #include "http.h"
@@ -143,6 +144,28 @@ static void on_published(const char *err, const char *duplicate, void *arg)
     publish_req_free(pr);
 }
 
+/* Why the broker could not even try: with shards, the first channel of the publish whose shard
+ * is down, and that shard (an operator reads which Redis to look at). */
+static const char *unavailable_text(const struct broker *b, struct message *const *msgs, size_t n,
+                                    char *buf, size_t cap)
+{
+    struct broker_shard sh[SHARD_MAX];
+    size_t count = b->ops->shards ? b->ops->shards(b, sh, SHARD_MAX) : 0;
+
+    for (size_t k = 0; k < n && count > 1; k++) {
+        unsigned i = broker_shard_of(b, msgs[k]->channel, msgs[k]->channel_len);
+
+        if (i < count && !sh[i].is_ready) {
+            snprintf(buf, cap,
+                     "the shard of channel %.*s (shard %u, %s) is not connected: publishes to "
+                     "its channels wait for it, the other shards' go on",
+                     (int)msgs[k]->channel_len, msgs[k]->channel, i, sh[i].name);
+            return buf;
+        }
+    }
+    return "the broker is not connected";
+}
+
 /* Hands a checked publish to the broker; the answer comes from on_published. */
 static void forward(struct api *api, struct publish_req *pr)
 {
@@ -154,7 +177,11 @@ static void forward(struct api *api, struct publish_req *pr)
 
     if (broker_publish(api->host.broker, pr->msgs, pr->n, pr->idem_key[0] ? &idem : NULL,
                        on_published, pr) < 0) {
-        publish_refused(pr->rq, 503, "unavailable", "the broker is not connected", NULL);
+        char text[512];
+
+        publish_refused(pr->rq, 503, "unavailable",
+                        unavailable_text(api->host.broker, pr->msgs, pr->n, text, sizeof(text)),
+                        NULL);
         publish_req_free(pr);
     }
 }

@@ -175,6 +175,9 @@ class RedisShardsTest(HubTestCase):
                                          [True, False, True])
                         status, _, answer = publish(hub, {"channel": b, "data": "no"})
                         self.assertEqual((status, answer["error"]), (503, "unavailable"))
+                        # it names the channel and the shard an operator should look at
+                        self.assertIn(f"channel {b} (shard {lost}, ", answer["message"])
+                        self.assertIn(f":{self.redis[lost].port}", answer["message"])
                     for i, hub in enumerate(cluster):
                         publish_ok(hub, a, f"a-{i}")
                         publish_ok(hub, c, f"c-{i}")
