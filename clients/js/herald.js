@@ -162,7 +162,7 @@ export class Herald {
   #listeners = new Map(); /* type -> Set of functions */
   #channels = new Map();  /* name -> channel entry: see #entry() */
   #state = 'closed';
-  #ws = null;
+  #link = null;           /* the WebSocket or EventSource of the current link */
   #gen = 0;               /* bumped for each socket; events of an older one are ignored */
   #wantOpen = false;
   #isWelcomed = false;
@@ -324,7 +324,7 @@ export class Herald {
 
   /** Closes with 1000 and stays closed until connect(). Subscriptions are kept. */
   close() {
-    const wasActive = this.#wantOpen || this.#ws;
+    const wasActive = this.#wantOpen || this.#link;
     this.#wantOpen = false;
     this.#isSseWaiting = false;
     this.#dropSocket(1000, 'client closing');
@@ -611,7 +611,7 @@ export class Herald {
     }
     this.#isSseWaiting = false;
     const { u, params } = kind === 'sse' ? this.#buildStreamUrl() : this.#buildUrl();
-    const go = (tok) => (kind === 'sse' ? this.#openStream(u, params, tok) : this.#openSocket(u, params, tok));
+    const go = (tok) => this.#openLink(kind, u, params, tok);
     const token = this.#opts.token;
     if (typeof token === 'function') {
       const gen = ++this.#gen;
@@ -627,29 +627,36 @@ export class Herald {
     }
   }
 
-  #openSocket(u, params, token) {
+  /* A new link of `kind` ('websocket' or 'sse') to u; the hub's welcome must come within
+   * connectTimeoutMs. */
+  #openLink(kind, u, params, token) {
     if (token) params.push('token=' + encodeURIComponent(token));
     u.search = params.length ? '?' + params.join('&') : '';
     const gen = ++this.#gen;
     this.#isWelcomed = false;
     this.#welcome = null;
     this.#openedAt = 0;
+    this.#closeInfo = null;
     this.#lastFrameAt = this.#clock.now();
-    this.#linkKind = 'websocket';
-    let ws;
+    this.#linkKind = kind;
+    let link;
     try {
-      ws = new this.#WebSocket(u.href);
+      link = kind === 'sse' ? new this.#EventSource(u.href) : new this.#WebSocket(u.href);
     } catch (err) {
       this.#emit('error', new HeraldError('connect', `cannot open ${u.origin}: ${err.message}`));
       this.#onSocketGone(gen, 1006, String(err.message || err), false);
       return;
     }
-    this.#ws = ws;
-    ws.onmessage = (ev) => { if (gen === this.#gen) this.#onFrame(ev.data); };
-    ws.onclose = (ev) => {
-      if (gen === this.#gen) this.#onSocketGone(gen, ev.code, ev.reason || '', true);
-    };
-    ws.onerror = noop; /* a close follows; `ws` needs a listener to not throw */
+    this.#link = link;
+    link.onmessage = (ev) => { if (gen === this.#gen) this.#onFrame(ev.data); };
+    if (kind === 'sse') {
+      link.onerror = () => { if (gen === this.#gen) this.#onStreamError(gen, link, u.href); };
+    } else {
+      link.onclose = (ev) => {
+        if (gen === this.#gen) this.#onSocketGone(gen, ev.code, ev.reason || '', true);
+      };
+      link.onerror = noop; /* a close follows; `ws` needs a listener to not throw */
+    }
     const timeout = this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#timers.connect = this.#clock.setTimeout(() => {
       this.#timers.connect = null;
@@ -658,50 +665,24 @@ export class Herald {
     }, timeout);
   }
 
-  #openStream(u, params, token) {
-    if (token) params.push('token=' + encodeURIComponent(token));
-    u.search = '?' + params.join('&');
-    const gen = ++this.#gen;
-    this.#isWelcomed = false;
-    this.#welcome = null;
-    this.#openedAt = 0;
-    this.#closeInfo = null;
-    this.#lastFrameAt = this.#clock.now();
-    this.#linkKind = 'sse';
-    let es;
-    try {
-      es = new this.#EventSource(u.href);
-    } catch (err) {
-      this.#emit('error', new HeraldError('connect', `cannot open ${u.origin}: ${err.message}`));
-      this.#onSocketGone(gen, 1006, String(err.message || err), false);
-      return;
+  /* An SSE stream failed or ended. An EventSource would reconnect by itself, to the URL it
+   * first opened: herald.js does it instead, with each channel's place in the new URL. */
+  #onStreamError(gen, es, href) {
+    es.onmessage = es.onerror = null;
+    es.close();
+    const last = this.#closeInfo;
+    if (last) {
+      this.#onSocketGone(gen, last.code, last.reason, true);
+    } else if (this.#isWelcomed) {
+      this.#onSocketGone(gen, 1006, 'the stream ended', true);
+    } else {
+      Herald.#probeStatus(href).then((status) => {
+        if (gen !== this.#gen) return;
+        const why = SSE_REFUSALS[status];
+        this.#onSocketGone(gen, why ? 1008 : 1006,
+          status ? `HTTP ${status}${why ? ' ' + why : ''}` : 'the stream failed', true);
+      });
     }
-    this.#ws = es;
-    es.onmessage = (ev) => { if (gen === this.#gen) this.#onFrame(ev.data); };
-    es.onerror = () => {
-      if (gen !== this.#gen) return;
-      /* an EventSource would reconnect by itself, to the URL it first opened: herald.js does
-       * it instead, with each channel's place in the new URL */
-      es.onmessage = es.onerror = null;
-      es.close();
-      const last = this.#closeInfo;
-      if (last) this.#onSocketGone(gen, last.code, last.reason, true);
-      else if (this.#isWelcomed) this.#onSocketGone(gen, 1006, 'the stream ended', true);
-      else {
-        Herald.#probeStatus(u.href).then((status) => {
-          if (gen !== this.#gen) return;
-          const why = SSE_REFUSALS[status];
-          this.#onSocketGone(gen, why ? 1008 : 1006,
-            status ? `HTTP ${status}${why ? ' ' + why : ''}` : 'the stream failed', true);
-        });
-      }
-    };
-    const timeout = this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.#timers.connect = this.#clock.setTimeout(() => {
-      this.#timers.connect = null;
-      if (gen !== this.#gen || this.#isWelcomed) return;
-      this.#abandon(`no welcome within ${timeout} ms`);
-    }, timeout);
   }
 
   /* The status an SSE request gets (0 when it cannot be read: no fetch, a network error, a
@@ -721,8 +702,8 @@ export class Herald {
 
   /* Drops the current socket: no further events from it reach us. */
   #dropSocket(code, reason) {
-    const ws = this.#ws;
-    this.#ws = null;
+    const ws = this.#link;
+    this.#link = null;
     this.#gen++;
     this.#clearSocketTimers();
     this.#failPending(new HeraldError('disconnected', 'the connection closed'));
@@ -745,7 +726,7 @@ export class Herald {
     if (gen !== this.#gen) return;
     const wasOpen = this.#isWelcomed;
     if (fromSocket) {
-      this.#ws = null;
+      this.#link = null;
       this.#gen++;
       this.#clearSocketTimers();
       this.#failPending(new HeraldError('disconnected', `the connection closed (${code})`));
@@ -822,7 +803,7 @@ export class Herald {
   }
 
   #send(obj) {
-    const ws = this.#ws;
+    const ws = this.#link;
     if (!ws || ws.readyState !== 1 || this.#linkKind !== 'websocket') return false;
     ws.send(JSON.stringify(obj));
     return true;
@@ -834,7 +815,7 @@ export class Herald {
   #requestRef(frame) {
     let ref = null;
     const promise = new Promise((resolve, reject) => {
-      const ws = this.#ws;
+      const ws = this.#link;
       if (!ws || ws.readyState !== 1) {
         reject(new HeraldError('disconnected', 'not connected'));
         return;

@@ -81,18 +81,6 @@ size_t registry_count(void)
     return n;
 }
 
-uint64_t registry_planes(const char *name, size_t len)
-{
-    struct registry_entry *e;
-    uint64_t mask;
-
-    pthread_mutex_lock(&lock);
-    HASH_FIND(hh, table, name, len, e);
-    mask = e ? e->mask : 0;
-    pthread_mutex_unlock(&lock);
-    return mask;
-}
-
 uint64_t registry_lookup(const char *name, size_t len, unsigned *members)
 {
     struct registry_entry *e;
@@ -104,4 +92,11 @@ uint64_t registry_lookup(const char *name, size_t len, unsigned *members)
     *members = e ? atomic_load_explicit(&e->members, memory_order_relaxed) : 0;
     pthread_mutex_unlock(&lock);
     return mask;
+}
+
+uint64_t registry_planes(const char *name, size_t len)
+{
+    unsigned members;
+
+    return registry_lookup(name, len, &members);
 }

@@ -141,6 +141,10 @@ void writer_replay(struct conn *c, struct message *msg);
 int writer_on_writeable(struct plane *p, struct conn *c);
 /* Once per loop turn: writes the queue of every connection marked dirty, straight. */
 void writer_flush_dirty(struct plane *p);
+/* The i-th connection of the dirty list, unmarked, when it may be written straight; NULL when
+ * it closed since it was marked, or is closing or lws holds bytes of its own (then its
+ * writeable callback sends). */
+struct conn *writer_dirty_take(struct plane *p, size_t i);
 /* Copies a due ping and the queued frames that fit in cap bytes into out, popping them and
  * counting the events; returns the bytes. A first frame larger than cap stays queued. */
 size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t cap);

@@ -174,18 +174,13 @@ static void settle(struct uring *u)
 void uring_flush_dirty(struct plane *p, struct uring *u)
 {
     for (size_t i = 0; i < p->n_dirty; i++) {
-        struct conn *c = p->dirty[i];
+        struct conn *c = writer_dirty_take(p, i);
         struct io_uring_sqe *sqe;
         unsigned char *out;
         size_t len;
 
         if (!c)
-            continue; /* closed since it was marked */
-        c->dirty_slot = 0;
-        if (session_is_closing(c->s) || lws_partial_buffered(c->wsi)) {
-            lws_callback_on_writable(c->wsi); /* the close frame, or after lws's own bytes */
             continue;
-        }
         if (u->n_sends == URING_ENTRIES)
             settle(u);
         out = arena_room(u, PLANE_SCRATCH_BYTES);

@@ -327,6 +327,20 @@ int writer_on_writeable(struct plane *p, struct conn *c)
     return 0;
 }
 
+struct conn *writer_dirty_take(struct plane *p, size_t i)
+{
+    struct conn *c = p->dirty[i];
+
+    if (!c)
+        return NULL; /* closed since it was marked */
+    c->dirty_slot = 0;
+    if (session_is_closing(c->s) || lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi); /* the close frame, or after lws's own bytes */
+        return NULL;
+    }
+    return c;
+}
+
 void writer_flush_dirty(struct plane *p)
 {
     if (uring_is_usable(p->uring)) {
@@ -334,15 +348,10 @@ void writer_flush_dirty(struct plane *p)
         return;
     }
     for (size_t i = 0; i < p->n_dirty; i++) {
-        struct conn *c = p->dirty[i];
+        struct conn *c = writer_dirty_take(p, i);
 
         if (!c)
-            continue; /* closed since it was marked */
-        c->dirty_slot = 0;
-        if (session_is_closing(c->s) || lws_partial_buffered(c->wsi)) {
-            lws_callback_on_writable(c->wsi); /* the close frame, or after lws's own bytes */
             continue;
-        }
         if (write_queue(p, c) < 0) {
             /* the socket failed: lws notices it too; the queue goes now */
             session_close(c->s, 1011, "write failed");

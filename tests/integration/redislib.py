@@ -25,7 +25,7 @@ import threading
 import time
 
 from httpapi import ready_status
-from hubproc import Hub, free_port, live_procs, log_dir
+from hubproc import Hub, HubTestCase, free_port, live_procs, log_dir
 from util import T, unique_channel, wait_until
 
 REDIS_SERVER = (os.environ.get("HERALD_REDIS_SERVER") or shutil.which("redis-server")
@@ -473,3 +473,18 @@ class AttemptRecorder:
     def gaps(self, db, word):
         times = self.times(db, word)
         return [b - a for a, b in zip(times, times[1:])]
+
+
+class RedisTestCase(HubTestCase):
+    """A HubTestCase with one redis-server (on a free loopback port) for the whole class, as
+    cls.redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.redis = RedisServer().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        super().tearDownClass()

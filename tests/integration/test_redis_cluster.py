@@ -12,7 +12,7 @@ import unittest
 from harness import (Hub, HubTestCase, Publisher, T, WS, assert_nothing_more, metrics,
                      open_many, publish, publish_in_turn, ready_status, recv_many,
                      recv_many_while, unique_channel, wait_until)
-from redislib import Cluster, RedisServer, RedisSubscriber, redis_call
+from redislib import Cluster, RedisServer, RedisSubscriber, RedisTestCase, redis_call
 
 EVENTS = 1000
 PER_HUB = 3  # subscribers on each instance
@@ -31,17 +31,7 @@ def open_clients(cluster, channels, per_hub=PER_HUB):
     return out
 
 
-class ClusterDeliveryTest(HubTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.redis = RedisServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.terminate()
-        super().tearDownClass()
-
+class ClusterDeliveryTest(RedisTestCase):
     def test_1000_events_round_robin_through_three_apis_arrive_once_in_order_everywhere(self):
         ch, other = unique_channel("rr"), unique_channel("rr-other")
         with Cluster(self.redis, 3) as cluster:

@@ -12,7 +12,8 @@ from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, open_many, pub
                      publish_in_turn, recv_many, unique_channel, wait_until)
 from dnslib import FakeDNS
 from redislib import (BACKOFF_CAP_S, HEARTBEAT_LOST_S, HEARTBEAT_S, AttemptRecorder, Cluster,
-                      RedisServer, log_lines, ready_status, wait_ready, wait_status)
+                      RedisServer, RedisTestCase, log_lines, ready_status, wait_ready,
+                      wait_status)
 
 RESTART_READY_S = 2.0  # the issue: every instance is ready again within 2 s of a restart
 
@@ -389,20 +390,10 @@ class RedisAuthTest(HubTestCase):
                                 n, 2, f"{hub.instance_id}: {n} error lines from the {link} link "
                                       f"in 2.5 s, one per retry: {lines}")
 
-class RedisHostNameTest(HubTestCase):
+class RedisHostNameTest(RedisTestCase):
     """hiredis resolves a host name with a blocking getaddrinfo on the control thread at every
     reconnect: the hub resolves it off the loop (evdns, --resolv-conf) within the connect
     deadline, so a dead resolver never freezes the API, $stats or the watchdog."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.redis = RedisServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.terminate()
-        super().tearDownClass()
 
     def test_a_dead_resolver_does_not_freeze_the_api(self):
         with FakeDNS(silent=True) as dns:

@@ -4,6 +4,7 @@ hub, GET /history from Redis, idempotency keys cluster-wide, holes in the number
 subscription killed while events go on) repaired from history before later events, a gap
 when history cannot fill them, and a Redis that lost its keys announced as a new epoch."""
 
+import contextlib
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ import unittest
 
 from harness import (Hub, HubTestCase, T, WS, WSTimeout, get, metrics, publish, publish_ok,
                      unique_channel, wait_until)
-from redislib import Cluster, RedisServer, log_lines, redis_call, wait_ready
+from redislib import Cluster, RedisServer, RedisTestCase, log_lines, redis_call, wait_ready
 
 
 def subscribe(ws, channel, **extra):
@@ -32,6 +33,30 @@ def kill_subscription(redis, hub):
             redis.call("CLIENT", "KILL", "ID", fields["id"])
             return
     raise AssertionError(f"no subscription of {hub.instance_id} in CLIENT LIST:\n{listing}")
+
+
+@contextlib.contextmanager
+def subscription_cut(redis, hub):
+    """While the block runs, hub hears nothing: its subscription is killed every 10 ms (it
+    comes back and is killed again)."""
+    stop = threading.Event()
+
+    def keep_killing():
+        while not stop.is_set():
+            try:
+                kill_subscription(redis, hub)
+            except AssertionError:
+                pass
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=keep_killing, daemon=True)
+    killer.start()
+    time.sleep(0.2)
+    try:
+        yield
+    finally:
+        stop.set()
+        killer.join(T(5))
 
 
 class Publishing:
@@ -96,17 +121,7 @@ def read_events(ws, until_data, timeout):
             return got
 
 
-class RedisHistoryTest(HubTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.redis = RedisServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.terminate()
-        super().tearDownClass()
-
+class RedisHistoryTest(RedisTestCase):
     def test_one_numbering_for_every_hub_and_resume_through_another(self):
         ch = unique_channel("rseq")
         with Cluster(self.redis, 2) as cluster:
@@ -194,23 +209,9 @@ class RedisHistoryTest(HubTestCase):
                 self.assertEqual(ws.recv_event(T(5))["seq"], 1)
                 # stop cluster[1] from hearing anything: pause its delivery by killing its
                 # subscription repeatedly while 20 events go through the other hub
-                stop = threading.Event()
-
-                def keep_killing():
-                    while not stop.is_set():
-                        try:
-                            kill_subscription(self.redis, cluster[1])
-                        except AssertionError:
-                            pass
-                        time.sleep(0.01)
-
-                killer = threading.Thread(target=keep_killing, daemon=True)
-                killer.start()
-                time.sleep(0.2)
-                for i in range(20):
-                    publish_ok(cluster[0], ch, i)
-                stop.set()
-                killer.join(T(5))
+                with subscription_cut(self.redis, cluster[1]):
+                    for i in range(20):
+                        publish_ok(cluster[0], ch, i)
                 publish_ok(cluster[0], ch, "after")
                 frames = read_events(ws, "after", T(15))
                 kinds = [(m["type"], m.get("seq"), m.get("from"), m.get("to")) for m in frames]

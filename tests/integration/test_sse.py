@@ -20,7 +20,6 @@ client (sseclient.py) from real hubs:
 
 import json
 import signal
-import threading
 import time
 import unittest
 import urllib.parse
@@ -28,6 +27,7 @@ import urllib.parse
 from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, publish, publish_ok,
                      unique_channel, wait_until)
 from authlib import mint, new_secret
+from redislib import RedisTestCase
 from sseclient import SSE, SSEEnded, SSERefused, SSETimeout
 
 SECRET_FILE, _ = new_secret("test_sse.secret")
@@ -554,21 +554,10 @@ class SlowReaderTest(HubTestCase):
             self.assertEqual([e.json["data"]["n"] for e in got + rest], list(range(published)))
 
 
-class RedisStreamTest(HubTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        from redislib import RedisServer
-        cls.redis = RedisServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.terminate()
-        super().tearDownClass()
-
+class RedisStreamTest(RedisTestCase):
     def test_a_reset_and_a_gap_reach_the_stream_and_move_its_cursor(self):
         from redislib import Cluster
-        from test_redis_history import kill_subscription
+        from test_redis_history import subscription_cut
         ch = unique_channel("sse-redis")
         with Cluster(self.redis, 2, history_size=3) as cluster:
             sse, subs = open_stream(cluster[1], [ch])
@@ -578,23 +567,9 @@ class RedisStreamTest(HubTestCase):
                 self.assertEqual(events_of(sse, 1)[0].id, f"{old}:1")
                 # cluster[1] hears nothing while 20 events go through the other hub, and
                 # history keeps 3: a gap
-                stop = threading.Event()
-
-                def keep_killing():
-                    while not stop.is_set():
-                        try:
-                            kill_subscription(self.redis, cluster[1])
-                        except AssertionError:
-                            pass
-                        time.sleep(0.01)
-
-                killer = threading.Thread(target=keep_killing, daemon=True)
-                killer.start()
-                time.sleep(0.2)
-                for i in range(20):
-                    publish_ok(cluster[0], ch, i)
-                stop.set()
-                killer.join(T(5))
+                with subscription_cut(self.redis, cluster[1]):
+                    for i in range(20):
+                        publish_ok(cluster[0], ch, i)
                 publish_ok(cluster[0], ch, "after")
                 got = []
                 while not got or got[-1].event != "message" or got[-1].json["data"] != "after":

@@ -7,19 +7,15 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 
+import { launchChromium } from './chromium.mjs';
 import { HERALD_PUB_BIN, Hub, sleep, uniqueChannel, waitFor } from './harness.mjs';
 
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.HERALD_ARTIFACT_DIR || mkdtempSync(join(tmpdir(), 'herald-shots-'));
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              '--disable-quic'];
 /* what Chromium logs, as an error, when a WebSocket cannot connect: expected while the hub is down */
 const WS_DOWN = /WebSocket connection to .* failed/;
 /* herald.js follows a WebSocket that failed with an SSE stream (a proxy may refuse upgrades):
@@ -27,26 +23,17 @@ const WS_DOWN = /WebSocket connection to .* failed/;
 const SSE_DOWN = /^(request failed: \S+\/sse\?\S+ net::ERR_CONNECTION_REFUSED|console error: Failed to load resource: net::ERR_CONNECTION_REFUSED)$/;
 
 let hub;
+let browser;
 let context;
-let profile;
 
 before(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`);
   hub = await new Hub().start();
-  profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 860 },
-    timeout: 30000,
-  });
+  browser = await launchChromium({ viewport: { width: 1280, height: 860 } });
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   const r = await hub?.stop();
   if (r) assert.deepEqual(r, { code: 0, signal: null }, 'the hub exits 0 on SIGTERM');
 });

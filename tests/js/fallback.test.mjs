@@ -12,20 +12,16 @@
 // dashboard, which shows the transport.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 
 import { Herald } from '../../clients/js/herald.js';
+import { launchChromium } from './chromium.mjs';
 import { Hub, NoUpgradeProxy, nextOf, sleep, uniqueChannel, waitFor } from './harness.mjs';
 
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              '--disable-quic'];
 const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
 const clients = new Set();
@@ -239,21 +235,16 @@ describe('herald.js in Node behind a proxy that refuses upgrades', { skip: noEve
 describe('herald.js in Chromium behind a proxy that refuses upgrades', () => {
   let hub;
   let proxy;
+  let browser;
   let context;
-  let profile;
   before(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`);
     hub = await new Hub().start();
     proxy = await new NoUpgradeProxy(hub.port).start();
-    profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000,
-    });
+    browser = await launchChromium();
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await proxy?.stop();
     if (hub) assert.deepEqual(await hub.stop(), { code: 0, signal: null });
   });

@@ -10,18 +10,15 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 
 import { Herald } from '../../clients/js/herald.js';
 import { PublishError, Publisher } from '../../clients/js/publisher.js';
+import { CHROMIUM, launchChromium } from './chromium.mjs';
 import { HERALD_PUB_BIN, Hub, Relay, nextOf, sleep, uniqueChannel, waitFor } from './harness.mjs';
 
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
 
 const clients = new Set();
 function client(url, options = {}) {
@@ -359,21 +356,16 @@ describe('herald-pub --idempotency-key against a real hub', () => {
 describe('the dashboard with history', { skip: !existsSync(CHROMIUM) && `${CHROMIUM} is missing` }, () => {
   let hub;
   let relay;
+  let browser;
   let context;
-  let profile;
   before(async () => {
     hub = await new Hub().start();
     relay = await new Relay(hub.port).start();
-    profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 860 }, timeout: 30000,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic'],
-    });
+    browser = await launchChromium({ viewport: { width: 1280, height: 860 } });
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await relay?.stop();
     await hub?.stop();
   });

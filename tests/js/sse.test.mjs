@@ -7,34 +7,22 @@
 // stream from there. No herald.js: this is the browser's EventSource against the hub alone.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 
+import { launchChromium } from './chromium.mjs';
 import { Hub, Relay, uniqueChannel, waitFor } from './harness.mjs';
 
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              '--disable-quic'];
 
+let browser;
 let context;
-let profile;
 
 before(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`);
-  profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000,
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 });
 
 /** Opens the hub's page at origin and, in it, an EventSource on /sse?channels=...; every
