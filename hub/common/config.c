@@ -80,7 +80,8 @@ static const struct option_spec options[] = {
     {"client-burst", OPT_UINT, F(client_burst), "20", 1, 100000, NULL,
      "frames a connection may send at once (token bucket size)"},
     {"send-queue-bytes", OPT_UINT, F(send_queue_bytes), "1048576", 1024, 1u << 30, NULL,
-     "bytes queued for one connection before it is closed as a slow consumer (1013)"},
+     "bytes queued for one connection past which, reading more slowly than the others, it is "
+     "closed as a slow consumer (1013); past 4 times this in any case"},
     {"max-subscriptions", OPT_UINT, F(max_subscriptions), "100", 1, 100000, NULL,
      "channels one connection may hold"},
     {"heartbeat", OPT_UINT, F(heartbeat), "25", 1, 3600, NULL,

@@ -149,7 +149,8 @@ void plane_on_wake(struct plane *p)
         ev_break(p->loop, EVBREAK_ALL);
 }
 
-/* Every 250 ms, over the plane's connections: heartbeats and token expiry. lws can keep a
+/* Every 250 ms, over the plane's connections: heartbeats and token expiry; and the pace window
+ * (session_stats_roll). lws can keep a
  * validity timer per connection (retry_and_idle_policy), but in 4.1.6 each one is a sorted
  * insert into a list of every connection's timer, O(n) each time a peer proves alive: at
  * 10,000 connections that was a quarter of the plane's CPU. One sweep is O(n) per 250 ms. */
@@ -160,6 +161,7 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
 
     for (struct conn *c = p->conns; c; c = c->next)
         conn_sweep(p, c, now, now_s);
+    session_stats_roll(&p->stats, now);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
 }
 

@@ -1,7 +1,9 @@
 /* session.c -- the state of one connection, free of lws so it can be tested alone.
  * The send queue is a ring of message references, grown by doubling, with a byte budget: a
- * push past it is refused, and the writer decides (a reader whose socket is choked is cut with
- * 1013; one whose socket takes everything is not behind, the hub is, and its push goes over).
+ * push past it is refused, and the writer decides (a reader behind the others, session_is_behind,
+ * whose socket is choked is cut with 1013; any other's push goes over: the hub is behind, or
+ * every reader is, and the backlog bound slows the publishers). What each socket takes is
+ * counted into its plane's pace, the mean rate of one socket, window by window.
  * Every session adds what it queues to its plane's sum (session_stats), the plane's backlog. When
  * the ring turns non-empty the session calls its wake function once; the transport then writes
  * until the ring is empty again, so there is always exactly one writeable request outstanding for a
@@ -27,6 +29,12 @@ struct session {
     struct message **q;
     uint32_t q_head, q_len, q_cap; /* q_cap a power of two */
     size_t q_bytes;                /* wire bytes queued */
+    /* pace (session_is_behind) */
+    uint64_t taken_bytes;  /* everything its socket took */
+    uint32_t taken_window; /* 1 + the last stats window it took bytes in */
+    bool is_over;          /* past its budget since over_since_ms */
+    int64_t over_since_ms;
+    uint64_t taken_at_over; /* taken_bytes then */
     /* incoming message being reassembled from fragments */
     char *rx;
     size_t rx_len, rx_cap;
@@ -60,12 +68,14 @@ struct session *session_new(const struct session_limits *lim, uint64_t id, int64
     return s;
 }
 
+static void pop(struct session *s, bool taken);
+
 static size_t drop_queue(struct session *s)
 {
     size_t n = s->q_len;
 
     while (s->q_len)
-        session_pop(s);
+        pop(s, false);
     return n;
 }
 
@@ -144,19 +154,38 @@ struct message *session_front(const struct session *s)
     return s->q_len ? s->q[s->q_head] : NULL;
 }
 
-void session_pop(struct session *s)
+/* Releases the oldest queued message; taken: its socket took it (the pace counts it), else it
+ * is dropped. */
+static void pop(struct session *s, bool taken)
 {
-    struct message *m;
+    struct session_stats *st = s->lim->stats;
+    struct message *m = s->q[s->q_head];
+    size_t len = message_wire_len(m);
 
-    if (!s->q_len)
-        return;
-    m = s->q[s->q_head];
-    s->q_bytes -= message_wire_len(m);
-    if (s->lim->stats)
-        s->lim->stats->queued_bytes -= message_wire_len(m);
+    s->q_bytes -= len;
+    if (s->q_bytes <= s->lim->send_queue_bytes)
+        s->is_over = false;
+    if (st)
+        st->queued_bytes -= len;
+    if (taken) {
+        s->taken_bytes += len;
+        if (st) {
+            st->window_bytes += len;
+            if (s->taken_window != st->window + 1) {
+                s->taken_window = st->window + 1;
+                st->window_takers++;
+            }
+        }
+    }
     s->q_head = (s->q_head + 1) & (s->q_cap - 1);
     s->q_len--;
     message_unref(&m);
+}
+
+void session_pop(struct session *s)
+{
+    if (s->q_len)
+        pop(s, true);
 }
 
 size_t session_queue_len(const struct session *s)
@@ -167,6 +196,45 @@ size_t session_queue_len(const struct session *s)
 size_t session_queue_bytes(const struct session *s)
 {
     return s->q_bytes;
+}
+
+bool session_is_behind(struct session *s, size_t extra, int64_t now_ms)
+{
+    size_t budget = s->lim->send_queue_bytes, queued = s->q_bytes + extra;
+    const struct session_stats *st = s->lim->stats;
+    int64_t over_ms;
+
+    if (queued <= budget)
+        return false;
+    if (queued > SESSION_LAG_CAP * budget)
+        return true;
+    if (!s->is_over) { /* it went past its budget now: its pace is measured from here */
+        s->is_over = true;
+        s->over_since_ms = now_ms;
+        s->taken_at_over = s->taken_bytes;
+        return false;
+    }
+    over_ms = now_ms - s->over_since_ms;
+    if (!st || st->pace <= 0 || st->pace_since_ms < s->over_since_ms)
+        return false;
+    return (double)(s->taken_bytes - s->taken_at_over) * SESSION_LAG_FACTOR <
+           st->pace * (double)over_ms;
+}
+
+void session_stats_roll(struct session_stats *st, int64_t now_ms)
+{
+    int64_t len = now_ms - st->window_start_ms;
+
+    if (st->window_start_ms && len < SESSION_PACE_WINDOW_MS)
+        return;
+    st->pace = st->window_start_ms && st->window_takers
+                   ? (double)st->window_bytes / st->window_takers / (double)len
+                   : 0;
+    st->pace_since_ms = st->window_start_ms;
+    st->window_bytes = 0;
+    st->window_takers = 0;
+    st->window++;
+    st->window_start_ms = now_ms;
 }
 
 static void set_closing(struct session *s, uint16_t code, const char *reason)

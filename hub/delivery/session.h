@@ -15,13 +15,28 @@
 struct message;
 struct session;
 
-/* What every session of one plane has queued, together (delivery thread). */
+/* What every session of one plane has queued, together, and how fast their sockets take it
+ * (delivery thread). The pace is measured in windows of SESSION_PACE_WINDOW_MS, rolled by the
+ * plane (session_stats_roll): the bytes its sockets took and how many sockets took any. */
 struct session_stats {
     size_t queued_bytes;
+    uint64_t window_bytes;   /* taken by the sockets this window */
+    uint32_t window_takers;  /* sockets that took any this window */
+    uint32_t window;         /* the window's number */
+    int64_t window_start_ms; /* monotonic; 0: no window yet */
+    double pace;             /* bytes per ms one socket took in the last window; 0: none took any */
+    int64_t pace_since_ms;   /* when that window began */
 };
 
+#define SESSION_PACE_WINDOW_MS 1000
+/* A reader past its budget is behind the others when, over at least one window, its socket took
+ * less than a SESSION_LAG_FACTOR-th of what one socket took on average; whatever the others do,
+ * it is behind once it holds SESSION_LAG_CAP times its budget. */
+#define SESSION_LAG_FACTOR 4
+#define SESSION_LAG_CAP 4
+
 struct session_limits {
-    size_t send_queue_bytes; /* queued bytes past which a choked connection is a slow consumer */
+    size_t send_queue_bytes;     /* queued bytes past which a reader behind the others is cut */
     struct session_stats *stats; /* the plane's sum, kept by every session (NULL: none) */
     size_t max_message_bytes;    /* largest client message, fragments included */
     uint32_t max_subscriptions;
@@ -57,10 +72,22 @@ int session_push_over(struct session *s, struct message *msg);
 void session_send_over(struct session *s, struct message *msg);
 /* The oldest queued message (borrowed), or NULL. */
 struct message *session_front(const struct session *s);
-/* Releases the oldest queued message. */
+/* Releases the oldest queued message: its socket took it (the pace counts it). */
 void session_pop(struct session *s);
 size_t session_queue_len(const struct session *s);
 size_t session_queue_bytes(const struct session *s);
+
+/* Whether the session, with extra bytes more to hold, is a slow consumer at now_ms
+ * (monotonic): past its budget, and either past SESSION_LAG_CAP times it or, since it went
+ * past it (the first time this is asked), its socket took less than a SESSION_LAG_FACTOR-th of
+ * what one socket took at the plane's pace, measured in a window that began after it went past
+ * (so that the others' pace and its own are of the same time). A reader that keeps pace with the
+ * others is not behind however long its queue: when every socket stalls together (a hub writing
+ * faster than the network, a client machine descheduled), the backlog bound slows the publishers
+ * instead. The caller also checks that the socket is choked. */
+bool session_is_behind(struct session *s, size_t extra, int64_t now_ms);
+/* Closes the pace window once it is SESSION_PACE_WINDOW_MS old (the plane's sweep calls it). */
+void session_stats_roll(struct session_stats *st, int64_t now_ms);
 
 /* --- closing --- */
 

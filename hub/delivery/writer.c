@@ -17,9 +17,11 @@
  * callback. lws's own frames (pongs, the close frame) are whole frames of its own, written
  * between ours, never inside one.
  *
- * Overload: a push past a connection's budget cuts it (1013) only when its socket is choked
- * (the reader is behind); when its socket takes everything, the hub is behind, and the push
- * goes over the budget. The plane's whole backlog is bounded instead: past 2 x
+ * Overload: a push past a connection's budget cuts it (1013) only when the reader is behind the
+ * others (session_is_behind: over a second its socket took a quarter of what one socket took on
+ * average, or it holds four times its budget) and its socket is choked; else the hub is behind,
+ * or every reader is, and the push goes over the budget. The plane's whole backlog is bounded
+ * instead: past 2 x
  * --max-backlog-bytes queued on this plane an event becomes part of its channel's pending gap
  * (common/overflow.c), sent when the backlog is below the bound again; publishes on this hub
  * are refused (503 overloaded) long before that, so this is what events from other hubs meet
@@ -50,6 +52,13 @@ static bool is_choked(struct conn *c)
     return lws_partial_buffered(c->wsi) || lws_send_pipe_choked(c->wsi);
 }
 
+/* c, with extra bytes more to hold, is a slow consumer: behind the others, and its socket does not
+ * take what it is given. */
+static bool is_behind(struct conn *c, size_t extra)
+{
+    return session_is_behind(c->s, extra, clock_mono_ms()) && is_choked(c);
+}
+
 static void slow_consumer(struct conn *c)
 {
     log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
@@ -57,11 +66,11 @@ static void slow_consumer(struct conn *c)
     conn_cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, PLANE_CUT_GRACE_SECS);
 }
 
-/* msg did not fit c's budget: cut a choked reader, else queue it over the budget. Consumes
- * the reference the caller holds for c when it returns 0. */
+/* msg did not fit c's budget: cut a reader behind the others, else queue it over the budget.
+ * Consumes the reference the caller holds for c when it returns 0. */
 static int over_budget(struct conn *c, struct message *msg)
 {
-    if (is_choked(c)) {
+    if (is_behind(c, message_wire_len(msg))) {
         metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
         slow_consumer(c);
         return -1;
@@ -102,9 +111,7 @@ static void fanout(struct plane *p, struct message *msg, struct channel_member *
             continue;
         case SUB_HOLD: /* the hold took a reference of its own */
             unused++;
-            if (session_queue_bytes(c->s) + subscription_held_bytes(&m[i]) >
-                    p->lim.send_queue_bytes &&
-                is_choked(c)) {
+            if (is_behind(c, subscription_held_bytes(&m[i]))) {
                 metrics_add(&metrics.dropped[DROP_SLOW_CONSUMER], 1);
                 slow_consumer(c);
             }

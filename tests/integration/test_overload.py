@@ -122,6 +122,48 @@ class OverloadTest(HubTestCase):
                 ws.abort()
 
 
+class ReadersStallingTogetherTest(HubTestCase):
+    def test_readers_that_stall_together_are_not_cut(self):
+        """Every reader of a plane stops reading at once (their machine descheduled, a network
+        that stalls): each queue passes --send-queue-bytes with its socket choked, but none is
+        behind the others, so none is cut (the backlog bound slows the publishers instead), and
+        once they read again each gets every event, in order. The cut rule was "past the budget
+        and choked" alone, and each of them was cut with 1013."""
+        ch = unique_channel("stall")
+        budget = 256 << 10
+        pad = "s" * 8000
+        with Hub(send_queue_bytes=budget, max_message_bytes=160 << 10, delivery_threads=1) as hub:
+            readers = [WS.open(hub, channels=[ch], rcvbuf=4096) for _ in range(3)]
+            n = 0
+            deadline = time.monotonic() + T(30)
+            with Publisher(hub) as p:
+                # until the queues hold about twice the budget each (the cap is four times)
+                while True:
+                    m = metrics(hub)
+                    self.assertEqual(m.get("herald_disconnects_total", reason="slow_consumer"), 0,
+                                     "a reader that stalled with the others was cut")
+                    if m.get("herald_backlog_bytes") >= len(readers) * 2 * budget:
+                        break
+                    self.assertLess(time.monotonic(), deadline, "the readers' sockets never choked")
+                    batch = [{"channel": ch, "data": {"i": n + k, "pad": pad}} for k in range(16)]
+                    status, _, body = p.publish(batch)
+                    self.assertEqual(status, 202, body)
+                    n += 16
+                time.sleep(2.5)  # more than a pace window in which no reader took anything
+                status, _, body = p.publish({"channel": ch, "data": {"i": n, "pad": pad}})
+                self.assertEqual(status, 202, body)
+                n += 1
+            print(f"\n[stall] {n} events of 8 KB queued for 3 readers that stopped reading",
+                  flush=True)
+            self.assertEqual(metrics(hub).get("herald_disconnects_total", reason="slow_consumer"), 0)
+            for ws in readers:
+                got = [ws.recv_event(T(20))["data"]["i"] for _ in range(n)]
+                self.assertEqual(got, list(range(n)))
+            self.assertEqual(metrics(hub).get("herald_disconnects_total", reason="slow_consumer"), 0)
+            for ws in readers:
+                ws.close()
+
+
 class AdmittedBatchTest(HubTestCase):
     def test_a_batch_taken_on_an_idle_hub_is_delivered_whole(self):
         """A publish is taken while the backlog is under --max-backlog-bytes; what it adds

@@ -1,4 +1,5 @@
-/* test_session.c -- hub/delivery/session.c: the send queue and its byte budget, the wake
+/* test_session.c -- hub/delivery/session.c: the send queue and its byte budget, who is behind
+ * the others (the pace), the wake
  * signal, fragment reassembly, the frame rate with its grace period, liveness and expiry, and
  * closing. */
 #include "common/message.h"
@@ -493,6 +494,118 @@ static void plane_sum_and_pushing_over_the_budget(void **state)
     message_unref(&m);
 }
 
+/* Queues count copies of m on s past any budget. */
+static void push_n(struct session *s, struct message *m, int count)
+{
+    for (int i = 0; i < count; i++)
+        assert_int_equal(session_push_over(s, message_ref(m)), 0);
+}
+
+/* Pops count messages of s (its socket took them). */
+static void pop_n(struct session *s, int count)
+{
+    for (int i = 0; i < count; i++)
+        session_pop(s);
+}
+
+static void reader_far_below_the_pace_is_behind(void **state)
+{
+    struct session_stats stats = {0};
+    struct session_limits lim = limits(120); /* ten 12-byte frames */
+    struct session *fast, *slow, *half;
+    struct message *m = msg_of(10);
+
+    (void)state;
+    lim.stats = &stats;
+    fast = session_new(&lim, 1, T0, NULL, NULL);
+    slow = session_new(&lim, 2, T0, NULL, NULL);
+    half = session_new(&lim, 3, T0, NULL, NULL);
+    session_stats_roll(&stats, T0);
+    /* a window: every reader is given 20 frames; fast takes them all, half takes 5 (it then
+     * holds 15, past its budget of 10), slow takes none */
+    push_n(fast, m, 20);
+    push_n(half, m, 20);
+    push_n(slow, m, 20);
+    pop_n(fast, 20);
+    pop_n(half, 5);
+    assert_false(session_is_behind(slow, 0, T0)); /* past its budget from now on */
+    assert_false(session_is_behind(half, 0, T0));
+    assert_false(session_is_behind(slow, 0, T0 + 999)); /* no pace yet */
+    session_stats_roll(&stats, T0 + 999);               /* too early: the window stays open */
+    session_stats_roll(&stats, T0 + 1000);
+    /* (20 + 5) frames of 12 bytes by 2 sockets in 1000 ms */
+    assert_true(stats.pace > 0.149 && stats.pace < 0.151);
+    /* a window past its budget, nothing taken: behind */
+    assert_true(session_is_behind(slow, 0, T0 + 1000));
+    /* half took 12 bytes since it went past: under a quarter of 0.15 x 1000 */
+    session_pop(half);
+    assert_true(session_is_behind(half, 0, T0 + 1000));
+    /* 48 bytes: over a quarter */
+    pop_n(half, 3);
+    assert_int_equal(session_queue_bytes(half), 132);
+    assert_false(session_is_behind(half, 0, T0 + 1000));
+    /* back under its budget, slow goes past again at T0 + 5000: the pace of a window that began
+     * before that does not count */
+    pop_n(slow, 11);
+    assert_int_equal(session_queue_bytes(slow), 108);
+    assert_false(session_is_behind(slow, 24, T0 + 5000));
+    session_stats_roll(&stats, T0 + 5500);
+    assert_true(stats.pace > 0);
+    assert_false(session_is_behind(slow, 24, T0 + 6000));
+    /* a window all after it: fast takes 20 frames, slow none */
+    push_n(fast, m, 20);
+    pop_n(fast, 20);
+    session_stats_roll(&stats, T0 + 6500);
+    assert_true(session_is_behind(slow, 24, T0 + 6500));
+    session_free(fast);
+    session_free(slow);
+    session_free(half);
+    message_unref(&m);
+}
+
+static void readers_behind_together_are_cut_only_at_the_cap(void **state)
+{
+    struct session_stats stats = {0};
+    struct session_limits lim = limits(120);
+    struct session *r[3];
+    struct message *m = msg_of(10);
+    int64_t t = T0;
+
+    (void)state;
+    lim.stats = &stats;
+    for (int i = 0; i < 3; i++)
+        r[i] = session_new(&lim, (uint64_t)i + 1, T0, NULL, NULL);
+    session_stats_roll(&stats, t);
+    /* every window each is given 12 frames and takes 8: all fall behind at the same pace */
+    for (int w = 0; w < 9; w++) {
+        for (int i = 0; i < 3; i++) {
+            push_n(r[i], m, 12);
+            pop_n(r[i], 8);
+            assert_false(session_is_behind(r[i], 0, t));
+        }
+        t += 1000;
+        session_stats_roll(&stats, t);
+    }
+    /* then all stop reading together for windows: the pace is 0, no one is behind the others */
+    for (int w = 0; w < 3; w++) {
+        for (int i = 0; i < 3; i++)
+            assert_false(session_is_behind(r[i], 12, t));
+        t += 1000;
+        session_stats_roll(&stats, t);
+    }
+    assert_true(stats.pace == 0);
+    /* 9 x 4 frames behind (432 bytes); the cap is 4 x 120 */
+    assert_int_equal(session_queue_bytes(r[0]), 432);
+    assert_false(session_is_behind(r[0], 48, t));
+    assert_true(session_is_behind(r[0], 49, t));
+    /* a dropped queue is not taken: it adds nothing to the pace */
+    assert_int_equal(session_close(r[1], 1013, "slow consumer"), 36);
+    assert_int_equal(stats.window_bytes, 0);
+    for (int i = 0; i < 3; i++)
+        session_free(r[i]);
+    message_unref(&m);
+}
+
 static void count_wake(void *arg)
 {
     (*(int *)arg)++;
@@ -556,6 +669,8 @@ int main(void)
         cmocka_unit_test(pause_over_a_second_resets_the_run),
         cmocka_unit_test(pause_under_a_second_keeps_the_run),
         cmocka_unit_test(plane_sum_and_pushing_over_the_budget),
+        cmocka_unit_test(reader_far_below_the_pace_is_behind),
+        cmocka_unit_test(readers_behind_together_are_cut_only_at_the_cap),
         cmocka_unit_test(silent_peer_is_pinged_then_dropped),
         cmocka_unit_test(listen_only_is_pinged_every_heartbeat_and_never_silent),
     };
