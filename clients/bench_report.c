@@ -103,8 +103,12 @@ void report_text(FILE *f, const struct run *r, const struct summary *s)
     fprintf(f, ", inflight %u, batch %u, %u-byte events; %.1f s warmup, %.1f s measured%s\n",
             o->inflight, o->batch, o->size, o->warmup, s->window_s,
             r->is_interrupted ? " (interrupted)" : "");
-    fprintf(f, "  connect    %u subscribed in %.2f s: %.0f connections/s\n", o->subscribers,
+    fprintf(f, "  connect    %u subscribed in %.2f s: %.0f connections/s", o->subscribers,
             r->connect_s, o->subscribers / r->connect_s);
+    if (r->srv_before.is_ok && r->srv_connected.is_ok && o->subscribers)
+        fprintf(f, "; server %.1f us CPU per connection",
+                (r->srv_connected.cpu_s - r->srv_before.cpu_s) * 1e6 / o->subscribers);
+    fprintf(f, "\n");
     fprintf(f,
             "  published  %.0f events/s accepted in the window; %" PRIu64 " events in %" PRIu64
             " requests, %" PRIu64 " %s, %" PRIu64 " failed",
@@ -202,8 +206,12 @@ void report_json(FILE *f, const struct run *r, const struct summary *s)
             workers_procs(r->w) ? workers_procs(r->w) : 1, o->threads,
             o->rate > 0 ? "rate" : "saturate", o->rate, o->inflight, o->batch, o->size, o->warmup,
             s->window_s, r->is_interrupted ? "true" : "false");
-    fprintf(f, ",\"connect\":{\"seconds\":%.3f,\"per_sec\":%.1f}", r->connect_s,
+    fprintf(f, ",\"connect\":{\"seconds\":%.3f,\"per_sec\":%.1f", r->connect_s,
             o->subscribers / r->connect_s);
+    if (r->srv_before.is_ok && r->srv_connected.is_ok && o->subscribers)
+        fprintf(f, ",\"server_cpu_us_per_conn\":%.2f",
+                (r->srv_connected.cpu_s - r->srv_before.cpu_s) * 1e6 / o->subscribers);
+    fprintf(f, "}");
     fprintf(f,
             ",\"published\":{\"events_per_sec\":%.1f,\"events_sent\":%" PRIu64
             ",\"events_acked\":%" PRIu64 ",\"events_failed\":%" PRIu64
