@@ -21,11 +21,10 @@
  * others (session_is_behind: over a second its socket took a quarter of what one socket took on
  * average, or it holds four times its budget) and its socket is choked; else the hub is behind,
  * or every reader is, and the push goes over the budget. The plane's whole backlog is bounded
- * instead: past 2 x
- * --max-backlog-bytes queued on this plane an event becomes part of its channel's pending gap
- * (common/overflow.c), sent when the backlog is below the bound again; publishes on this hub
- * are refused (503 overloaded) long before that, so this is what events from other hubs meet
- * when they publish more than this one can deliver. */
+ * instead: past 2 x --max-backlog-bytes queued on this plane an event becomes part of its
+ * channel's pending gap (common/overflow.c), sent when the backlog is below the bound again;
+ * publishes on this hub are refused (503 overloaded) long before that, so this is what events
+ * from other hubs meet when they publish more than this one can deliver. */
 #include "plane_priv.h"
 
 #include "common/clock.h"
