@@ -8,6 +8,7 @@
 
 #include "common/channel_name.h"
 #include "common/errbuf.h"
+#include "common/fmt.h"
 #include "common/message.h"
 #include "common/xalloc.h"
 
@@ -24,9 +25,15 @@ void event_ids_init(struct event_ids *ids, uint64_t seed)
     ids->next = 1;
 }
 
-static void next_id(struct event_ids *ids, char *out, size_t len)
+/* Writes the next id at out (room for 10 + 1 + 16 + 1); returns its length. */
+static size_t next_id(struct event_ids *ids, char *out)
 {
-    snprintf(out, len, "%s-%llx", ids->prefix, (unsigned long long)ids->next++);
+    char *p = fmt_str(out, ids->prefix);
+
+    *p++ = '-';
+    p = fmt_hex(p, ids->next++);
+    *p = '\0';
+    return (size_t)(p - out);
 }
 
 /* --- the frame, from the publisher's own text ---------------------------------------------
@@ -140,76 +147,82 @@ static struct message *build(const char *channel, size_t channel_len, const char
                              const struct span *event, struct span data, int64_t now_ms,
                              struct event_ids *ids)
 {
-    char id[32], head[512], tail[64];
-    size_t hn, tn, en = event ? compact(NULL, text, *event) : 0, dn = compact(NULL, text, data);
+    static const char head[] = "{\"type\":\"event\",\"channel\":\"";
+    static const char name[] = ",\"event\":";
+    char id[32], tail[64];
+    size_t idn = next_id(ids, id), hn = sizeof(head) - 1 + channel_len + 1, tn,
+           en = event ? compact(NULL, text, *event) : 0, dn = compact(NULL, text, data);
     struct message *m;
     char *p;
 
-    next_id(ids, id, sizeof(id));
-    hn = (size_t)snprintf(head, sizeof(head), "{\"type\":\"event\",\"channel\":\"%.*s\"%s",
-                          (int)channel_len, channel, event ? ",\"event\":" : "");
-    tn = (size_t)snprintf(tail, sizeof(tail), ",\"ts\":%lld,\"data\":", (long long)now_ms);
-    m = message_draft(channel, channel_len, hn + en + 7 + strlen(id) + 1, tn + dn + 1);
+    if (event)
+        hn += sizeof(name) - 1;
+    p = fmt_str(tail, ",\"ts\":");
+    p = fmt_dec(p, now_ms > 0 ? (uint64_t)now_ms : 0);
+    p = fmt_str(p, ",\"data\":");
+    tn = (size_t)(p - tail);
+    m = message_draft(channel, channel_len, hn + en + 7 + idn + 1, tn + dn + 1);
     p = message_draft_head(m);
-    memcpy(p, head, hn);
-    p += hn;
+    p = fmt_mem(p, head, sizeof(head) - 1);
+    p = fmt_mem(p, channel, channel_len);
+    *p++ = '"';
     if (event) {
+        p = fmt_mem(p, name, sizeof(name) - 1);
         m->name_off = (uint16_t)hn;
         m->name_len = (uint16_t)en;
         p += compact(p, text, *event);
     }
-    p += sprintf(p, ",\"id\":\"%s\"", id);
+    p = fmt_str(p, ",\"id\":\"");
+    p = fmt_mem(p, id, idn);
+    *p = '"';
     p = message_draft_tail(m);
-    memcpy(p, tail, tn);
-    p += tn;
+    p = fmt_mem(p, tail, tn);
     p += compact(p, text, data);
     *p = '}';
     m->ts_ms = now_ms;
-    memcpy(m->id, id, strlen(id) + 1);
+    memcpy(m->id, id, idn + 1);
     return m;
 }
 
-/* Checks one event object; where = "" or " (item 3)" for the error text. */
-static int check_item(json_t *item, const char *where, char *err, size_t errlen)
+/* Checks one event object (a batch's caller adds " (item N)" to the error text). */
+static int check_item(json_t *item, char *err, size_t errlen)
 {
     const char *key;
     json_t *val, *ch, *ev;
 
     if (!json_is_object(item)) {
-        errbuf_set(err, errlen, "an event must be a JSON object%s", where);
+        errbuf_set(err, errlen, "an event must be a JSON object");
         return -1;
     }
     json_object_foreach(item, key, val)
     {
         if (strcmp(key, "channel") && strcmp(key, "event") && strcmp(key, "data")) {
-            errbuf_set(err, errlen, "unknown field \"%.64s\"%s", key, where);
+            errbuf_set(err, errlen, "unknown field \"%.64s\"", key);
             return -1;
         }
     }
     ch = json_object_get(item, "channel");
     if (!ch) {
-        errbuf_set(err, errlen, "\"channel\" is missing%s", where);
+        errbuf_set(err, errlen, "\"channel\" is missing");
         return -1;
     }
     if (!json_is_string(ch) ||
         !channel_name_is_valid(json_string_value(ch), json_string_length(ch))) {
-        errbuf_set(err, errlen, "\"channel\" must be 1 to 128 characters of A-Z a-z 0-9 _ - . :%s",
-                   where);
+        errbuf_set(err, errlen, "\"channel\" must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
         return -1;
     }
     if (channel_name_is_reserved(json_string_value(ch), json_string_length(ch))) {
-        errbuf_set(err, errlen, "channels starting with '$' belong to the hub%s", where);
+        errbuf_set(err, errlen, "channels starting with '$' belong to the hub");
         return -1;
     }
     ev = json_object_get(item, "event");
     if (ev && (!json_is_string(ev) || json_string_length(ev) < 1 ||
                json_string_length(ev) > EVENT_NAME_MAX)) {
-        errbuf_set(err, errlen, "\"event\" must be a string of 1 to %d bytes%s", EVENT_NAME_MAX,
-                   where);
+        errbuf_set(err, errlen, "\"event\" must be a string of 1 to %d bytes", EVENT_NAME_MAX);
         return -1;
     }
     if (!json_object_get(item, "data")) {
-        errbuf_set(err, errlen, "\"data\" is missing%s", where);
+        errbuf_set(err, errlen, "\"data\" is missing");
         return -1;
     }
     return 0;
@@ -221,7 +234,6 @@ int event_parse_publish(const char *body, size_t len, int64_t now_ms, struct eve
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     size_t count;
-    char where[32] = "";
 
     *out = NULL;
     *n = 0;
@@ -241,13 +253,17 @@ int event_parse_publish(const char *body, size_t len, int64_t now_ms, struct eve
             goto fail;
         }
         for (size_t i = 0; i < count; i++) {
-            snprintf(where, sizeof(where), " (item %zu)", i);
-            if (check_item(json_array_get(root, i), where, err, errlen) < 0)
+            if (check_item(json_array_get(root, i), err, errlen) < 0) {
+                size_t used = errlen ? strnlen(err, errlen) : 0;
+
+                if (used + 1 < errlen)
+                    snprintf(err + used, errlen - used, " (item %zu)", i);
                 goto fail;
+            }
         }
     } else {
         count = 1;
-        if (check_item(root, "", err, errlen) < 0)
+        if (check_item(root, err, errlen) < 0)
             goto fail;
     }
 

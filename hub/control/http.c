@@ -12,6 +12,7 @@
 #include "http.h"
 
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xalloc.h"
@@ -209,7 +210,8 @@ void http_respond(struct http_request *rq, int status, const char *extra_headers
                   const char *content_type, const char *body, size_t len)
 {
     struct http_conn *c = rq->conn;
-    int n;
+    const char *date, *connection;
+    char *p;
     size_t cap;
     bool head_only = rq->head.method == HTTP_HEAD;
 
@@ -222,21 +224,33 @@ void http_respond(struct http_request *rq, int status, const char *extra_headers
     }
     if (rq->head.wants_close || (c->reading == rq && rq->is_costly_to_skip))
         rq->close_after = true;
-    cap = 256 + (extra_headers ? strlen(extra_headers) : 0) + (head_only ? 0 : len);
-    rq->answer = xmalloc(cap);
-    n = snprintf(rq->answer, cap,
-                 "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
-                 reason_phrase(status), date_header(rq->srv),
-                 content_type ? content_type : "text/plain", len,
-                 rq->close_after                  ? "Connection: close\r\n"
+    if (!content_type)
+        content_type = "text/plain";
+    date = date_header(rq->srv);
+    connection = rq->close_after                  ? "Connection: close\r\n"
                  : rq->head.minor == 0 && rq->raw ? "Connection: keep-alive\r\n"
-                                                  : "",
-                 extra_headers ? extra_headers : "");
-    rq->answer_len = (size_t)n;
-    if (!head_only && len) {
-        memcpy(rq->answer + rq->answer_len, body, len);
-        rq->answer_len += len;
-    }
+                                                  : "";
+    cap = 160 + strlen(date) + strlen(content_type) + (extra_headers ? strlen(extra_headers) : 0) +
+          (head_only ? 0 : len);
+    p = rq->answer = xmalloc(cap);
+    p = fmt_str(p, "HTTP/1.1 ");
+    p = fmt_dec(p, (uint64_t)status);
+    *p++ = ' ';
+    p = fmt_str(p, reason_phrase(status)); /* at most 31 bytes */
+    p = fmt_str(p, "\r\n");
+    p = fmt_str(p, date);
+    p = fmt_str(p, "Content-Type: ");
+    p = fmt_str(p, content_type);
+    p = fmt_str(p, "\r\nContent-Length: ");
+    p = fmt_dec(p, len);
+    p = fmt_str(p, "\r\n");
+    p = fmt_str(p, connection); /* at most 24 bytes */
+    if (extra_headers)
+        p = fmt_str(p, extra_headers);
+    p = fmt_str(p, "\r\n");
+    if (!head_only && len)
+        p = fmt_mem(p, body, len);
+    rq->answer_len = (size_t)(p - rq->answer);
     release_answers(c);
     if (!c->is_walking)
         flush(c);
