@@ -19,18 +19,25 @@ static const char *written(char *buf, char *end)
     return buf;
 }
 
+/* fmt writes each of cases as snprintf's "%ll<conv>" does. */
+static void check_numbers(char *(*fmt)(char *, uint64_t), char conv, const uint64_t *cases,
+                          size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char buf[32], want[32];
+
+        memset(buf, '#', sizeof(buf));
+        snprintf(want, sizeof(want), conv == 'x' ? "%llx" : "%llu", (unsigned long long)cases[i]);
+        assert_string_equal(written(buf, fmt(buf, cases[i])), want);
+    }
+}
+
 static void decimal(void **state)
 {
     static const uint64_t cases[] = {0, 1, 9, 10, 99, 100, 4294967295u, 1700000000000u, UINT64_MAX};
 
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char buf[32], want[32];
-
-        memset(buf, '#', sizeof(buf));
-        snprintf(want, sizeof(want), "%llu", (unsigned long long)cases[i]);
-        assert_string_equal(written(buf, fmt_dec(buf, cases[i])), want);
-    }
+    check_numbers(fmt_dec, 'u', cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void hexadecimal(void **state)
@@ -38,13 +45,7 @@ static void hexadecimal(void **state)
     static const uint64_t cases[] = {0, 1, 15, 16, 255, 0xabcdef, 0x8000000000000000u, UINT64_MAX};
 
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char buf[32], want[32];
-
-        memset(buf, '#', sizeof(buf));
-        snprintf(want, sizeof(want), "%llx", (unsigned long long)cases[i]);
-        assert_string_equal(written(buf, fmt_hex(buf, cases[i])), want);
-    }
+    check_numbers(fmt_hex, 'x', cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void strings(void **state)
