@@ -7,17 +7,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 
 import { Herald } from '../../clients/js/herald.js';
+import { launchChromium } from './chromium.mjs';
 import { Hub, nextOf, uniqueChannel, waitFor } from './harness.mjs';
 
-const CHROMIUM = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
 const dir = mkdtempSync(join(tmpdir(), 'herald-tls-'));
 const certPath = join(dir, 'hub.crt');
 const keyPath = join(dir, 'hub.key');
@@ -89,29 +88,19 @@ describe('Node.js over wss', () => {
 });
 
 describe('the dashboard in Chromium over https', () => {
+  let browser;
   let context;
-  let profile;
 
   before(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`);
     /* trust this certificate only: the SHA-256 of its SubjectPublicKeyInfo */
     const spki = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
     const pin = createHash('sha256').update(spki).digest('base64');
-    profile = mkdtempSync(join(tmpdir(), 'herald-chromium-tls-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-             '--disable-background-networking', '--disable-component-update', '--disable-sync',
-             '--disable-quic', `--ignore-certificate-errors-spki-list=${pin}`],
-      timeout: 30000,
-    });
+    browser = await launchChromium({ args: [`--ignore-certificate-errors-spki-list=${pin}`] });
+    context = browser.context;
   });
 
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
   });
 
   test('the page over https, its herald.js over wss, an event in the feed', { timeout: 30000 }, async () => {
@@ -140,10 +129,9 @@ describe('the dashboard in Chromium over https', () => {
   });
 
   test('a certificate Chromium was not told to trust is refused', { timeout: 30000 }, async () => {
-    const other = await chromium.launch({ executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic'] });
+    const other = await launchChromium();
     try {
-      const page = await other.newPage();
+      const page = await other.context.newPage();
       await assert.rejects(page.goto(hub.pageUrl, { timeout: 10000 }), /ERR_CERT_AUTHORITY_INVALID/);
     } finally {
       await other.close();
