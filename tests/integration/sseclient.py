@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from util import T
+from util import HeadEOF, HeadTimeout, T, open_exchange, read_answer_body
 
 
 class SSERefused(AssertionError):
@@ -79,52 +79,24 @@ class SSE:
         SSERefused with the answer for any other status than 200."""
         timeout = T(5) if timeout is None else timeout
         port = _port_of(target)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
+                 "Accept: text/event-stream", "Cache-Control: no-cache"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
         try:
-            if rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            if source:
-                sock.bind((source, 0))
-            sock.settimeout(timeout)
-            sock.connect(("127.0.0.1", port))
-            lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-                     "Accept: text/event-stream", "Cache-Control: no-cache"]
-            for name, value in (headers or {}).items():
-                lines.append(f"{name}: {value}")
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-            deadline = time.monotonic() + timeout
-            data = b""
-            while b"\r\n\r\n" not in data:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise SSETimeout(f"no answer to GET {path} within {timeout:.1f}s")
-                sock.settimeout(remaining)
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise SSEEnded(f"connection closed before an answer to GET {path}")
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            head_lines = head.decode("latin-1").split("\r\n")
-            status = int(head_lines[0].split(" ", 2)[1])
-            rheaders = {}
-            for line in head_lines[1:]:
-                name, _, value = line.partition(":")
-                rheaders[name.strip().lower()] = value.strip()
-            if status != 200:
-                body = rest
-                want = int(rheaders.get("content-length", "0") or 0)
-                while len(body) < want and time.monotonic() < deadline:
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    body += chunk
-                raise SSERefused(status, rheaders, body)
-            sock.settimeout(timeout)
-            return cls(sock, rest, status, rheaders)
-        except BaseException:
-            sock.close()
-            raise
+            sock, status, rheaders, rest = open_exchange("127.0.0.1", port, request, timeout,
+                                                         source=source, rcvbuf=rcvbuf)
+        except HeadTimeout:
+            raise SSETimeout(f"no answer to GET {path} within {timeout:.1f}s") from None
+        except HeadEOF:
+            raise SSEEnded(f"connection closed before an answer to GET {path}") from None
+        if status != 200:
+            try:
+                raise SSERefused(status, rheaders, read_answer_body(sock, rheaders, rest, timeout))
+            finally:
+                sock.close()
+        return cls(sock, rest, status, rheaders)
 
     # -- reading ---------------------------------------------------------------------------
     def _fill(self, timeout):

@@ -9,6 +9,7 @@ import time
 import unittest
 
 from harness import Hub, HubTestCase, T, WS, metrics, publish_ok, unique_channel, wait_until
+from util import parse_answer_head
 
 KEY = "0123456789abcdef-api-server"
 
@@ -31,12 +32,7 @@ def read_answers(sock, n, timeout=None):
                 raise ConnectionError(f"closed after {len(out)} answers: {data[:200]!r}")
             data += chunk
         head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        status, headers = parse_answer_head(head)
         length = int(headers.get("content-length", 0))
         while len(rest) < length:
             sock.settimeout(max(0.01, deadline - time.monotonic()))

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 
-from util import T
+from util import HeadEOF, HeadTimeout, T, open_exchange, read_answer_body
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -135,50 +135,18 @@ class WS:
         TLS socket is then .sock, with its certificate, version and session."""
         timeout = T(5) if timeout is None else timeout
         host, port, path = _target_address(target, path)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        key, request = upgrade_request(host, port, path, headers)
         try:
-            if rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            if source:
-                sock.bind((source, 0))
-            sock.settimeout(timeout)
-            sock.connect((host, port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls is not None:
-                sock = tls.wrap_socket(sock, server_hostname=host)
-            key, request = upgrade_request(host, port, path, headers)
-            sock.sendall(request)
-            deadline = time.monotonic() + timeout
-            data = b""
-            while b"\r\n\r\n" not in data:
-                if len(data) > 65536:
-                    raise ProtocolError("handshake answer headers over 64 KiB")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WSTimeout(f"no handshake answer within {timeout:.1f}s")
-                sock.settimeout(remaining)
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionClosed("eof")
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            head_lines = head.decode("latin-1").split("\r\n")
-            parts = head_lines[0].split(" ", 2)
-            status = int(parts[1])
-            rheaders = {}
-            for line in head_lines[1:]:
-                name, _, value = line.partition(":")
-                rheaders[name.strip().lower()] = value.strip()
+            sock, status, rheaders, rest = open_exchange(host, port, request, timeout,
+                                                         source=source, rcvbuf=rcvbuf, tls=tls)
+        except HeadTimeout:
+            raise WSTimeout(f"no handshake answer within {timeout:.1f}s") from None
+        except HeadEOF:
+            raise ConnectionClosed("eof") from None
+        try:
             if status != 101:
-                body = rest
-                want = int(rheaders.get("content-length", "0") or 0)
-                while len(body) < want and time.monotonic() < deadline:
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    body += chunk
-                raise HandshakeError(status, rheaders, body)
+                raise HandshakeError(status, rheaders,
+                                     read_answer_body(sock, rheaders, rest, timeout))
             accept = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
             if rheaders.get("upgrade", "").lower() != "websocket":
                 raise ProtocolError(f"101 without Upgrade: websocket: {rheaders}")
@@ -188,7 +156,6 @@ class WS:
                 raise ProtocolError(f"bad Sec-WebSocket-Accept {rheaders.get('sec-websocket-accept')!r}")
             if rheaders.get("sec-websocket-extensions"):
                 raise ProtocolError("extension negotiated although none was offered")
-            sock.settimeout(timeout)
             return cls(sock, rest, rheaders)
         except BaseException:
             sock.close()
