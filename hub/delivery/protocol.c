@@ -1,15 +1,20 @@
 /* protocol.c -- client frames in, reply frames out, per SPEC.md's WebSocket protocol.
  * Client frames are small and rare next to events (the token bucket sees to that), so this
- * parses them with jansson and builds each reply as its own small message, queued behind
- * whatever events the connection already has so ordering holds. Pure apart from allocation. */
+ * parses them with jansson. Each reply is its own small message, queued behind whatever events
+ * the connection already has so ordering holds. The welcome, subscribed and plain replies are
+ * written without jansson (every connection gets them, a connect storm two each); errors, whose
+ * text may quote what a client sent, go through it. Pure apart from allocation. */
 #include "protocol.h"
 
 #include "channel.h"
 #include "common/errbuf.h"
+#include "common/fmt.h"
 #include "common/message.h"
+#include "common/xalloc.h"
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,42 +156,144 @@ static void add_ref(json_t *obj, const char *ref)
         json_object_set_new(obj, "ref", json_loads(ref, JSON_DECODE_ANY, NULL));
 }
 
+/* --- replies written as text ----------------------------------------------------------------
+ * Their strings are made or checked by the hub (connection ids, --instance-id, channel names,
+ * epochs: no quote, backslash or control character) and ref is the compact JSON jansson wrote
+ * when the command was parsed, so each goes out as it is: the bytes jansson would write. A
+ * string that would need escaping (none should) sends the reply through jansson instead. */
+
+static bool is_plain(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return false;
+    return true;
+}
+
+/* A reply of at most bound bytes: written into buf (its size) or, when larger, a heap scratch;
+ * text_end makes the message. */
+struct text {
+    char small[256];
+    char *start;
+};
+
+static char *text_begin(struct text *t, size_t bound)
+{
+    t->start = bound > sizeof(t->small) ? xmalloc(bound) : t->small;
+    return t->start;
+}
+
+static struct message *text_end(struct text *t, const char *end, const char *channel)
+{
+    struct message *m =
+        message_new(channel, channel ? strlen(channel) : 0, t->start, (size_t)(end - t->start));
+
+    if (t->start != t->small)
+        free(t->start);
+    return m;
+}
+
+static char *put_ref(char *p, const char *ref)
+{
+    if (ref) {
+        p = fmt_str(p, ",\"ref\":");
+        p = fmt_str(p, ref);
+    }
+    return p;
+}
+
+/* the literal text around the values, counted once for every reply: "{"type":"subscribed",
+ * "channel":"","epoch":"","seq":,"recovered":false,"ref":}" and less */
+#define TEXT_FIXED 96
+#define TEXT_DIGITS 20
+
 struct message *proto_welcome(const char *connection, const char *instance, unsigned heartbeat)
 {
-    json_t *obj = json_object();
+    struct text t;
+    char *p;
 
-    json_object_set_new(obj, "type", json_string("welcome"));
-    json_object_set_new(obj, "connection", json_string(connection));
-    json_object_set_new(obj, "instance", json_string(instance));
-    json_object_set_new(obj, "heartbeat", json_integer(heartbeat));
-    return dump(obj);
+    if (!is_plain(connection) || !is_plain(instance)) {
+        json_t *obj = json_object();
+
+        json_object_set_new(obj, "type", json_string("welcome"));
+        json_object_set_new(obj, "connection", json_string(connection));
+        json_object_set_new(obj, "instance", json_string(instance));
+        json_object_set_new(obj, "heartbeat", json_integer(heartbeat));
+        return dump(obj);
+    }
+    p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + strlen(connection) + strlen(instance));
+    p = fmt_str(p, "{\"type\":\"welcome\",\"connection\":\"");
+    p = fmt_str(p, connection);
+    p = fmt_str(p, "\",\"instance\":\"");
+    p = fmt_str(p, instance);
+    p = fmt_str(p, "\",\"heartbeat\":");
+    p = fmt_dec(p, heartbeat);
+    *p++ = '}';
+    return text_end(&t, p, NULL);
 }
 
 struct message *proto_reply(const char *type, const char *channel, const char *ref)
 {
-    json_t *obj = json_object();
+    struct text t;
+    char *p;
 
-    json_object_set_new(obj, "type", json_string(type));
-    if (channel)
-        json_object_set_new(obj, "channel", json_string(channel));
-    add_ref(obj, ref);
-    return dump(obj);
+    if (!is_plain(type) || !is_plain(channel)) {
+        json_t *obj = json_object();
+
+        json_object_set_new(obj, "type", json_string(type));
+        if (channel)
+            json_object_set_new(obj, "channel", json_string(channel));
+        add_ref(obj, ref);
+        return dump(obj);
+    }
+    p = text_begin(&t, TEXT_FIXED + strlen(type) + (channel ? strlen(channel) : 0) +
+                           (ref ? strlen(ref) : 0));
+    p = fmt_str(p, "{\"type\":\"");
+    p = fmt_str(p, type);
+    *p++ = '"';
+    if (channel) {
+        p = fmt_str(p, ",\"channel\":\"");
+        p = fmt_str(p, channel);
+        *p++ = '"';
+    }
+    p = put_ref(p, ref);
+    *p++ = '}';
+    return text_end(&t, p, NULL);
 }
 
 struct message *proto_subscribed(const char *channel, const char *epoch, uint64_t seq,
                                  int recovered, const char *ref)
 {
-    json_t *obj = json_object();
     struct message *m;
 
-    json_object_set_new(obj, "type", json_string("subscribed"));
-    json_object_set_new(obj, "channel", json_string(channel));
-    json_object_set_new(obj, "epoch", json_string(epoch));
-    json_object_set_new(obj, "seq", json_integer((json_int_t)seq));
-    if (recovered >= 0)
-        json_object_set_new(obj, "recovered", json_boolean(recovered));
-    add_ref(obj, ref);
-    m = dump_for(obj, channel);
+    if (!is_plain(channel) || !is_plain(epoch)) {
+        json_t *obj = json_object();
+
+        json_object_set_new(obj, "type", json_string("subscribed"));
+        json_object_set_new(obj, "channel", json_string(channel));
+        json_object_set_new(obj, "epoch", json_string(epoch));
+        json_object_set_new(obj, "seq", json_integer((json_int_t)seq));
+        if (recovered >= 0)
+            json_object_set_new(obj, "recovered", json_boolean(recovered));
+        add_ref(obj, ref);
+        m = dump_for(obj, channel);
+    } else {
+        struct text t;
+        char *p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + strlen(channel) + strlen(epoch) +
+                                     (ref ? strlen(ref) : 0));
+
+        p = fmt_str(p, "{\"type\":\"subscribed\",\"channel\":\"");
+        p = fmt_str(p, channel);
+        p = fmt_str(p, "\",\"epoch\":\"");
+        p = fmt_str(p, epoch);
+        p = fmt_str(p, "\",\"seq\":");
+        p = fmt_dec(p, seq);
+        if (recovered >= 0)
+            p = fmt_str(p, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+        p = put_ref(p, ref);
+        *p++ = '}';
+        m = text_end(&t, p, channel);
+    }
     snprintf(m->epoch, sizeof(m->epoch), "%s", epoch); /* the position it gives (SSE's id:) */
     m->seq = seq;
     return m;

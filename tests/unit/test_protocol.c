@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -247,6 +248,79 @@ static void welcome(void **state)
     message_unref(&m);
 }
 
+/* What jansson writes for the same reply, for the text path to match byte for byte. */
+static char *jansson_subscribed(const char *channel, const char *epoch, uint64_t seq, int recovered,
+                                const char *ref)
+{
+    json_t *obj = json_object();
+    char *out;
+
+    json_object_set_new(obj, "type", json_string("subscribed"));
+    json_object_set_new(obj, "channel", json_string(channel));
+    json_object_set_new(obj, "epoch", json_string(epoch));
+    json_object_set_new(obj, "seq", json_integer((json_int_t)seq));
+    if (recovered >= 0)
+        json_object_set_new(obj, "recovered", json_boolean(recovered));
+    if (ref)
+        json_object_set_new(obj, "ref", json_loads(ref, JSON_DECODE_ANY, NULL));
+    out = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    return out;
+}
+
+static void subscribed_as_jansson_writes_it(void **state)
+{
+    char long_channel[129], long_ref[600];
+    static const char *const refs[] = {NULL, "7", "\"r\"", "{\"a\":[1,2]}"};
+
+    (void)state;
+    memset(long_channel, 'c', 128);
+    long_channel[128] = '\0';
+    /* a ref past the reply's stack scratch */
+    memset(long_ref, 'x', sizeof(long_ref));
+    long_ref[0] = '"';
+    long_ref[sizeof(long_ref) - 2] = '"';
+    long_ref[sizeof(long_ref) - 1] = '\0';
+    for (int recovered = -1; recovered <= 1; recovered++) {
+        for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]) + 1; i++) {
+            const char *ref = i < sizeof(refs) / sizeof(refs[0]) ? refs[i] : long_ref;
+            struct message *m =
+                proto_subscribed(long_channel, "Fz9", UINT64_C(18446744073709), recovered, ref);
+            char *want =
+                jansson_subscribed(long_channel, "Fz9", UINT64_C(18446744073709), recovered, ref);
+
+            assert_int_equal(message_wire(m)[0], 0x81);
+            assert_string_equal(message_json(m), want);
+            assert_int_equal(strlen(message_json(m)), m->json_len);
+            assert_string_equal(m->channel, long_channel);
+            assert_string_equal(m->epoch, "Fz9");
+            assert_true(m->seq == UINT64_C(18446744073709));
+            free(want);
+            message_unref(&m);
+        }
+    }
+}
+
+/* A string that would need escaping (no caller passes one) still makes valid JSON. */
+static void strings_that_need_escaping(void **state)
+{
+    struct message *m = proto_welcome("c-1", "odd\"name\\", 5);
+    json_t *root = json_loads(message_json(m), 0, NULL);
+
+    (void)state;
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "instance")), "odd\"name\\");
+    json_decref(root);
+    message_unref(&m);
+    m = proto_reply("unsubscribed", "a\nb", "1");
+    root = json_loads(message_json(m), 0, NULL);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "channel")), "a\nb");
+    assert_int_equal(json_integer_value(json_object_get(root, "ref")), 1);
+    json_decref(root);
+    message_unref(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +331,8 @@ int main(void)
         cmocka_unit_test(replies_without_ref),
         cmocka_unit_test(bad_frames),
         cmocka_unit_test(welcome),
+        cmocka_unit_test(subscribed_as_jansson_writes_it),
+        cmocka_unit_test(strings_that_need_escaping),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
