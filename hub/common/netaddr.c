@@ -4,9 +4,11 @@
  * Trusted proxies are exact addresses or CIDR blocks. */
 #include "netaddr.h"
 
+#include "fmt.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,19 @@ struct netaddr_list {
     size_t n;
 };
 
+/* An IPv6 address in addr: IPv4-mapped (::ffff:a.b.c.d) is folded to IPv4 in place. Returns
+ * the family it is then. */
+static int fold_mapped(unsigned char addr[16])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (memcmp(addr, mapped, 12))
+        return AF_INET6;
+    memmove(addr, addr + 12, 4);
+    memset(addr + 4, 0, 12);
+    return AF_INET;
+}
+
 /* Parses text into family + 16 bytes, IPv4-mapped folded to IPv4. */
 static int parse(const char *s, size_t len, int *family, unsigned char addr[16])
 {
@@ -38,16 +53,40 @@ static int parse(const char *s, size_t len, int *family, unsigned char addr[16])
         return 0;
     }
     if (inet_pton(AF_INET6, buf, addr) == 1) {
-        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-        if (!memcmp(addr, mapped, 12)) {
-            memmove(addr, addr + 12, 4);
-            memset(addr + 4, 0, 12);
-            *family = AF_INET;
-        } else {
-            *family = AF_INET6;
-        }
+        *family = fold_mapped(addr);
         return 0;
+    }
+    return -1;
+}
+
+/* The text of family + addr. IPv4 is written here (glibc's inet_ntop formats it with sprintf,
+ * twice per connection on the accept path), in inet_ntop's form. */
+static int format(int family, const unsigned char addr[16], char out[NETADDR_STRLEN])
+{
+    char *p = out;
+
+    if (family != AF_INET)
+        return inet_ntop(family, addr, out, NETADDR_STRLEN) ? 0 : -1;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            *p++ = '.';
+        p = fmt_dec(p, addr[i]);
+    }
+    *p = '\0';
+    return 0;
+}
+
+int netaddr_from_sockaddr(const struct sockaddr *sa, char out[NETADDR_STRLEN])
+{
+    unsigned char addr[16] = {0};
+
+    if (sa->sa_family == AF_INET) {
+        memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return format(AF_INET, addr, out);
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        return format(fold_mapped(addr), addr, out);
     }
     return -1;
 }
@@ -65,7 +104,7 @@ int netaddr_normalize(const char *s, size_t len, char out[NETADDR_STRLEN])
         len--;
     if (parse(s, len, &family, addr) < 0)
         return -1;
-    return inet_ntop(family, addr, out, NETADDR_STRLEN) ? 0 : -1;
+    return format(family, addr, out);
 }
 
 struct netaddr_list *netaddr_list_parse(const char *list, char *err, size_t errlen)

@@ -12,6 +12,11 @@
  * a.b.c.d, IPv6 is compressed. Returns 0, or -1 when s is not an address. */
 int netaddr_normalize(const char *s, size_t len, char out[NETADDR_STRLEN]);
 
+struct sockaddr;
+/* The canonical text of a socket's address (AF_INET or AF_INET6), as netaddr_normalize writes
+ * it, without a round trip through text. Returns 0, or -1 for another family. */
+int netaddr_from_sockaddr(const struct sockaddr *sa, char out[NETADDR_STRLEN]);
+
 struct netaddr_list;
 /* Parses a comma list of addresses and CIDR blocks ("10.0.0.0/8,::1"). NULL with err set on a
  * bad entry. An empty or NULL list gives an empty list. */

@@ -21,7 +21,6 @@
 #include "sse_stream.h"
 #include "subscription.h"
 
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,17 +125,10 @@ static void peer_address(struct lws *wsi, char out[NETADDR_STRLEN])
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int fd = lws_get_socket_fd(wsi);
-    char raw[NETADDR_STRLEN] = "";
 
-    snprintf(out, NETADDR_STRLEN, "unknown");
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, raw, sizeof(raw));
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, raw, sizeof(raw));
-    if (netaddr_normalize(raw, strlen(raw), out) < 0)
-        snprintf(out, NETADDR_STRLEN, "%s", raw);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        netaddr_from_sockaddr((struct sockaddr *)&ss, out) < 0)
+        memcpy(out, "unknown", sizeof("unknown"));
 }
 
 int conn_http_error(struct lws *wsi, unsigned status, const char *code, const char *text)
