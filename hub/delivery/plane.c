@@ -162,6 +162,10 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
     for (struct conn *c = p->conns; c; c = c->next)
         conn_sweep(p, c, now, now_s);
     session_stats_roll(&p->stats, now);
+    if (session_jam_update(
+            &p->jam, atomic_load_explicit(&metrics.events_published, memory_order_relaxed),
+            atomic_load_explicit(&metrics.publish_overloaded, memory_order_relaxed), now))
+        writer_break_jam(p);
     lws_sul_schedule(p->ctx, 0, &p->sul_sweep, on_sweep, SWEEP_US);
 }
 

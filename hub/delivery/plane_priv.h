@@ -66,6 +66,7 @@ struct plane {
     struct conn **dirty;    /* connections whose queue turned non-empty this loop turn */
     size_t n_dirty, cap_dirty;
     struct session_stats stats; /* what this plane's sessions have queued */
+    struct session_jam jam;     /* the sweep's watch for a jam (writer_break_jam) */
     size_t overflow_bytes;      /* queued past this, events become pending gaps */
     struct overflow *overflow;  /* those gaps */
     ev_prepare prepare;         /* once per loop turn: writer_flush_dirty and the gauges */
@@ -152,6 +153,9 @@ size_t writer_take(struct plane *p, struct conn *c, unsigned char *out, size_t c
 void writer_flush_overflow(struct plane *p);
 /* The pacer's due entries: paced events whose slot has come. */
 void writer_pace(struct plane *p);
+/* In a jam (session_jam_update): when a reader of this plane is caught up, cuts the reader
+ * with the longest queue past its budget whose socket is choked (1013). The sweep calls it. */
+void writer_break_jam(struct plane *p);
 
 /* sse.c */
 /* LWS_CALLBACK_HTTP on /sse: admission, the query and Last-Event-ID, then the response's

@@ -237,6 +237,21 @@ void session_stats_roll(struct session_stats *st, int64_t now_ms)
     st->window_start_ms = now_ms;
 }
 
+bool session_jam_update(struct session_jam *j, uint64_t published, uint64_t refused, int64_t now_ms)
+{
+    if (published != j->published) {
+        j->since_ms = 0;
+    } else if (refused != j->refused) {
+        j->refused_ms = now_ms;
+        if (!j->since_ms)
+            j->since_ms = now_ms;
+    }
+    j->published = published;
+    j->refused = refused;
+    return j->since_ms && now_ms - j->since_ms >= SESSION_JAM_MS &&
+           now_ms - j->refused_ms <= SESSION_JAM_RECENT_MS;
+}
+
 static void set_closing(struct session *s, uint16_t code, const char *reason)
 {
     if (session_is_closing(s))

@@ -89,6 +89,23 @@ bool session_is_behind(struct session *s, size_t extra, int64_t now_ms);
 /* Closes the pace window once it is SESSION_PACE_WINDOW_MS old (the plane's sweep calls it). */
 void session_stats_roll(struct session_stats *st, int64_t now_ms);
 
+/* A jam: slow readers holding the backlog bound between them, the hub refusing every publish
+ * (503 overloaded) and taking none, so that the others have nothing to take and the pace the
+ * slow ones are compared with is their own. The plane's sweep feeds the instance's counters;
+ * it is a jam once none was taken and some were refused for SESSION_JAM_MS, the last refusal
+ * within SESSION_JAM_RECENT_MS (a publisher waiting out Retry-After: 1 still counts). */
+struct session_jam {
+    uint64_t published, refused; /* the counters as last seen */
+    int64_t since_ms;            /* since when none was taken and some refused; 0: not */
+    int64_t refused_ms;          /* when a refusal was last seen */
+};
+#define SESSION_JAM_MS 1000
+#define SESSION_JAM_RECENT_MS 2500
+/* Feeds the counters of events taken from publishers and of publishes refused as overloaded;
+ * returns whether the hub is jammed at now_ms (monotonic). */
+bool session_jam_update(struct session_jam *j, uint64_t published, uint64_t refused,
+                        int64_t now_ms);
+
 /* --- closing --- */
 
 /* Marks the session closing with code and reason (the first call wins) and drops its queue;

@@ -28,6 +28,7 @@
 #include "plane_priv.h"
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/message.h"
 #include "common/metrics.h"
@@ -38,9 +39,11 @@
 #include "subscription.h"
 #include "uring.h"
 
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 _Static_assert(LWS_PRE <= MESSAGE_PRE, "message headroom must cover LWS_PRE");
 
@@ -63,6 +66,61 @@ static void slow_consumer(struct conn *c)
     log_warn("ws", "conn %llu: slow consumer, %zu bytes queued, closing 1013",
              (unsigned long long)session_id(c->s), session_queue_bytes(c->s));
     conn_cut(c, 1013, "slow consumer", CLOSE_SLOW_CONSUMER, false, PLANE_CUT_GRACE_SECS);
+}
+
+/* --- a jam --------------------------------------------------------------------------------
+ * Slow readers can hold the backlog bound between them before any passes SESSION_LAG_CAP times
+ * its budget; the hub then refuses every publish, the others have nothing to take, and the
+ * pace the slow ones are compared with is their own (tests/bench/jam froze publishing for 7 to
+ * 12 s). Throughput cannot tell who is behind then; what is still unread can. A reader is
+ * caught up when nothing is queued for it and its socket holds less than a quarter of a budget
+ * unsent (SIOCOUTQ: autotuned kernel buffers differ by megabytes, so the queue alone would
+ * mislead). In a jam, if one reader of the plane is caught up, the reader with the longest
+ * queue past its budget whose socket is choked is behind it by any measure, and is cut, one a
+ * sweep, until publishes are taken again. Readers that stall together have no caught-up
+ * reader among them, and keep their connections. */
+#define JAM_PROBES 64 /* readers with empty queues asked, at most, a sweep */
+
+static bool is_caught_up(struct conn *c, size_t budget)
+{
+    int unsent = 0;
+    int fd;
+
+    if (session_queue_bytes(c->s) || is_choked(c))
+        return false;
+    fd = lws_get_socket_fd(c->wsi);
+    return fd >= 0 && ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent >= 0 &&
+           (size_t)unsent <= budget / 4;
+}
+
+void writer_break_jam(struct plane *p)
+{
+    size_t budget = p->cfg->send_queue_bytes;
+    struct conn *worst = NULL;
+    bool caught_up = false;
+    unsigned probes = 0;
+
+    for (struct conn *c = p->conns; c; c = c->next) {
+        size_t queued;
+
+        if (!c->s || !c->wsi || session_is_closing(c->s) || !session_channels(c->s)->n)
+            continue;
+        queued = session_queue_bytes(c->s);
+        if (queued > budget) {
+            if (!worst || queued > session_queue_bytes(worst->s))
+                worst = c;
+        } else if (!queued && !caught_up && probes < JAM_PROBES) {
+            probes++;
+            caught_up = is_caught_up(c, budget);
+        }
+    }
+    if (!worst || !caught_up || !is_choked(worst))
+        return;
+    log_warn("ws",
+             "plane %u: the hub refuses every publish and others are caught up: cutting "
+             "the reader furthest behind",
+             p->index);
+    slow_consumer(worst);
 }
 
 /* msg did not fit c's budget: cut a reader behind the others, else queue it over the budget.

@@ -164,6 +164,79 @@ class ReadersStallingTogetherTest(HubTestCase):
                 ws.close()
 
 
+class JamTest(HubTestCase):
+    def test_slow_readers_holding_the_bound_are_cut_and_publishing_goes_on(self):
+        """Slow readers (not stopped) that hold the backlog bound between them before any
+        passes four times its budget: the hub refused every publish, the fast reader had
+        nothing to take, and the pace the slow ones were compared with was their own, so none
+        was cut while publishing stayed frozen (7 to 12 s in tests/bench/jam). Now, once the
+        hub has refused every publish for a second while a reader is caught up, the reader
+        furthest behind is cut (1013): publishing goes on within seconds, and the fast reader
+        gets every event answered 202, in order."""
+        ch = unique_channel("jam")
+        pad = "j" * 2000
+        with Hub(send_queue_bytes=65536, max_backlog_bytes=1 << 20, max_message_bytes=16384,
+                 delivery_threads=1) as hub:
+            fast = BackgroundReader(WS.open(hub, channels=[ch]), "fast reader")
+            slow = [WS.open(hub, channels=[ch], rcvbuf=4096) for _ in range(8)]
+            stop = threading.Event()
+
+            def read_slowly(ws):  # 4 KiB every 50 ms, until the hub ends the connection
+                ws.sock.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        if not ws.sock.recv(4096):
+                            return
+                    except OSError:
+                        if stop.is_set():
+                            return
+                        continue
+                    time.sleep(0.05)
+
+            threads = [threading.Thread(target=read_slowly, args=(ws,), daemon=True)
+                       for ws in slow]
+            for t in threads:
+                t.start()
+            accepted, accepted_at, refused = [], [], 0
+            started = time.monotonic()
+            with Publisher(hub) as p:
+                n = 0
+                while time.monotonic() - started < T(10):
+                    delay = started + n / 800 - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    status, _, body = p.publish({"channel": ch, "data": {"i": n, "pad": pad}})
+                    if status == 202:
+                        accepted.append(n)
+                        accepted_at.append(time.monotonic())
+                    else:
+                        self.assertEqual(status, 503, body)
+                        self.assertEqual(body["error"], "overloaded", body)
+                        refused += 1
+                    n += 1
+            stop.set()
+            cut = metrics(hub).get("herald_disconnects_total", reason="slow_consumer")
+            ended = time.monotonic()
+            marks = [started] + accepted_at + [ended]  # the run's ends count as answers
+            longest = max(b - a for a, b in zip(marks, marks[1:]))
+            print(f"\n[jam] {n} publishes: {len(accepted)} accepted, {refused} refused; "
+                  f"longest time without a 202: {longest:.1f} s; {cut:.0f} slow readers cut",
+                  flush=True)
+            self.assertGreater(refused, 0, "the slow readers never held the backlog bound")
+            self.assertGreaterEqual(cut, 1, "no slow reader was cut")
+            self.assertLess(longest, T(4), "publishing stayed frozen")
+            fast.wait_for(lambda msgs: sum(m.get("type") == "event" for m in msgs)
+                          >= len(accepted), T(20), "every accepted event at the fast reader")
+            got = [m["data"]["i"] for m in fast.messages if m.get("type") == "event"]
+            self.assertEqual(got, accepted)
+            self.assertIsNone(fast.closed, "the fast reader was cut")
+            fast.stop()
+            for t in threads:
+                t.join(T(2))
+            for ws in slow:
+                ws.sock.close()
+
+
 class AdmittedBatchTest(HubTestCase):
     def test_a_batch_taken_on_an_idle_hub_is_delivered_whole(self):
         """A publish is taken while the backlog is under --max-backlog-bytes; what it adds

@@ -653,6 +653,25 @@ static void listen_only_is_pinged_every_heartbeat_and_never_silent(void **state)
     session_free(s);
 }
 
+/* A jam is a second of refusals with nothing taken, while refusals still come. */
+static void jam_is_refusals_with_nothing_taken(void **state)
+{
+    struct session_jam j = {0};
+    int64_t t = 10000;
+
+    (void)state;
+    assert_false(session_jam_update(&j, 5, 0, t));         /* publishes taken */
+    assert_false(session_jam_update(&j, 5, 3, t + 250));   /* refusals begin */
+    assert_false(session_jam_update(&j, 5, 9, t + 1000));  /* 750 ms of them */
+    assert_true(session_jam_update(&j, 5, 20, t + 1250));  /* a second: a jam */
+    assert_true(session_jam_update(&j, 5, 20, t + 2500));  /* a publisher waiting Retry-After */
+    assert_false(session_jam_update(&j, 6, 21, t + 2750)); /* one taken: over */
+    assert_false(session_jam_update(&j, 6, 30, t + 3000));
+    assert_true(session_jam_update(&j, 6, 40, t + 4000));
+    assert_false(session_jam_update(&j, 6, 40, t + 6750)); /* no refusal for 2.75 s: over */
+    assert_false(session_jam_update(&j, 6, 40, t + 9000)); /* an idle hub is not jammed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +690,7 @@ int main(void)
         cmocka_unit_test(plane_sum_and_pushing_over_the_budget),
         cmocka_unit_test(reader_far_below_the_pace_is_behind),
         cmocka_unit_test(readers_behind_together_are_cut_only_at_the_cap),
+        cmocka_unit_test(jam_is_refusals_with_nothing_taken),
         cmocka_unit_test(silent_peer_is_pinged_then_dropped),
         cmocka_unit_test(listen_only_is_pinged_every_heartbeat_and_never_silent),
     };
