@@ -850,14 +850,21 @@ static void on_read_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     struct broker_redis *r = q->r;
     struct history_result res;
     int64_t now = clock_wall_ms(), ttl_ms = (int64_t)r->cfg->history_ttl * 1000;
+    bool shaped;
 
     (void)ac;
     memset(&res, 0, sizeof(res));
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[1]->type != REDIS_REPLY_STRING) {
+    shaped = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+             reply->element[0]->type == REDIS_REPLY_STRING &&
+             reply->element[1]->type == REDIS_REPLY_STRING;
+    if (!shaped || !redis_wire_epoch_ok(reply->element[0]->str, reply->element[0]->len)) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             log_warn(r->tag, "the read script failed: %s", reply->str);
+        else if (shaped) /* it reaches replies and SSE ids: checked as the wire's epochs are */
+            log_warn(r->tag,
+                     "the read script answered an epoch no hub writes (1 to %d letters and "
+                     "digits): the channel's hash was written by something else",
+                     MESSAGE_EPOCH_MAX);
         if (!r->is_closing)
             q->cb("Redis did not answer the read", NULL, q->arg);
         free(q);

@@ -133,21 +133,16 @@ void proto_cmd_clear(struct proto_cmd *cmd)
     cmd->ref = NULL;
 }
 
-/* channel may be NULL: a reply about no channel. */
-static struct message *dump_for(json_t *obj, const char *channel)
+/* A reply jansson writes (an error, whose text may quote what a client sent). */
+static struct message *dump(json_t *obj)
 {
     size_t len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    struct message *m = message_alloc(channel, channel ? strlen(channel) : 0, len);
+    struct message *m = message_alloc(NULL, 0, len);
 
     json_dumpb(obj, message_json(m), len, JSON_COMPACT);
     message_seal(m);
     json_decref(obj);
     return m;
-}
-
-static struct message *dump(json_t *obj)
-{
-    return dump_for(obj, NULL);
 }
 
 static void add_ref(json_t *obj, const char *ref)
@@ -158,24 +153,23 @@ static void add_ref(json_t *obj, const char *ref)
 
 /* --- replies written as text ----------------------------------------------------------------
  * Their strings are made or checked by the hub (connection ids, --instance-id, channel names,
- * epochs: no quote, backslash or control character) and ref is the compact JSON jansson wrote
- * when the command was parsed, so each goes out as it is: the bytes jansson would write. A
- * string that would need escaping (none should) sends the reply through jansson instead. */
+ * epochs) and need no escaping, so each is copied between quotes: the bytes jansson would
+ * write. One that does need it (none should) is escaped by jansson (put_string). ref is the
+ * compact JSON jansson wrote when the command was parsed, copied as it is. */
 
-static bool is_plain(const char *s)
-{
-    for (; s && *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-            return false;
-    return true;
-}
-
-/* A reply of at most bound bytes: written into buf (its size) or, when larger, a heap scratch;
+/* A reply of at most bound bytes: written into small or, when larger, a heap scratch;
  * text_end makes the message. */
 struct text {
     char small[256];
     char *start;
 };
+
+/* the literal text around the values, counted once for every reply: "{"type":,"channel":,
+ * "epoch":,"seq":,"recovered":false,"ref":}" and less */
+#define TEXT_FIXED 96
+#define TEXT_DIGITS 20
+/* room for a string of n bytes as JSON: \u00XX is the longest escape */
+#define TEXT_STRING(n) (6 * (n) + 2)
 
 static char *text_begin(struct text *t, size_t bound)
 {
@@ -193,6 +187,32 @@ static struct message *text_end(struct text *t, const char *end, const char *cha
     return m;
 }
 
+static bool is_plain(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20)
+            return false;
+    return true;
+}
+
+/* s as a JSON string, with room for TEXT_STRING(strlen(s)) bytes at p. */
+static char *put_string(char *p, const char *s)
+{
+    size_t n = strlen(s), w;
+    json_t *v;
+
+    if (is_plain(s, n)) {
+        *p++ = '"';
+        p = fmt_mem(p, s, n);
+        *p++ = '"';
+        return p;
+    }
+    v = json_stringn_nocheck(s, n);
+    w = json_dumpb(v, p, TEXT_STRING(n), JSON_ENCODE_ANY);
+    json_decref(v);
+    return w ? p + w : fmt_str(p, "\"\""); /* not UTF-8: jansson writes nothing */
+}
+
 static char *put_ref(char *p, const char *ref)
 {
     if (ref) {
@@ -202,31 +222,17 @@ static char *put_ref(char *p, const char *ref)
     return p;
 }
 
-/* the literal text around the values, counted once for every reply: "{"type":"subscribed",
- * "channel":"","epoch":"","seq":,"recovered":false,"ref":}" and less */
-#define TEXT_FIXED 96
-#define TEXT_DIGITS 20
-
 struct message *proto_welcome(const char *connection, const char *instance, unsigned heartbeat)
 {
     struct text t;
-    char *p;
+    char *p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + TEXT_STRING(strlen(connection)) +
+                                 TEXT_STRING(strlen(instance)));
 
-    if (!is_plain(connection) || !is_plain(instance)) {
-        json_t *obj = json_object();
-
-        json_object_set_new(obj, "type", json_string("welcome"));
-        json_object_set_new(obj, "connection", json_string(connection));
-        json_object_set_new(obj, "instance", json_string(instance));
-        json_object_set_new(obj, "heartbeat", json_integer(heartbeat));
-        return dump(obj);
-    }
-    p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + strlen(connection) + strlen(instance));
-    p = fmt_str(p, "{\"type\":\"welcome\",\"connection\":\"");
-    p = fmt_str(p, connection);
-    p = fmt_str(p, "\",\"instance\":\"");
-    p = fmt_str(p, instance);
-    p = fmt_str(p, "\",\"heartbeat\":");
+    p = fmt_str(p, "{\"type\":\"welcome\",\"connection\":");
+    p = put_string(p, connection);
+    p = fmt_str(p, ",\"instance\":");
+    p = put_string(p, instance);
+    p = fmt_str(p, ",\"heartbeat\":");
     p = fmt_dec(p, heartbeat);
     *p++ = '}';
     return text_end(&t, p, NULL);
@@ -235,26 +241,15 @@ struct message *proto_welcome(const char *connection, const char *instance, unsi
 struct message *proto_reply(const char *type, const char *channel, const char *ref)
 {
     struct text t;
-    char *p;
+    char *p =
+        text_begin(&t, TEXT_FIXED + TEXT_STRING(strlen(type)) +
+                           (channel ? TEXT_STRING(strlen(channel)) : 0) + (ref ? strlen(ref) : 0));
 
-    if (!is_plain(type) || !is_plain(channel)) {
-        json_t *obj = json_object();
-
-        json_object_set_new(obj, "type", json_string(type));
-        if (channel)
-            json_object_set_new(obj, "channel", json_string(channel));
-        add_ref(obj, ref);
-        return dump(obj);
-    }
-    p = text_begin(&t, TEXT_FIXED + strlen(type) + (channel ? strlen(channel) : 0) +
-                           (ref ? strlen(ref) : 0));
-    p = fmt_str(p, "{\"type\":\"");
-    p = fmt_str(p, type);
-    *p++ = '"';
+    p = fmt_str(p, "{\"type\":");
+    p = put_string(p, type);
     if (channel) {
-        p = fmt_str(p, ",\"channel\":\"");
-        p = fmt_str(p, channel);
-        *p++ = '"';
+        p = fmt_str(p, ",\"channel\":");
+        p = put_string(p, channel);
     }
     p = put_ref(p, ref);
     *p++ = '}';
@@ -264,36 +259,22 @@ struct message *proto_reply(const char *type, const char *channel, const char *r
 struct message *proto_subscribed(const char *channel, const char *epoch, uint64_t seq,
                                  int recovered, const char *ref)
 {
+    struct text t;
     struct message *m;
+    char *p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + TEXT_STRING(strlen(channel)) +
+                                 TEXT_STRING(strlen(epoch)) + (ref ? strlen(ref) : 0));
 
-    if (!is_plain(channel) || !is_plain(epoch)) {
-        json_t *obj = json_object();
-
-        json_object_set_new(obj, "type", json_string("subscribed"));
-        json_object_set_new(obj, "channel", json_string(channel));
-        json_object_set_new(obj, "epoch", json_string(epoch));
-        json_object_set_new(obj, "seq", json_integer((json_int_t)seq));
-        if (recovered >= 0)
-            json_object_set_new(obj, "recovered", json_boolean(recovered));
-        add_ref(obj, ref);
-        m = dump_for(obj, channel);
-    } else {
-        struct text t;
-        char *p = text_begin(&t, TEXT_FIXED + TEXT_DIGITS + strlen(channel) + strlen(epoch) +
-                                     (ref ? strlen(ref) : 0));
-
-        p = fmt_str(p, "{\"type\":\"subscribed\",\"channel\":\"");
-        p = fmt_str(p, channel);
-        p = fmt_str(p, "\",\"epoch\":\"");
-        p = fmt_str(p, epoch);
-        p = fmt_str(p, "\",\"seq\":");
-        p = fmt_dec(p, seq);
-        if (recovered >= 0)
-            p = fmt_str(p, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
-        p = put_ref(p, ref);
-        *p++ = '}';
-        m = text_end(&t, p, channel);
-    }
+    p = fmt_str(p, "{\"type\":\"subscribed\",\"channel\":");
+    p = put_string(p, channel);
+    p = fmt_str(p, ",\"epoch\":");
+    p = put_string(p, epoch);
+    p = fmt_str(p, ",\"seq\":");
+    p = fmt_dec(p, seq);
+    if (recovered >= 0)
+        p = fmt_str(p, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+    p = put_ref(p, ref);
+    *p++ = '}';
+    m = text_end(&t, p, channel);
     snprintf(m->epoch, sizeof(m->epoch), "%s", epoch); /* the position it gives (SSE's id:) */
     m->seq = seq;
     return m;

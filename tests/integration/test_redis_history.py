@@ -288,6 +288,19 @@ class RedisHistoryTest(RedisTestCase):
                 self.assertEqual((answer["recovered"], answer["epoch"], answer["seq"]),
                                  (False, reset["epoch"], 1))
 
+    def test_an_epoch_no_hub_wrote_is_not_passed_on(self):
+        """The epoch read back from a channel's hash reaches subscribed replies and SSE ids:
+        one that is not 1 to 24 letters and digits (written by something else on Redis) is
+        refused like an unanswered read, never sent."""
+        ch = unique_channel("badepoch")
+        with Cluster(self.redis, 1) as cluster:
+            publish_ok(cluster[0], ch, "first")
+            self.redis.call("HSET", f"{cluster.channel}:ch:{ch}", "e", 'x"\nid: 9')
+            status, _, body = get(cluster[0], f"/history?channel={ch}&last=1")
+            self.assertEqual(status, 503, body)
+            self.assertNotIn("id: 9", json.dumps(body))
+            self.assertTrue(log_lines(cluster[0], "an epoch no hub writes"))
+
 
 if __name__ == "__main__":
     unittest.main()
