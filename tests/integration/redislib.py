@@ -14,6 +14,7 @@ Every wait is bounded; every process started here is killed at exit if still run
 (hubproc.live_procs).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -345,6 +346,35 @@ def log_lines(hub, *needles, level=None):
         if all(n in line for n in needles):
             out.append(line)
     return out
+
+
+def kill_subscription(redis, hub):
+    """CLIENT KILL of hub's subscribed link on redis (found by its CLIENT SETNAME)."""
+    listing = redis.call("CLIENT", "LIST")
+    if isinstance(listing, bytes):
+        listing = listing.decode()
+    for line in listing.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("name") == f"herald-{hub.instance_id}-sub":
+            redis.call("CLIENT", "KILL", "ID", fields["id"])
+            return
+    raise AssertionError(f"no subscription of {hub.instance_id} in CLIENT LIST:\n{listing}")
+
+
+@contextlib.contextmanager
+def subscription_cut(redis, hub):
+    """While the block runs, hub hears nothing: the server's user may not SUBSCRIBE (links
+    already subscribed keep theirs), then hub's subscribed link is killed, and each of its
+    reconnects is refused (NOPERM) until the block ends. Killing the link every 10 ms instead
+    left windows in which it was back and heard the events: CI saw such a run, with no hole
+    big enough for a gap."""
+    user = redis.user or "default"
+    redis.call("ACL", "SETUSER", user, "-subscribe")
+    try:
+        kill_subscription(redis, hub)
+        yield
+    finally:
+        redis.call("ACL", "SETUSER", user, "+subscribe")
 
 
 # --------------------------------------------------------------------------------------

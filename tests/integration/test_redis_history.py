@@ -4,7 +4,6 @@ hub, GET /history from Redis, idempotency keys cluster-wide, holes in the number
 subscription killed while events go on) repaired from history before later events, a gap
 when history cannot fill them, and a Redis that lost its keys announced as a new epoch."""
 
-import contextlib
 import json
 import threading
 import time
@@ -12,7 +11,8 @@ import unittest
 
 from harness import (Hub, HubTestCase, T, WS, WSTimeout, get, metrics, publish, publish_ok,
                      unique_channel, wait_until)
-from redislib import Cluster, RedisServer, RedisTestCase, log_lines, redis_call, wait_ready
+from redislib import (Cluster, RedisServer, RedisTestCase, kill_subscription, log_lines, redis_call,
+                      subscription_cut, wait_ready)
 
 
 def subscribe(ws, channel, **extra):
@@ -20,35 +20,6 @@ def subscribe(ws, channel, **extra):
     frame.update(extra)
     ws.send_json(frame)
     return ws.recv_until(lambda m: m.get("ref") == channel, T(5))
-
-
-def kill_subscription(redis, hub):
-    """CLIENT KILL of hub's subscribed link (found by its CLIENT SETNAME)."""
-    listing = redis.call("CLIENT", "LIST")
-    if isinstance(listing, bytes):
-        listing = listing.decode()
-    for line in listing.splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if fields.get("name") == f"herald-{hub.instance_id}-sub":
-            redis.call("CLIENT", "KILL", "ID", fields["id"])
-            return
-    raise AssertionError(f"no subscription of {hub.instance_id} in CLIENT LIST:\n{listing}")
-
-
-@contextlib.contextmanager
-def subscription_cut(redis, hub):
-    """While the block runs, hub hears nothing: the server's user may not SUBSCRIBE (links
-    already subscribed keep theirs), then hub's subscribed link is killed, and each of its
-    reconnects is refused (NOPERM) until the block ends. Killing the link every 10 ms instead
-    left windows in which it was back and heard the events: CI saw such a run, with no hole
-    big enough for a gap."""
-    user = redis.user or "default"
-    redis.call("ACL", "SETUSER", user, "-subscribe")
-    try:
-        kill_subscription(redis, hub)
-        yield
-    finally:
-        redis.call("ACL", "SETUSER", user, "+subscribe")
 
 
 class Publishing:

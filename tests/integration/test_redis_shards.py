@@ -15,7 +15,7 @@ import unittest
 
 from harness import (Hub, HubTestCase, T, WS, get, metrics, publish, publish_ok, recv_many,
                      stats, unique_channel, wait_until)
-from redislib import Cluster, RedisServer, log_lines, wait_ready, wait_status
+from redislib import Cluster, RedisServer, kill_subscription, log_lines, wait_ready, wait_status
 
 SHARDS = 3
 PASSWORD = "s3cret-shard-pw"  # shard 1 wants it: it must never show outside the URL
@@ -60,17 +60,6 @@ def ready_body(hub):
 def shard_ready(hub, shard):
     _, body = ready_body(hub)
     return body["shards"][shard]["ready"]
-
-
-def kill_subscription(redis, hub):
-    """CLIENT KILL of hub's subscribed link on redis (found by its CLIENT SETNAME)."""
-    listing = redis.call("CLIENT", "LIST").decode()
-    for line in listing.splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if fields.get("name") == f"herald-{hub.instance_id}-sub":
-            redis.call("CLIENT", "KILL", "ID", fields["id"])
-            return
-    raise AssertionError(f"no subscription of {hub.instance_id} in CLIENT LIST:\n{listing}")
 
 
 class RedisShardsTest(HubTestCase):

@@ -27,7 +27,7 @@ import urllib.parse
 from harness import (Hub, HubTestCase, Publisher, T, WS, metrics, publish, publish_ok,
                      unique_channel, wait_until)
 from authlib import mint, new_secret
-from redislib import RedisTestCase
+from redislib import Cluster, RedisTestCase, subscription_cut
 from sseclient import SSE, SSEEnded, SSERefused, SSETimeout
 
 SECRET_FILE, _ = new_secret("test_sse.secret")
@@ -556,8 +556,6 @@ class SlowReaderTest(HubTestCase):
 
 class RedisStreamTest(RedisTestCase):
     def test_a_reset_and_a_gap_reach_the_stream_and_move_its_cursor(self):
-        from redislib import Cluster
-        from test_redis_history import subscription_cut
         ch = unique_channel("sse-redis")
         with Cluster(self.redis, 2, history_size=3) as cluster:
             sse, subs = open_stream(cluster[1], [ch])
