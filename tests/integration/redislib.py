@@ -350,9 +350,7 @@ def log_lines(hub, *needles, level=None):
 
 def kill_subscription(redis, hub):
     """CLIENT KILL of hub's subscribed link on redis (found by its CLIENT SETNAME)."""
-    listing = redis.call("CLIENT", "LIST")
-    if isinstance(listing, bytes):
-        listing = listing.decode()
+    listing = redis.call("CLIENT", "LIST").decode()  # a bulk reply: always bytes
     for line in listing.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         if fields.get("name") == f"herald-{hub.instance_id}-sub":
@@ -365,9 +363,8 @@ def kill_subscription(redis, hub):
 def subscription_cut(redis, hub):
     """While the block runs, hub hears nothing: the server's user may not SUBSCRIBE (links
     already subscribed keep theirs), then hub's subscribed link is killed, and each of its
-    reconnects is refused (NOPERM) until the block ends. Killing the link every 10 ms instead
-    left windows in which it was back and heard the events: CI saw such a run, with no hole
-    big enough for a gap."""
+    reconnects is refused (NOPERM) until the block ends. (Killing the link over and over
+    instead leaves windows in which it is back and hears the events.)"""
     user = redis.user or "default"
     redis.call("ACL", "SETUSER", user, "-subscribe")
     try:
